@@ -1,0 +1,74 @@
+"""Every config field of dcrn_jax, with its default. Experiment configs import this and override.
+
+The returned config is locked: assigning a key that is not defined here (in a config file or with
+`--config.some.key=value` on the command line) is an error that names the valid keys, and a value
+of the wrong type is refused. Add a field here first if an experiment needs a new one.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+
+  config.seed = 0  # All randomness (init, data order, dropout) derives from it.
+  config.batch_size = 32  # Global batch: split over every device of every process.
+  config.eval_batch_size = 64  # Global; the last partial batch is padded and masked.
+  config.num_train_steps = 1000
+  config.log_every_steps = 50
+  config.eval_every_steps = 500  # 0: evaluate only at the end.
+  config.checkpoint_every_steps = 250
+  config.max_checkpoints_to_keep = 3
+  config.eval_checkpoint_step = -1  # --mode=eval restores this step; -1 means the latest.
+  config.label_smoothing = 0.0
+  config.progress_bar = True  # A live line on a terminal; periodic lines otherwise.
+
+  config.model = ml_collections.ConfigDict()
+  # One of: cnn, cnn_gru, cnn_lstm, convlstm, row_lstm (see dcrn_jax/models/classifiers.py).
+  config.model.name = "cnn_gru"
+  config.model.conv_features = (16, 32, 64)  # One 3x3 conv + 2x2 max-pool block per entry.
+  config.model.convs_per_block = 1
+  config.model.embed_dim = 128  # Dense projection of each frame's feature map (0: none).
+  config.model.hidden_size = 128  # GRU/LSTM state size (per layer).
+  config.model.num_layers = 1  # Stacked recurrent layers.
+  config.model.convlstm_features = (32, 32)  # One ConvLSTM layer per entry.
+  config.model.convlstm_kernel = 3
+  config.model.stem_stride = 2  # ConvLSTM: strided conv that shrinks frames before the recurrence.
+  config.model.head_hidden = 0  # Hidden dense layer in the classifier head (0: none).
+  config.model.dropout = 0.0
+  config.model.batch_norm = False
+  config.model.dtype = "float32"  # Compute dtype: float32 or bfloat16 (parameters stay float32).
+
+  config.data = ml_collections.ConfigDict()
+  # moving_digits (ours, offline), any TFDS image dataset such as cifar10, or synthetic.
+  config.data.name = "moving_digits"
+  config.data.data_dir = ""  # TFDS data dir; empty: TFDS's default (~/tensorflow_datasets).
+  config.data.train_split = "train"
+  config.data.eval_split = "test"
+  config.data.shuffle_buffer = 10_000
+  config.data.prefetch_batches = 2
+  # moving_digits: clip shape and content (each combination is prepared once into data_dir).
+  config.data.num_frames = 10
+  config.data.image_size = 64
+  config.data.num_digits = 1
+  config.data.num_train_examples = 8000
+  config.data.num_test_examples = 1000
+  # synthetic: random inputs of this shape, nothing read from disk (for timing on any machine).
+  config.data.synthetic_shape = (10, 64, 64, 1)
+  config.data.synthetic_num_classes = 8
+  config.data.synthetic_num_examples = 1024
+
+  config.optim = ml_collections.ConfigDict()
+  config.optim.optimizer = "adam"  # adam, adamw, sgd, rmsprop
+  config.optim.learning_rate = 1e-3  # Peak learning rate.
+  config.optim.schedule = "warmup_cosine"  # constant, cosine, warmup_cosine, piecewise
+  config.optim.warmup_steps = 50
+  config.optim.end_lr_factor = 0.0  # Cosine ends at learning_rate * end_lr_factor.
+  config.optim.boundaries = ()  # piecewise: steps at which the rate is multiplied by `decay_factor`.
+  config.optim.decay_factor = 0.1
+  config.optim.momentum = 0.9  # sgd (Nesterov off) and rmsprop.
+  config.optim.weight_decay = 0.0  # Decoupled for adamw; L2 added to gradients otherwise.
+  config.optim.grad_clip_norm = 1.0  # Global-norm clipping; 0 disables it.
+
+  config.lock()
+  return config
