@@ -33,7 +33,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.num_layers = 1  # Stacked recurrent layers.
   config.model.convlstm_features = (32, 32)  # One ConvLSTM layer per entry.
   config.model.convlstm_kernel = 3
-  config.model.stem_stride = 2  # ConvLSTM: strided conv that shrinks frames before the recurrence.
+  # A conv of this stride (and kernel) that shrinks frames first; 1: none (the ConvLSTM model
+  # always has a stem conv, of stride 1 then). Encoders give it conv_features[0] channels.
+  config.model.stem_stride = 1
   config.model.head_hidden = 0  # Hidden dense layer in the classifier head (0: none).
   config.model.dropout = 0.0
   config.model.batch_norm = False

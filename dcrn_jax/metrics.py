@@ -1,0 +1,128 @@
+"""Metric writers (metrics.jsonl, TensorBoard) and the progress line. Only process 0 writes."""
+
+import json
+import math
+import os
+import sys
+import time
+
+import jax
+import numpy as np
+
+
+def mean_metrics(per_step: list[dict]) -> dict[str, float]:
+  """Averages a list of per-step metric dicts (device arrays are fetched once, together)."""
+  fetched = jax.device_get(per_step)
+  return {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
+
+
+def finalize_eval(sums: dict) -> dict[str, float]:
+  """Eval sums (loss, hits, count) -> means over the real examples, plus `num_examples`."""
+  sums = {k: float(v) for k, v in jax.device_get(sums).items()}
+  count = sums.pop("count")
+  out = {k: v / max(count, 1.0) for k, v in sums.items()}
+  out["num_examples"] = int(count)
+  return out
+
+
+class MetricWriter:
+  """Appends {'step', 'split', metrics...} lines to WORKDIR/metrics.jsonl and TensorBoard events
+  under WORKDIR/tensorboard/<split>. A no-op on processes other than 0."""
+
+  def __init__(self, workdir: str):
+    self._enabled = jax.process_index() == 0
+    self._workdir = workdir
+    self._tb = {}
+    if self._enabled:
+      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
+
+  def _tensorboard(self, split):
+    if split not in self._tb:
+      try:
+        from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      except ImportError:  # Optional on machines without it (e.g. a bare GPU box).
+        self._tb[split] = None
+      else:
+        self._tb[split] = SummaryWriter(os.path.join(self._workdir, "tensorboard", split))
+    return self._tb[split]
+
+  def write(self, step: int, split: str, metrics: dict):
+    if not self._enabled:
+      return
+    record = {"step": int(step), "split": split}
+    record.update({k: (float(v) if isinstance(v, (float, np.floating)) else v)
+                   for k, v in metrics.items()})
+    self._jsonl.write(json.dumps(record) + "\n")
+    self._jsonl.flush()
+    tb = self._tensorboard(split)
+    if tb is not None:
+      for k, v in metrics.items():
+        if isinstance(v, (int, float, np.number)):
+          tb.add_scalar(k, float(v), int(step))
+      tb.flush()
+
+  def close(self):
+    if self._enabled:
+      self._jsonl.close()
+      for tb in self._tb.values():
+        if tb is not None:
+          tb.close()
+
+
+def format_duration(seconds: float) -> str:
+  if not math.isfinite(seconds):
+    return "?"
+  seconds = int(round(seconds))
+  h, rem = divmod(seconds, 3600)
+  m, s = divmod(rem, 60)
+  return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def format_metrics(metrics: dict) -> str:
+  names = {"loss": "loss", "accuracy": "acc", "top5_accuracy": "top5", "learning_rate": "lr",
+           "grad_norm": "gnorm"}
+  parts = []
+  for k, short in names.items():
+    if k in metrics:
+      v = metrics[k]
+      parts.append(f"{short} {v:.2e}" if k == "learning_rate" else f"{short} {v:.4f}")
+  return " | ".join(parts)
+
+
+class Progress:
+  """Step, steps/s and ETA: a live line on a terminal, plus a permanent line at each log step.
+
+  Steps/s is measured between log points on the host, without waiting for the device each step.
+  """
+
+  def __init__(self, start_step: int, total_steps: int, *, live: bool = True):
+    self._enabled = jax.process_index() == 0
+    self._live = live and self._enabled and sys.stdout.isatty()
+    self._total = total_steps
+    self._last_step, self._last_time = start_step, time.perf_counter()
+    self.steps_per_sec = float("nan")
+
+  def mark(self, step: int) -> float:
+    """Call after the step's results are on the host: updates and returns steps/s."""
+    now = time.perf_counter()
+    if step > self._last_step:
+      self.steps_per_sec = (step - self._last_step) / max(now - self._last_time, 1e-9)
+    self._last_step, self._last_time = step, now
+    return self.steps_per_sec
+
+  def eta(self, step: int) -> str:
+    return format_duration((self._total - step) / self.steps_per_sec
+                           if self.steps_per_sec > 0 else float("nan"))
+
+  def tick(self, step: int):
+    if self._live:
+      sys.stdout.write(f"\rstep {step}/{self._total}")
+      sys.stdout.flush()
+
+  def log(self, step: int, metrics: dict, split: str = "train"):
+    if not self._enabled:
+      return
+    line = f"[{split}] step {step}/{self._total} | {format_metrics(metrics)}"
+    if split == "train":
+      line += f" | {self.steps_per_sec:.2f} steps/s | ETA {self.eta(step)}"
+    print(("\r" if self._live else "") + line, flush=True)

@@ -1,0 +1,60 @@
+"""The TrainState pytree and its creation directly with its sharding."""
+
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+from jax.sharding import Mesh
+
+from dcrn_jax import parallel
+
+
+class TrainState(struct.PyTreeNode):
+  """Everything a train step reads and writes. Randomness is not stored: it derives from
+  `config.seed` folded with `step`, so a resumed run draws the same keys."""
+
+  step: jax.Array
+  params: Any
+  batch_stats: Any  # Batch-norm running statistics ({} when the model has none).
+  opt_state: Any
+  apply_fn: Callable = struct.field(pytree_node=False)
+  tx: optax.GradientTransformation = struct.field(pytree_node=False)
+
+  @property
+  def variables(self) -> dict:
+    return {"params": self.params, "batch_stats": self.batch_stats}
+
+
+def init_variables(model: nn.Module, input_shape: Sequence[int], rng: jax.Array) -> dict:
+  """Model variables for examples of `input_shape` (no batch dim): params and batch_stats."""
+  dummy = jnp.zeros((1,) + tuple(input_shape), jnp.float32)
+  variables = model.init({"params": rng}, dummy, train=False)
+  return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+
+
+def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
+                       input_shape: Sequence[int], rng: jax.Array, mesh: Mesh):
+  """Returns (state, state_sharding): parameters are created already replicated on `mesh`.
+
+  `jax.eval_shape` gives the structure without allocating anything, so the jitted init can
+  place every leaf where it belongs straight away (no host copy, no later resharding).
+  """
+
+  def init(rng):
+    variables = init_variables(model, input_shape, rng)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
+                      batch_stats=variables["batch_stats"],
+                      opt_state=tx.init(variables["params"]), apply_fn=model.apply, tx=tx)
+
+  abstract = jax.eval_shape(init, rng)
+  sharding = jax.tree.map(lambda _: parallel.replicated(mesh), abstract)
+  return jax.jit(init, out_shardings=sharding)(rng), sharding
+
+
+def abstract_with_sharding(tree, sharding_tree):
+  """ShapeDtypeStructs carrying shardings: the target a checkpoint is restored into."""
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                      tree, sharding_tree)

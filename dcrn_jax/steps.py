@@ -1,0 +1,60 @@
+"""Train and eval steps: pure functions of (state or variables, batch[, rng]), jitted by train.py.
+
+Batches are dicts: 'inputs' (B, ...) float32, 'label' (B,) int32, and for eval 'mask' (B,)
+float32 (1 = real example, 0 = padding).
+"""
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from dcrn_jax.state import TrainState
+
+
+def cross_entropy(logits, labels, label_smoothing: float = 0.0):
+  """Per-example softmax cross-entropy (B,), with optional label smoothing."""
+  num_classes = logits.shape[-1]
+  targets = jax.nn.one_hot(labels, num_classes)
+  if label_smoothing:
+    targets = targets * (1.0 - label_smoothing) + label_smoothing / num_classes
+  return optax.softmax_cross_entropy(logits, targets)
+
+
+def _correct(logits, labels):
+  """Per-example top-1 and (when there are at least 5 classes) top-5 hits, as float32."""
+  hits = {"accuracy": (jnp.argmax(logits, -1) == labels).astype(jnp.float32)}
+  if logits.shape[-1] >= 5:
+    top5 = jax.lax.top_k(logits, 5)[1]
+    hits["top5_accuracy"] = jnp.any(top5 == labels[:, None], axis=-1).astype(jnp.float32)
+  return hits
+
+
+def train_step(state: TrainState, batch: dict, rng: jax.Array, *, schedule,
+               label_smoothing: float = 0.0):
+  """One optimizer update. Returns (new state, metrics averaged over the global batch)."""
+  dropout_rng = jax.random.fold_in(rng, state.step)
+
+  def loss_fn(params):
+    logits, updates = state.apply_fn(
+        {"params": params, "batch_stats": state.batch_stats}, batch["inputs"], train=True,
+        rngs={"dropout": dropout_rng}, mutable=["batch_stats"])
+    loss = jnp.mean(cross_entropy(logits, batch["label"], label_smoothing))
+    return loss, (logits, updates.get("batch_stats", {}))
+
+  (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+  new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                            opt_state=opt_state, batch_stats=batch_stats)
+  metrics = {"loss": loss, "grad_norm": optax.global_norm(grads),
+             "learning_rate": schedule(state.step)}
+  metrics.update({k: jnp.mean(v) for k, v in _correct(logits, batch["label"]).items()})
+  return new_state, metrics
+
+
+def eval_step(variables: dict, batch: dict, *, apply_fn):
+  """Sums over the real (mask=1) examples of a batch: loss, hits, and their count."""
+  logits = apply_fn(variables, batch["inputs"], train=False)
+  mask = batch["mask"]
+  sums = {"loss": jnp.sum(cross_entropy(logits, batch["label"]) * mask), "count": jnp.sum(mask)}
+  sums.update({k: jnp.sum(v * mask) for k, v in _correct(logits, batch["label"]).items()})
+  return sums

@@ -1,0 +1,186 @@
+"""train_and_evaluate(config, workdir) and evaluate(config, workdir): the loop, top to bottom.
+
+The only place that wires the rooms together:
+  config -> data (host-local numpy) -> parallel (global sharded arrays) -> steps (jit)
+         -> metrics -> writers;  checkpoint saves and restores the state.
+"""
+
+import functools
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dcrn_jax import checkpoint, data, metrics as metrics_lib, optim, parallel, state as state_lib
+from dcrn_jax import steps
+from dcrn_jax.errors import UserError
+from dcrn_jax.models import create_model
+
+_POSITIVE = ("batch_size", "eval_batch_size", "num_train_steps", "log_every_steps",
+             "max_checkpoints_to_keep")
+_NON_NEGATIVE = ("eval_every_steps", "checkpoint_every_steps")
+
+
+def validate_config(config):
+  """Value checks the locked config's types cannot express; raises UserError."""
+  for name in _POSITIVE:
+    if config[name] <= 0:
+      raise UserError(f"{name}={config[name]} must be positive")
+  for name in _NON_NEGATIVE:
+    if config[name] < 0:
+      raise UserError(f"{name}={config[name]} must be >= 0 (0 turns it off until the end)")
+  if not 0.0 <= config.label_smoothing < 1.0:
+    raise UserError(f"label_smoothing={config.label_smoothing} must be in [0, 1)")
+
+
+def _prepare_workdir(workdir: str, config) -> None:
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    if jax.process_index() == 0:
+      with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
+        f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+  except OSError as e:
+    raise UserError(f"cannot write to workdir {workdir!r} ({e.strerror}); "
+                    "choose a writable --workdir") from e
+
+
+def _setup(config):
+  """Mesh, dataset info and model: what training and evaluation share."""
+  validate_config(config)
+  mesh = parallel.create_mesh()
+  parallel.local_batch_size(config.batch_size, mesh, "batch_size")
+  parallel.local_batch_size(config.eval_batch_size, mesh, "eval_batch_size")
+  info = data.get_info(config.data)
+  model = create_model(config.model, num_classes=info.num_classes,
+                       input_shape=info.input_shape)
+  return mesh, info, model
+
+
+def _eval_fn(model, mesh):
+  """jit(eval_step) with explicit shardings: variables replicated, batch split on `data`."""
+  return jax.jit(functools.partial(steps.eval_step, apply_fn=model.apply),
+                 in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
+                 out_shardings=parallel.replicated(mesh))
+
+
+def run_eval(eval_fn, variables, config, mesh) -> dict:
+  """One pass over the eval split; padded rows are masked so each example counts once."""
+  batches = data.eval_batches(
+      config.data, local_batch_size=config.eval_batch_size // jax.process_count(),
+      process_index=jax.process_index(), process_count=jax.process_count())
+  totals = None
+  for batch in parallel.prefetch_to_device(batches, mesh, config.data.prefetch_batches):
+    sums = eval_fn(variables, batch)
+    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+  if totals is None:
+    raise UserError(f"the eval split {config.data.eval_split!r} of {config.data.name!r} is empty")
+  return metrics_lib.finalize_eval(totals)
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+  """Trains (resuming from WORKDIR/checkpoints when present) and returns the final eval metrics."""
+  _prepare_workdir(workdir, config)
+  mesh, info, model = _setup(config)
+  tx, schedule = optim.create_optimizer(config.optim, config.num_train_steps)
+  root_rng = jax.random.key(config.seed)
+  init_rng, dropout_rng = jax.random.split(root_rng)
+  state, state_sharding = state_lib.create_train_state(model, tx, info.input_shape, init_rng, mesh)
+  ckpt = checkpoint.Checkpointer(workdir, max_to_keep=config.max_checkpoints_to_keep)
+  latest = ckpt.latest_step()
+  if latest is not None:
+    state = ckpt.restore_train_state(
+        latest, state_lib.abstract_with_sharding(state, state_sharding))
+  start_step = int(jax.device_get(state.step))
+  num_params = sum(x.size for x in jax.tree.leaves(state.params))
+  if jax.process_index() == 0:
+    print(f"model {config.model.name}: {num_params:,} parameters | data {config.data.name}: "
+          f"{info.num_train_examples} train / {info.num_eval_examples} eval examples of shape "
+          f"{info.input_shape}, {info.num_classes} classes | {mesh.devices.size} device(s) "
+          f"({jax.devices()[0].platform}), {jax.process_count()} process(es) | "
+          + (f"resuming from step {start_step}" if latest is not None else "starting at step 0"),
+          flush=True)
+
+  train_fn = jax.jit(
+      functools.partial(steps.train_step, schedule=schedule,
+                        label_smoothing=config.label_smoothing),
+      in_shardings=(state_sharding, parallel.batch_sharding(mesh), parallel.replicated(mesh)),
+      out_shardings=(state_sharding, parallel.replicated(mesh)),
+      donate_argnums=(0,))
+  eval_fn = _eval_fn(model, mesh)
+  batches = data.train_batches(
+      config.data, local_batch_size=parallel.local_batch_size(config.batch_size, mesh),
+      seed=config.seed, start_step=start_step, process_index=jax.process_index(),
+      process_count=jax.process_count())
+  batches = parallel.prefetch_to_device(batches, mesh, config.data.prefetch_batches)
+
+  writer = metrics_lib.MetricWriter(workdir)
+  progress = metrics_lib.Progress(start_step, config.num_train_steps, live=config.progress_bar)
+  pending, eval_metrics, step = [], {}, start_step
+  t_start = time.perf_counter()
+  try:
+    for step in range(start_step + 1, config.num_train_steps + 1):
+      state, step_metrics = train_fn(state, next(batches), dropout_rng)
+      pending.append(step_metrics)
+      progress.tick(step)
+      last = step == config.num_train_steps
+      if step % config.log_every_steps == 0 or last:
+        train_metrics = metrics_lib.mean_metrics(pending)
+        pending = []
+        if not np.isfinite(train_metrics["loss"]):
+          raise UserError(f"the training loss became {train_metrics['loss']} by step {step}; "
+                          f"last checkpoint: step {ckpt.latest_step()}. Lower "
+                          "optim.learning_rate or set optim.grad_clip_norm")
+        train_metrics["steps_per_sec"] = progress.mark(step)
+        writer.write(step, "train", train_metrics)
+        progress.log(step, train_metrics)
+      if (config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0) or last:
+        ckpt.save(state, force=True)
+      if (config.eval_every_steps and step % config.eval_every_steps == 0) or last:
+        eval_metrics = run_eval(eval_fn, state.variables, config, mesh)
+        writer.write(step, "test", eval_metrics)
+        progress.log(step, eval_metrics, split="test")
+        progress.mark(step)  # Eval time is not training time.
+  except KeyboardInterrupt:
+    ckpt.close()
+    raise UserError(f"interrupted at step {step}; the latest checkpoint is step "
+                    f"{ckpt.latest_step()}: run the same command to resume from it") from None
+  finally:
+    writer.close()
+  ckpt.close()
+  if jax.process_index() == 0:
+    print(f"done: {config.num_train_steps - start_step} steps in "
+          f"{metrics_lib.format_duration(time.perf_counter() - t_start)}; "
+          f"checkpoints in {ckpt.directory}", flush=True)
+  return eval_metrics
+
+
+def evaluate(config, workdir: str) -> dict:
+  """Restores the model (no optimizer state) and evaluates the eval split; writes eval.json."""
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(ckpt_dir):
+    raise UserError(f"no checkpoints in {ckpt_dir}: train first with --mode=train and the same "
+                    "--workdir, or point --workdir at a finished run")
+  mesh, info, model = _setup(config)
+  abstract = jax.eval_shape(
+      functools.partial(state_lib.init_variables, model, info.input_shape), jax.random.key(0))
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                                         sharding=parallel.replicated(mesh)),
+                          abstract)
+  ckpt = checkpoint.Checkpointer(workdir, read_only=True)
+  wanted = None if config.eval_checkpoint_step < 0 else config.eval_checkpoint_step
+  step, variables = ckpt.restore_variables(wanted, abstract)
+  results = run_eval(_eval_fn(model, mesh), variables, config, mesh)
+  results["step"] = step
+  if jax.process_index() == 0:
+    print(f"[eval] step {step} | {metrics_lib.format_metrics(results)} | "
+          f"{results['num_examples']} examples of {config.data.name}/{config.data.eval_split}",
+          flush=True)
+    with open(os.path.join(workdir, "eval.json"), "w", encoding="utf-8") as f:
+      json.dump(results, f, indent=2, sort_keys=True)
+    writer = metrics_lib.MetricWriter(workdir)
+    writer.write(step, "eval", results)
+    writer.close()
+  return results
