@@ -18,8 +18,10 @@ class Checkpointer:
 
   def __init__(self, workdir: str, *, max_to_keep: int = 3, read_only: bool = False):
     self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not read_only,
-                                           read_only=read_only, enable_async_checkpointing=True)
+    # A reader (eval) neither creates the directory nor deletes old steps.
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=None if read_only else max_to_keep, create=not read_only,
+        enable_async_checkpointing=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options,
                                           item_names=("model", "train"))
 

@@ -14,7 +14,7 @@ for _arg in sys.argv[1:]:
     _path = os.path.abspath(_arg.split("=", 1)[1].split(":", 1)[0])
     sys.path.insert(0, os.path.dirname(os.path.dirname(_path)))
 
-from absl import app, flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import app, flags, logging  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ml_collections import config_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from dcrn_jax.errors import UserError  # pylint: disable=wrong-import-position
@@ -24,13 +24,16 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and metrics.")
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"],
                           "train (resumes from WORKDIR if it holds checkpoints) or eval.")
-_VERBOSE = flags.DEFINE_bool("verbose", False, "Show the traceback of user errors too.")
+_VERBOSE = flags.DEFINE_bool("verbose", False,
+                             "Show library INFO logs, and the traceback of user errors.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  # Orbax and TFDS log every file operation at INFO; a user wants the progress lines.
+  logging.set_verbosity(logging.INFO if _VERBOSE.value else logging.WARNING)
   from dcrn_jax import train  # pylint: disable=g-import-not-at-top
   try:
     if _MODE.value == "train":

@@ -124,6 +124,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
     for step in range(start_step + 1, config.num_train_steps + 1):
       state, step_metrics = train_fn(state, next(batches), dropout_rng)
       pending.append(step_metrics)
+      if step == start_step + 1:  # Keep compilation out of the steps/s figures.
+        jax.block_until_ready(step_metrics)
+        if jax.process_index() == 0:
+          print(f"first step (with compilation) took "
+                f"{metrics_lib.format_duration(time.perf_counter() - t_start)}", flush=True)
+        progress.mark(step)
       progress.tick(step)
       last = step == config.num_train_steps
       if step % config.log_every_steps == 0 or last:
