@@ -1,0 +1,22 @@
+"""What the train loop needs to know about a dataset before reading it (no TensorFlow here)."""
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+  """Static facts about one dataset as configured by a `data` config.
+
+  Attributes:
+    num_classes: labels are ints in [0, num_classes).
+    input_shape: one example, channels-last: (T, H, W, C) for clips, (H, W, C) for images.
+    num_train_examples: size of `data.train_split`, all processes together.
+    num_eval_examples: size of `data.eval_split`, all processes together.
+    class_names: num_classes human-readable names, indexed by label.
+  """
+
+  num_classes: int
+  input_shape: tuple[int, ...]
+  num_train_examples: int
+  num_eval_examples: int
+  class_names: tuple[str, ...]
