@@ -19,6 +19,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_every_steps = 500  # 0: evaluate only at the end.
   config.checkpoint_every_steps = 250
   config.max_checkpoints_to_keep = 3
+  config.async_checkpointing = True  # Write checkpoints in the background while training goes on.
   config.eval_checkpoint_step = -1  # --mode=eval restores this step; -1 means the latest.
   config.label_smoothing = 0.0
   config.progress_bar = True  # A live line on a terminal; periodic lines otherwise.

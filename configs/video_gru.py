@@ -16,8 +16,8 @@ def get_config():
   config.model.hidden_size = 128
   config.data.name = "moving_digits"
   config.batch_size = 32
-  config.num_train_steps = 600
-  config.eval_every_steps = 300
-  config.checkpoint_every_steps = 200
+  config.num_train_steps = 1500
+  config.eval_every_steps = 500
+  config.checkpoint_every_steps = 250
   config.optim.learning_rate = 1e-3
   return config

@@ -16,12 +16,13 @@ from dcrn_jax.errors import UserError
 
 class Checkpointer:
 
-  def __init__(self, workdir: str, *, max_to_keep: int = 3, read_only: bool = False):
+  def __init__(self, workdir: str, *, max_to_keep: int = 3, read_only: bool = False,
+               async_save: bool = True):
     self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
     # A reader (eval) neither creates the directory nor deletes old steps.
     options = ocp.CheckpointManagerOptions(
         max_to_keep=None if read_only else max_to_keep, create=not read_only,
-        enable_async_checkpointing=True)
+        enable_async_checkpointing=async_save)
     self._manager = ocp.CheckpointManager(self.directory, options=options,
                                           item_names=("model", "train"))
 

@@ -88,7 +88,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
   root_rng = jax.random.key(config.seed)
   init_rng, dropout_rng = jax.random.split(root_rng)
   state, state_sharding = state_lib.create_train_state(model, tx, info.input_shape, init_rng, mesh)
-  ckpt = checkpoint.Checkpointer(workdir, max_to_keep=config.max_checkpoints_to_keep)
+  ckpt = checkpoint.Checkpointer(workdir, max_to_keep=config.max_checkpoints_to_keep,
+                                 async_save=config.async_checkpointing)
   latest = ckpt.latest_step()
   if latest is not None:
     state = ckpt.restore_train_state(

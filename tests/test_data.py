@@ -346,22 +346,10 @@ def test_unknown_dataset_name_raises_user_error(tmp_path):
     data.get_info(_config(name="no_such_dataset_xyz", data_dir=str(tmp_path)))
 
 
-def test_cifar10_with_mocked_tfds(tmp_path):
-  from dcrn_jax.data.tf_import import tfds
+def test_cifar10_with_mocked_tfds(tmp_path, mock_cifar10):
   num = 10
-  # mock_data reads split sizes from real metadata files; write them for `num` examples.
-  builder = tfds.builder("cifar10", data_dir=str(tmp_path))
-  template = tfds.core.ShardedFileTemplate(data_dir=builder.data_path, dataset_name="cifar10",
-                                           filetype_suffix="tfrecord")
-  builder.info.set_splits(tfds.core.SplitDict([
-      tfds.core.SplitInfo(name=split, shard_lengths=[num], num_bytes=0,
-                          filename_template=template.replace(split=split))
-      for split in ("train", "test")]))
-  builder.data_path.mkdir(parents=True)
-  builder.info.write_to_directory(builder.data_path)
-
   config = _config(name="cifar10", data_dir=str(tmp_path / "unused"))
-  with tfds.testing.mock_data(num_examples=num, data_dir=str(tmp_path)):
+  with mock_cifar10(num):
     info = data.get_info(config)
     assert (info.input_shape, info.num_classes, info.num_eval_examples) == ((32, 32, 3), 10, num)
     for b in _take(data.train_batches(config, local_batch_size=4, seed=0, start_step=0), 3):

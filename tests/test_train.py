@@ -140,3 +140,21 @@ def test_four_devices_match_one_device(data_dir, tmp_path):
   assert outs[1].keys() == outs[4].keys()
   for k in outs[1]:
     np.testing.assert_allclose(outs[1][k], outs[4][k], rtol=2e-4, atol=2e-5, err_msg=k)
+
+
+def test_cifar10_cnn_config_trains_and_evaluates_on_mocked_tfds(tmp_path, mock_cifar10):
+  from configs import cifar10_cnn  # pylint: disable=g-import-not-at-top
+  config = cifar10_cnn.get_config()
+  config.data.data_dir = str(tmp_path / "tfds")
+  config.batch_size, config.eval_batch_size = 8, 8
+  config.num_train_steps, config.log_every_steps, config.optim.warmup_steps = 3, 1, 1
+  config.progress_bar = False
+  # mock_data swaps the file system while a dataset is opened; a background checkpoint write at
+  # that moment would land in the mock, so this test writes checkpoints in the foreground.
+  config.async_checkpointing = False
+  with mock_cifar10(20):
+    result = train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert train.evaluate(config, str(tmp_path / "run"))["step"] == 3
+  assert result["num_examples"] == 20 and 0.0 <= result["accuracy"] <= 1.0
+  assert np.isfinite(result["loss"])
+  assert [r["step"] for r in read_metrics(tmp_path / "run") if r["split"] == "train"] == [1, 2, 3]
