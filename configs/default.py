@@ -50,6 +50,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.eval_split = "test"
   config.data.shuffle_buffer = 10_000
   config.data.prefetch_batches = 2
+  # True: each process reads only its own part of every split (what scales; the order then
+  # depends on the number of processes). False: every process reads the whole global stream and
+  # keeps its rows of each global batch, so batches do not depend on the process count.
+  config.data.shard_by_process = True
   # moving_digits: clip shape and content (each combination is prepared once into data_dir).
   config.data.num_frames = 10
   config.data.image_size = 64

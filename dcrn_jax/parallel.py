@@ -60,3 +60,14 @@ def prefetch_to_device(batches: Iterator[dict], mesh: Mesh, size: int = 2) -> It
     yield queue.popleft()
     for batch in itertools.islice(batches, 1):
       queue.append(to_global(batch, mesh))
+
+
+def own_rows(batches: Iterator[dict], process_index: int, process_count: int) -> Iterator[dict]:
+  """This process's rows of every global batch, from a stream of whole global batches.
+
+  Used with data.shard_by_process=False: every process reads the same global stream and keeps
+  rows [p * n, (p + 1) * n), so the global batch does not depend on the number of processes.
+  """
+  for batch in batches:
+    n = len(next(iter(batch.values()))) // process_count
+    yield {k: v[process_index * n:(process_index + 1) * n] for k, v in batch.items()}

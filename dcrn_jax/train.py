@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dcrn_jax import checkpoint, data, metrics as metrics_lib, optim, parallel, state as state_lib
-from dcrn_jax import steps
+from dcrn_jax import checkpoint, data, distributed, metrics as metrics_lib, optim, parallel
+from dcrn_jax import state as state_lib, steps
 from dcrn_jax.errors import UserError
 from dcrn_jax.models import create_model
 
@@ -66,11 +66,20 @@ def _eval_fn(model, mesh):
                  out_shardings=parallel.replicated(mesh))
 
 
+def _host_batches(make_batches, config, global_batch_size: int, **kwargs):
+  """This process's batches: read its own share, or slice its rows from the global stream."""
+  p, n = jax.process_index(), jax.process_count()
+  if config.data.shard_by_process or n == 1:
+    return make_batches(config.data, local_batch_size=global_batch_size // n, process_index=p,
+                        process_count=n, **kwargs)
+  whole = make_batches(config.data, local_batch_size=global_batch_size, process_index=0,
+                       process_count=1, **kwargs)
+  return parallel.own_rows(whole, p, n)
+
+
 def run_eval(eval_fn, variables, config, mesh) -> dict:
   """One pass over the eval split; padded rows are masked so each example counts once."""
-  batches = data.eval_batches(
-      config.data, local_batch_size=config.eval_batch_size // jax.process_count(),
-      process_index=jax.process_index(), process_count=jax.process_count())
+  batches = _host_batches(data.eval_batches, config, config.eval_batch_size)
   totals = None
   for batch in parallel.prefetch_to_device(batches, mesh, config.data.prefetch_batches):
     sums = eval_fn(variables, batch)
@@ -81,7 +90,15 @@ def run_eval(eval_fn, variables, config, mesh) -> dict:
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
-  """Trains (resuming from WORKDIR/checkpoints when present) and returns the final eval metrics."""
+  """Trains (resuming from WORKDIR/checkpoints when present) and returns the final eval metrics.
+
+  After a SIGTERM it returns {'preempted_at_step': step} once the checkpoint there is written.
+  """
+  return fit(config, workdir)[1]
+
+
+def fit(config, workdir: str):
+  """train_and_evaluate that also returns the final TrainState: (state, metrics)."""
   _prepare_workdir(workdir, config)
   mesh, info, model = _setup(config)
   tx, schedule = optim.create_optimizer(config.optim, config.num_train_steps)
@@ -111,15 +128,14 @@ def train_and_evaluate(config, workdir: str) -> dict:
       out_shardings=(state_sharding, parallel.replicated(mesh)),
       donate_argnums=(0,))
   eval_fn = _eval_fn(model, mesh)
-  batches = data.train_batches(
-      config.data, local_batch_size=parallel.local_batch_size(config.batch_size, mesh),
-      seed=config.seed, start_step=start_step, process_index=jax.process_index(),
-      process_count=jax.process_count())
+  batches = _host_batches(data.train_batches, config, config.batch_size, seed=config.seed,
+                          start_step=start_step)
   batches = parallel.prefetch_to_device(batches, mesh, config.data.prefetch_batches)
 
   writer = metrics_lib.MetricWriter(workdir)
   progress = metrics_lib.Progress(start_step, config.num_train_steps, live=config.progress_bar)
   pending, eval_metrics, step = [], {}, start_step
+  preemption = distributed.PreemptionWatch()
   t_start = time.perf_counter()
   try:
     for step in range(start_step + 1, config.num_train_steps + 1):
@@ -150,18 +166,26 @@ def train_and_evaluate(config, workdir: str) -> dict:
         writer.write(step, "test", eval_metrics)
         progress.log(step, eval_metrics, split="test")
         progress.mark(step)  # Eval time is not training time.
+      if not last and preemption.should_stop(step):  # The same step on every process.
+        ckpt.save(state, force=True)
+        ckpt.close()
+        if jax.process_index() == 0:
+          print(f"preempted (SIGTERM): saved a checkpoint at step {step}; run the same command "
+                "to resume from it", flush=True)
+        return state, {"preempted_at_step": step}
   except KeyboardInterrupt:
     ckpt.close()
     raise UserError(f"interrupted at step {step}; the latest checkpoint is step "
                     f"{ckpt.latest_step()}: run the same command to resume from it") from None
   finally:
     writer.close()
+    preemption.close()
   ckpt.close()
   if jax.process_index() == 0:
     print(f"done: {config.num_train_steps - start_step} steps in "
           f"{metrics_lib.format_duration(time.perf_counter() - t_start)}; "
           f"checkpoints in {ckpt.directory}", flush=True)
-  return eval_metrics
+  return state, eval_metrics
 
 
 def evaluate(config, workdir: str) -> dict:
