@@ -99,9 +99,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
 def fit(config, workdir: str):
   """train_and_evaluate that also returns the final TrainState: (state, metrics)."""
+  validate_config(config)  # Config mistakes surface before any dataset is prepared.
+  tx, schedule = optim.create_optimizer(config.optim, config.num_train_steps)
   _prepare_workdir(workdir, config)
   mesh, info, model = _setup(config)
-  tx, schedule = optim.create_optimizer(config.optim, config.num_train_steps)
   root_rng = jax.random.key(config.seed)
   init_rng, dropout_rng = jax.random.split(root_rng)
   state, state_sharding = state_lib.create_train_state(model, tx, info.input_shape, init_rng, mesh)
