@@ -22,6 +22,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.async_checkpointing = True  # Write checkpoints in the background while training goes on.
   config.eval_checkpoint_step = -1  # --mode=eval restores this step; -1 means the latest.
   config.label_smoothing = 0.0
+  # A step whose loss or gradient norm is NaN/Inf is never applied. "stop": end the run with an
+  # error naming that step and the last good checkpoint; "skip": go on and count such steps.
+  config.on_nonfinite = "stop"
   config.progress_bar = True  # A live line on a terminal; periodic lines otherwise.
 
   config.model = ml_collections.ConfigDict()

@@ -4,8 +4,14 @@ Each step's checkpoint has two items so eval can restore the model alone:
   model: {'params', 'batch_stats'}          what eval needs
   train: {'opt_state', 'step'}              what resuming training needs besides the model
 Saves are asynchronous (the write overlaps the next steps); `close` waits for the last one.
+
+A step is written into a temporary folder and renamed only once complete, so a process killed
+mid-write leaves the previous steps intact; the partial folder is ignored and removed at the
+next start. Restoring checks the saved shapes against the model first, so an incompatible or
+damaged checkpoint is a UserError naming the step and what differs.
 """
 
+import errno
 import os
 
 import jax
@@ -13,40 +19,130 @@ import orbax.checkpoint as ocp
 
 from dcrn_jax.errors import UserError
 
+_ITEMS = ("model", "train")
+_SHOWN = 4  # Differences listed in a mismatch message.
+
+
+def _first_line(e: Exception) -> str:
+  text = str(e).strip().splitlines()
+  return f"{type(e).__name__}: {text[0][:300] if text else ''}"
+
+
+def _path_name(path) -> str:
+  """'opt_state/1/0/mu/conv/kernel': the same for a namedtuple field and the dict key Orbax
+  stores it under."""
+  parts = []
+  for entry in path:
+    for attr in ("key", "name", "idx"):
+      if hasattr(entry, attr):
+        parts.append(str(getattr(entry, attr)))
+        break
+    else:
+      parts.append(str(entry))
+  return "/".join(parts)
+
+
+def _shapes(tree) -> dict[str, tuple]:
+  return {_path_name(path): tuple(leaf.shape)
+          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def describe_mismatch(saved_tree, wanted_tree) -> list[str]:
+  """Human-readable differences between saved array metadata and the arrays a model needs."""
+  saved, wanted = _shapes(saved_tree), _shapes(wanted_tree)
+  problems = [f"{k}: saved {saved[k]}, model needs {wanted[k]}"
+              for k in sorted(saved.keys() & wanted.keys()) if saved[k] != wanted[k]]
+  missing = sorted(wanted.keys() - saved.keys())
+  extra = sorted(saved.keys() - wanted.keys())
+  if missing:
+    problems.append(f"{len(missing)} array(s) the model needs are not saved, e.g. "
+                    + ", ".join(missing[:_SHOWN]))
+  if extra:
+    problems.append(f"{len(extra)} saved array(s) the model does not have, e.g. "
+                    + ", ".join(extra[:_SHOWN]))
+  return problems
+
 
 class Checkpointer:
 
   def __init__(self, workdir: str, *, max_to_keep: int = 3, read_only: bool = False,
                async_save: bool = True):
     self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
-    # A reader (eval) neither creates the directory nor deletes old steps.
+    # A reader (eval) neither creates the directory nor deletes old steps or partial writes.
     options = ocp.CheckpointManagerOptions(
         max_to_keep=None if read_only else max_to_keep, create=not read_only,
-        enable_async_checkpointing=async_save)
-    self._manager = ocp.CheckpointManager(self.directory, options=options,
-                                          item_names=("model", "train"))
+        cleanup_tmp_directories=not read_only, enable_async_checkpointing=async_save)
+    try:
+      self._manager = ocp.CheckpointManager(
+          self.directory, options=options,
+          item_handlers={name: ocp.StandardCheckpointHandler() for name in _ITEMS})
+    except OSError as e:
+      raise UserError(f"cannot use the checkpoint directory {self.directory} "
+                      f"({e.strerror or _first_line(e)}); choose a writable --workdir") from e
 
   def all_steps(self) -> list[int]:
-    return list(self._manager.all_steps())
+    return sorted(self._manager.all_steps())
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
+  def _check_write(self, action, step):
+    """Runs a save or wait; a full or failing disk becomes a UserError with what is intact."""
+    try:
+      return action()
+    except OSError as e:
+      intact = [s for s in self.all_steps() if s != step]
+      reason = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or _first_line(e))
+      raise UserError(
+          f"writing the checkpoint of step {step} to {self.directory} failed: {reason}. "
+          f"Intact checkpoints: {intact or 'none'}; free space (or fix the path) and run the "
+          "same command to resume") from e
+
   def save(self, state, *, force: bool = False) -> bool:
-    """Starts an asynchronous save of `state` at its step; returns whether one was started."""
+    """Starts an asynchronous save of `state` at its step; returns whether one was started.
+
+    A previous save still in flight is finished first, so its errors surface here.
+    """
     step = int(jax.device_get(state.step))
     if step in self._manager.all_steps():
       return False
-    return self._manager.save(step, force=force, args=ocp.args.Composite(
+    args = ocp.args.Composite(
         model=ocp.args.StandardSave({"params": state.params, "batch_stats": state.batch_stats}),
-        train=ocp.args.StandardSave({"opt_state": state.opt_state, "step": state.step})))
+        train=ocp.args.StandardSave({"opt_state": state.opt_state, "step": state.step}))
+    return self._check_write(lambda: self._manager.save(step, force=force, args=args), step)
+
+  def _restore(self, step: int, wanted: dict):
+    """Restores the items in `wanted` (name -> abstract tree) after checking their shapes."""
+    try:
+      metadata = self._manager.item_metadata(step)
+      problems = []
+      for name, tree in wanted.items():
+        saved = metadata[name] if name in metadata.keys() else None
+        if saved is None:
+          problems.append(f"item '{name}' is missing")
+        else:
+          problems += describe_mismatch(saved, tree)
+    except Exception as e:  # pylint: disable=broad-except
+      problems = [f"its metadata cannot be read ({_first_line(e)})"]
+    if problems:
+      raise UserError(
+          f"the checkpoint of step {step} in {self.directory} does not fit this model/config: "
+          + "; ".join(problems) + ". Use the config it was trained with, or a new --workdir")
+    try:
+      return self._manager.restore(step, args=ocp.args.Composite(
+          **{name: ocp.args.StandardRestore(tree) for name, tree in wanted.items()}))
+    except Exception as e:  # pylint: disable=broad-except
+      raise UserError(
+          f"the checkpoint of step {step} in {self.directory} is damaged ({_first_line(e)}); "
+          f"delete the folder {os.path.join(self.directory, str(step))} to fall back to an "
+          "earlier step, or use a new --workdir") from e
 
   def restore_train_state(self, step: int, abstract_state):
     """The full TrainState at `step`, placed with the shardings carried by `abstract_state`."""
     s = abstract_state
-    restored = self._manager.restore(step, args=ocp.args.Composite(
-        model=ocp.args.StandardRestore({"params": s.params, "batch_stats": s.batch_stats}),
-        train=ocp.args.StandardRestore({"opt_state": s.opt_state, "step": s.step})))
+    restored = self._restore(step, {
+        "model": {"params": s.params, "batch_stats": s.batch_stats},
+        "train": {"opt_state": s.opt_state, "step": s.step}})
     return abstract_state.replace(
         params=restored.model["params"], batch_stats=restored.model["batch_stats"],
         opt_state=restored.train["opt_state"], step=restored.train["step"])
@@ -64,14 +160,12 @@ class Checkpointer:
       step = max(steps)
     elif step not in steps:
       raise UserError(f"no checkpoint for step {step} in {self.directory}; "
-                      f"available steps: {sorted(steps)}")
-    restored = self._manager.restore(step, args=ocp.args.Composite(
-        model=ocp.args.StandardRestore(abstract_variables)))
-    return step, dict(restored.model)
+                      f"available steps: {steps}")
+    return step, dict(self._restore(step, {"model": abstract_variables}).model)
 
   def wait(self):
-    self._manager.wait_until_finished()
+    self._check_write(self._manager.wait_until_finished, self.latest_step())
 
   def close(self):
-    self._manager.wait_until_finished()
+    self.wait()
     self._manager.close()

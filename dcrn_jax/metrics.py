@@ -11,9 +11,16 @@ import numpy as np
 
 
 def mean_metrics(per_step: list[dict]) -> dict[str, float]:
-  """Averages a list of per-step metric dicts (device arrays are fetched once, together)."""
+  """Averages per-step metric dicts over the steps whose update was applied (finite).
+
+  `nonfinite` becomes the number of steps that were not; device arrays are fetched together.
+  """
   fetched = jax.device_get(per_step)
-  return {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
+  good = [m for m in fetched if not m.get("nonfinite", 0)] or fetched
+  out = {k: float(np.mean([m[k] for m in good])) for k in fetched[0] if k != "nonfinite"}
+  if "nonfinite" in fetched[0]:
+    out["nonfinite_steps"] = int(sum(m["nonfinite"] for m in fetched))
+  return out
 
 
 def finalize_eval(sums: dict) -> dict[str, float]:
@@ -25,16 +32,37 @@ def finalize_eval(sums: dict) -> dict[str, float]:
   return out
 
 
+def _keep_records_up_to(path: str, step: int) -> None:
+  kept = []
+  with open(path, encoding="utf-8") as f:
+    for line in f:
+      try:
+        record = json.loads(line)
+      except json.JSONDecodeError:
+        continue
+      if record.get("step", 0) <= step:
+        kept.append(line if line.endswith("\n") else line + "\n")
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
+    f.writelines(kept)
+  os.replace(path + ".tmp", path)
+
+
 class MetricWriter:
   """Appends {'step', 'split', metrics...} lines to WORKDIR/metrics.jsonl and TensorBoard events
   under WORKDIR/tensorboard/<split>. A no-op on processes other than 0."""
 
-  def __init__(self, workdir: str):
+  def __init__(self, workdir: str, resume_step: int | None = None):
+    """resume_step: the step training restarts from; records after it (written before a crash
+    or kill, and about to be redone) are dropped, as is a line cut off mid-write."""
     self._enabled = jax.process_index() == 0
     self._workdir = workdir
+    self._purge_step = None if resume_step is None else resume_step + 1
     self._tb = {}
     if self._enabled:
-      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
+      path = os.path.join(workdir, "metrics.jsonl")
+      if resume_step is not None and os.path.exists(path):
+        _keep_records_up_to(path, resume_step)
+      self._jsonl = open(path, "a", encoding="utf-8")
 
   def _tensorboard(self, split):
     if split not in self._tb:
@@ -43,7 +71,8 @@ class MetricWriter:
       except ImportError:  # Optional on machines without it (e.g. a bare GPU box).
         self._tb[split] = None
       else:
-        self._tb[split] = SummaryWriter(os.path.join(self._workdir, "tensorboard", split))
+        self._tb[split] = SummaryWriter(os.path.join(self._workdir, "tensorboard", split),
+                                        purge_step=self._purge_step)
     return self._tb[split]
 
   def write(self, step: int, split: str, metrics: dict):

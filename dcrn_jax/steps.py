@@ -30,8 +30,13 @@ def _correct(logits, labels):
 
 
 def train_step(state: TrainState, batch: dict, rng: jax.Array, *, schedule,
-               label_smoothing: float = 0.0):
-  """One optimizer update. Returns (new state, metrics averaged over the global batch)."""
+               label_smoothing: float = 0.0, grad_clip_norm: float = 0.0):
+  """One optimizer update. Returns (new state, metrics averaged over the global batch).
+
+  An update whose loss or gradient norm is not finite is not applied (parameters, optimizer
+  state and batch statistics stay as they were; the step counter still advances) and the step
+  reports `nonfinite` = 1, so the loop can stop with the last good state or skip the step.
+  """
   dropout_rng = jax.random.fold_in(rng, state.step)
 
   def loss_fn(params):
@@ -42,11 +47,19 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array, *, schedule,
     return loss, (logits, updates.get("batch_stats", {}))
 
   (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  grad_norm = optax.global_norm(grads)
   updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
-  new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                            opt_state=opt_state, batch_stats=batch_stats)
-  metrics = {"loss": loss, "grad_norm": optax.global_norm(grads),
-             "learning_rate": schedule(state.step)}
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+  keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+  new_state = state.replace(
+      step=state.step + 1,
+      params=keep(optax.apply_updates(state.params, updates), state.params),
+      opt_state=keep(opt_state, state.opt_state),
+      batch_stats=keep(batch_stats, state.batch_stats))
+  metrics = {"loss": loss, "grad_norm": grad_norm, "learning_rate": schedule(state.step),
+             "nonfinite": 1.0 - finite.astype(jnp.float32)}
+  if grad_clip_norm > 0:  # Fraction of steps whose gradient was scaled down by clipping.
+    metrics["clipped"] = (grad_norm > grad_clip_norm).astype(jnp.float32)
   metrics.update({k: jnp.mean(v) for k, v in _correct(logits, batch["label"]).items()})
   return new_state, metrics
 

@@ -12,7 +12,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from dcrn_jax import checkpoint, data, distributed, metrics as metrics_lib, optim, parallel
 from dcrn_jax import state as state_lib, steps
@@ -34,14 +33,47 @@ def validate_config(config):
       raise UserError(f"{name}={config[name]} must be >= 0 (0 turns it off until the end)")
   if not 0.0 <= config.label_smoothing < 1.0:
     raise UserError(f"label_smoothing={config.label_smoothing} must be in [0, 1)")
+  if config.on_nonfinite not in ("stop", "skip"):
+    raise UserError(f"on_nonfinite={config.on_nonfinite!r} must be 'stop' or 'skip'")
+
+
+def _config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
+  diffs = []
+  for key in sorted(saved.keys() | current.keys()):
+    a, b = saved.get(key, "<absent>"), current.get(key, "<absent>")
+    if isinstance(a, dict) and isinstance(b, dict):
+      diffs += _config_differences(a, b, f"{prefix}{key}.")
+    elif a != b:
+      diffs.append(f"{prefix}{key}: {a!r} -> {b!r}")
+  return diffs
+
+
+# Parts of the config a run's checkpoints depend on: changing them in the same workdir is refused.
+_RUN_DEFINING = ("model", "seed")
 
 
 def _prepare_workdir(workdir: str, config) -> None:
+  """Creates WORKDIR and records the config; refuses a different model in a trained workdir."""
+  path = os.path.join(workdir, "config.json")
+  current = json.loads(config.to_json_best_effort())
+  has_checkpoints = os.path.isdir(os.path.join(workdir, "checkpoints")) and any(
+      name.isdigit() for name in os.listdir(os.path.join(workdir, "checkpoints")))
+  if has_checkpoints and os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      saved = json.load(f)
+    diffs = _config_differences({k: saved.get(k) for k in _RUN_DEFINING},
+                                {k: current[k] for k in _RUN_DEFINING})
+    if diffs:
+      raise UserError(f"{workdir} holds checkpoints of a run with another config ("
+                      + "; ".join(diffs[:5]) + "): resuming it with this one would mix two "
+                      "runs. Use a new --workdir, or the config saved in " + path)
   try:
     os.makedirs(workdir, exist_ok=True)
     if jax.process_index() == 0:
-      with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
+      tmp = path + ".tmp"  # Written whole, then renamed: a kill never leaves half a file.
+      with open(tmp, "w", encoding="utf-8") as f:
         f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+      os.replace(tmp, path)
   except OSError as e:
     raise UserError(f"cannot write to workdir {workdir!r} ({e.strerror}); "
                     "choose a writable --workdir") from e
@@ -89,6 +121,22 @@ def run_eval(eval_fn, variables, config, mesh) -> dict:
   return metrics_lib.finalize_eval(totals)
 
 
+def _check_nonfinite(fetched, config, ckpt, skipped_before: int) -> int:
+  """Stops (on_nonfinite='stop') or counts the steps whose update was not applied."""
+  bad = [step for step, m in fetched if m["nonfinite"] > 0]
+  if bad and config.on_nonfinite == "stop":
+    ckpt.wait()
+    raise UserError(
+        f"the loss or gradient norm became NaN/Inf at step {bad[0]}; that update was not applied "
+        f"and training stopped. Last good checkpoint: step {ckpt.latest_step()}. Lower "
+        "optim.learning_rate, check optim.grad_clip_norm and the data, or set "
+        "--config.on_nonfinite=skip to skip such steps")
+  if bad and jax.process_index() == 0:
+    print(f"skipped the non-finite update of step(s) {bad} "
+          f"({skipped_before + len(bad)} so far)", flush=True)
+  return len(bad)
+
+
 def train_and_evaluate(config, workdir: str) -> dict:
   """Trains (resuming from WORKDIR/checkpoints when present) and returns the final eval metrics.
 
@@ -124,7 +172,8 @@ def fit(config, workdir: str):
 
   train_fn = jax.jit(
       functools.partial(steps.train_step, schedule=schedule,
-                        label_smoothing=config.label_smoothing),
+                        label_smoothing=config.label_smoothing,
+                        grad_clip_norm=config.optim.grad_clip_norm),
       in_shardings=(state_sharding, parallel.batch_sharding(mesh), parallel.replicated(mesh)),
       out_shardings=(state_sharding, parallel.replicated(mesh)),
       donate_argnums=(0,))
@@ -133,15 +182,15 @@ def fit(config, workdir: str):
                           start_step=start_step)
   batches = parallel.prefetch_to_device(batches, mesh, config.data.prefetch_batches)
 
-  writer = metrics_lib.MetricWriter(workdir)
+  writer = metrics_lib.MetricWriter(workdir, resume_step=start_step)
   progress = metrics_lib.Progress(start_step, config.num_train_steps, live=config.progress_bar)
-  pending, eval_metrics, step = [], {}, start_step
+  pending, to_log, eval_metrics, step, skipped = [], [], {}, start_step, 0
   preemption = distributed.PreemptionWatch()
   t_start = time.perf_counter()
   try:
     for step in range(start_step + 1, config.num_train_steps + 1):
       state, step_metrics = train_fn(state, next(batches), dropout_rng)
-      pending.append(step_metrics)
+      pending.append((step, step_metrics))
       if step == start_step + 1:  # Keep compilation out of the steps/s figures.
         jax.block_until_ready(step_metrics)
         if jax.process_index() == 0:
@@ -150,17 +199,22 @@ def fit(config, workdir: str):
         progress.mark(step)
       progress.tick(step)
       last = step == config.num_train_steps
-      if step % config.log_every_steps == 0 or last:
-        train_metrics = metrics_lib.mean_metrics(pending)
-        pending = []
-        if not np.isfinite(train_metrics["loss"]):
-          raise UserError(f"the training loss became {train_metrics['loss']} by step {step}; "
-                          f"last checkpoint: step {ckpt.latest_step()}. Lower "
-                          "optim.learning_rate or set optim.grad_clip_norm")
+      log_now = step % config.log_every_steps == 0 or last
+      save_now = (config.checkpoint_every_steps
+                  and step % config.checkpoint_every_steps == 0) or last
+      if log_now or save_now:
+        # One sync for the whole interval; a non-finite step is caught before any later save.
+        fetched, pending = jax.device_get(pending), []
+        skipped += _check_nonfinite(fetched, config, ckpt, skipped)
+        to_log += [m for _, m in fetched]
+      if log_now:
+        train_metrics = metrics_lib.mean_metrics(to_log)
+        to_log = []
+        train_metrics["skipped_steps"] = skipped
         train_metrics["steps_per_sec"] = progress.mark(step)
         writer.write(step, "train", train_metrics)
         progress.log(step, train_metrics)
-      if (config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0) or last:
+      if save_now:
         ckpt.save(state, force=True)
       if (config.eval_every_steps and step % config.eval_every_steps == 0) or last:
         eval_metrics = run_eval(eval_fn, state.variables, config, mesh)
@@ -181,9 +235,12 @@ def fit(config, workdir: str):
   finally:
     writer.close()
     preemption.close()
+  if start_step >= config.num_train_steps:  # Already trained that far: report where it is.
+    eval_metrics = run_eval(eval_fn, state.variables, config, mesh)
+    progress.log(start_step, eval_metrics, split="test")
   ckpt.close()
   if jax.process_index() == 0:
-    print(f"done: {config.num_train_steps - start_step} steps in "
+    print(f"done: {max(config.num_train_steps - start_step, 0)} steps in "
           f"{metrics_lib.format_duration(time.perf_counter() - t_start)}; "
           f"checkpoints in {ckpt.directory}", flush=True)
   return state, eval_metrics
