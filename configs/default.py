@@ -46,9 +46,16 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.dtype = "float32"  # Compute dtype: float32 or bfloat16 (parameters stay float32).
 
   config.data = ml_collections.ConfigDict()
-  # moving_digits (ours, offline), any TFDS image dataset such as cifar10, or synthetic.
+  # moving_digits or moving_fashion (ours, offline), any TFDS image or video dataset such as
+  # cifar10, fashion_mnist or ucf101, video_folder (files under data.video_dir), or synthetic.
   config.data.name = "moving_digits"
   config.data.data_dir = ""  # TFDS data dir; empty: TFDS's default (~/tensorflow_datasets).
+  # TFDS manual_dir. fashion_mnist and moving_fashion read Fashion-MNIST's idx files from it;
+  # empty: /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist package).
+  config.data.manual_dir = ""
+  # video_folder: videos at <video_dir>/<split>/<class_name>/*.{mp4,avi,mkv,webm}, split being
+  # train_split / eval_split; decoded with PyAV (pip install "dcrn_jax[video]").
+  config.data.video_dir = ""
   config.data.train_split = "train"
   config.data.eval_split = "test"
   config.data.shuffle_buffer = 10_000
@@ -57,12 +64,31 @@ def get_config() -> ml_collections.ConfigDict:
   # depends on the number of processes). False: every process reads the whole global stream and
   # keeps its rows of each global batch, so batches do not depend on the process count.
   config.data.shard_by_process = True
-  # moving_digits: clip shape and content (each combination is prepared once into data_dir).
+  # moving_digits, moving_fashion: clip shape and content (each combination is prepared once
+  # into data_dir). Videos: num_frames and image_size are the clip shape too.
   config.data.num_frames = 10
   config.data.image_size = 64
   config.data.num_digits = 1
   config.data.num_train_examples = 8000
   config.data.num_test_examples = 1000
+  # Videos (video_folder, TFDS videos): clips of num_frames frames `frame_stride` apart, frames
+  # resized so the shorter side is resize_short (0: image_size), then cropped to image_size
+  # (random window for training, centre for eval). Eval scores num_test_clips evenly spaced
+  # clips x num_test_crops windows (1 or 3) of every video and averages them per video.
+  config.data.frame_stride = 1
+  config.data.resize_short = 0
+  config.data.num_test_clips = 1
+  config.data.num_test_crops = 1
+  # Training augmentation of TFDS images (none at eval): zero padding then a random crop back to
+  # size, a random left-right flip (also for videos), a random rotation of up to this angle.
+  # Stored clips (moving_digits/moving_fashion) are never augmented: a flip would change the
+  # direction a digit moves, which is moving_digits' label.
+  config.data.augment_crop_padding = 0
+  config.data.augment_flip = False
+  config.data.augment_rotation_degrees = 0.0
+  # Per-channel (x - mean) / std of inputs in [0, 1], at train and eval; empty: none.
+  config.data.normalize_mean = ()
+  config.data.normalize_std = ()
   # synthetic: random inputs of this shape, nothing read from disk (for timing on any machine).
   config.data.synthetic_shape = (10, 64, 64, 1)
   config.data.synthetic_num_classes = 8

@@ -1,15 +1,24 @@
-"""Input pipelines: `data.name` picks synthetic, moving_digits or any TFDS image dataset.
+"""Input pipelines: `data.name` picks a source.
 
-Importing this package does not import TensorFlow: the TFDS-backed sources live in
-`tfds_source`, imported only when such a dataset is requested, so the `synthetic` source runs on
-machines without TensorFlow.
+  synthetic       random arrays in memory (no TensorFlow)
+  video_folder    <data.video_dir>/<split>/<class>/*.{mp4,avi,mkv,webm}, decoded with PyAV
+  moving_digits, moving_fashion   our TFDS builders, prepared offline
+  anything else   a TFDS dataset by name: images (cifar10, fashion_mnist, ...) or videos (ucf101)
+
+Importing this package does not import TensorFlow: the TensorFlow-backed sources are imported
+only when such a dataset is requested, so the `synthetic` source runs on machines without it.
 
 Every source yields numpy batches, channels-last:
-  train: endless {'inputs': float32 (B, *input_shape) in [0, 1], 'label': int32 (B,)}
-  eval:  one pass of the same plus 'mask' float32 (B,): 1 for real rows, 0 for zero padding.
+  train: endless {'inputs': float32 (B, *input_shape), 'label': int32 (B,)}
+  eval:  one pass of the same plus 'mask' float32 (B,): 1 for real rows, 0 for zero padding;
+         video sources add 'video_id' and 'view' int32 (B,) (-1 on padding): each eval video is
+         info.eval_views consecutive rows whose scores are to be averaged (dcrn_jax/multiclip.py).
+Inputs are in [0, 1] unless data.normalize_mean/std are set.
 """
 
 from collections.abc import Iterator
+import json
+import os
 import types
 
 import numpy as np
@@ -17,12 +26,17 @@ import numpy as np
 from dcrn_jax.data import synthetic
 from dcrn_jax.data.info import DatasetInfo
 
-__all__ = ["DatasetInfo", "get_info", "train_batches", "eval_batches"]
+__all__ = ["DatasetInfo", "get_info", "train_batches", "eval_batches", "write_label_map"]
+
+LABEL_MAP_FILE = "label_map.json"
 
 
 def _source(data_config) -> types.ModuleType:
   if data_config.name == "synthetic":
     return synthetic
+  if data_config.name == "video_folder":
+    from dcrn_jax.data import video_folder  # pylint: disable=g-import-not-at-top
+    return video_folder
   # Deferred: this imports TensorFlow, which only TFDS-backed datasets need.
   from dcrn_jax.data import tfds_source  # pylint: disable=g-import-not-at-top
   return tfds_source
@@ -73,3 +87,16 @@ def eval_batches(data_config, *, local_batch_size: int, process_index: int = 0,
   return _source(data_config).eval_batches(
       data_config, local_batch_size=local_batch_size, process_index=process_index,
       process_count=process_count)
+
+
+def write_label_map(info: DatasetInfo, workdir: str) -> str:
+  """Writes WORKDIR/label_map.json, {"0": class name, ...}, and returns its path.
+
+  Call it on process 0 once the workdir exists; it replaces the file atomically.
+  """
+  path = os.path.join(workdir, LABEL_MAP_FILE)
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump({str(i): name for i, name in enumerate(info.class_names)}, f, indent=1)
+  os.replace(tmp, path)
+  return path

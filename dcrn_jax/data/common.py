@@ -54,42 +54,56 @@ def num_eval_batches(shares: Iterable[int], local_batch_size: int) -> int:
   return math.ceil(max(shares, default=0) / local_batch_size)
 
 
-def padded_eval_batches(batches: Iterable[tuple[np.ndarray, np.ndarray]], *,
+def padded_eval_batches(batches: Iterable[dict[str, np.ndarray]], *,
                         local_batch_size: int, num_batches: int,
-                        input_shape: tuple[int, ...]) -> Iterator[dict[str, np.ndarray]]:
-  """Pads a finite stream of (inputs, labels) batches to exactly `num_batches` full batches.
+                        input_shape: tuple[int, ...],
+                        id_keys: tuple[str, ...] = ()) -> Iterator[dict[str, np.ndarray]]:
+  """Pads a finite stream of eval batches to exactly `num_batches` full batches.
 
   Args:
-    batches: inputs float32 (b, *input_shape) and labels int (b,), b <= local_batch_size.
+    batches: dicts of 'inputs' float32 (b, *input_shape), 'label' int (b,) and each of
+      id_keys int (b,), with b <= local_batch_size.
     local_batch_size: rows of every yielded batch.
     num_batches: how many batches to yield; all-masked batches make up any shortfall so that
       every process runs the same number of eval steps (collectives would hang otherwise).
     input_shape: shape of one example, for the padding rows.
+    id_keys: int32 keys passed through (e.g. 'video_id'); padding rows hold -1 there.
 
   Yields:
     {'inputs': float32 (local_batch_size, *input_shape), 'label': int32 (local_batch_size,),
-     'mask': float32 (local_batch_size,)}, mask 1 for real rows and 0 for zero padding.
+     'mask': float32 (local_batch_size,), and id_keys int32 (local_batch_size,)}, mask 1 for
+    real rows and 0 for zero padding.
   """
   count = 0
-  for inputs, labels in batches:
-    n = len(labels)
+  for given in batches:
+    n = len(given["label"])
     if count >= num_batches or n > local_batch_size:
       raise RuntimeError(
           f"Eval share larger than its split metadata says ({count + 1} batches of up to {n} "
           f"rows, expected {num_batches} of {local_batch_size}).")
-    batch = _empty_batch(local_batch_size, input_shape)
-    batch["inputs"][:n] = inputs
-    batch["label"][:n] = labels
+    batch = _empty_batch(local_batch_size, input_shape, id_keys)
+    for key in ("inputs", "label") + tuple(id_keys):
+      batch[key][:n] = given[key]
     batch["mask"][:n] = 1.0
     count += 1
     yield batch
   for _ in range(count, num_batches):
-    yield _empty_batch(local_batch_size, input_shape)
+    yield _empty_batch(local_batch_size, input_shape, id_keys)
 
 
-def _empty_batch(batch_size: int, input_shape: tuple[int, ...]) -> dict[str, np.ndarray]:
-  return {
+def _empty_batch(batch_size: int, input_shape: tuple[int, ...],
+                 id_keys: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+  batch = {
       "inputs": np.zeros((batch_size, *input_shape), np.float32),
       "label": np.zeros((batch_size,), np.int32),
       "mask": np.zeros((batch_size,), np.float32),
   }
+  for key in id_keys:
+    batch[key] = np.full((batch_size,), -1, np.int32)
+  return batch
+
+
+def even_shares(num_examples: int, process_count: int) -> list[int]:
+  """Sizes of process_count contiguous blocks covering num_examples, differing by at most 1."""
+  base, extra = divmod(num_examples, process_count)
+  return [base + (i < extra) for i in range(process_count)]

@@ -13,6 +13,9 @@ class DatasetInfo:
     num_train_examples: size of `data.train_split`, all processes together.
     num_eval_examples: size of `data.eval_split`, all processes together.
     class_names: num_classes human-readable names, indexed by label.
+    eval_views: rows per eval example. 1 for images and stored clips; for videos the
+      num_test_clips x num_test_crops views of each video, whose scores are averaged (eval
+      batches then carry 'video_id'; see dcrn_jax/multiclip.py).
   """
 
   num_classes: int
@@ -20,3 +23,4 @@ class DatasetInfo:
   num_train_examples: int
   num_eval_examples: int
   class_names: tuple[str, ...]
+  eval_views: int = 1

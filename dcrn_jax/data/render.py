@@ -49,6 +49,18 @@ def resize_bilinear(images: np.ndarray, size: int) -> np.ndarray:
   return x[:, :, cols] * (1 - col_frac) + x[:, :, cols + 1] * col_frac
 
 
+def bounce_step(pos: np.ndarray, vel: np.ndarray, max_pos: float):
+  """One frame of motion in the box [0, max_pos]^2: returns the new (pos, vel), float (k, 2).
+
+  A position that leaves the box is reflected back inside and that velocity component flips.
+  One reflection suffices because a step is far shorter than the free range.
+  """
+  pos = pos + vel
+  low, high = pos < 0, pos > max_pos
+  pos = np.where(low, -pos, np.where(high, 2 * max_pos - pos, pos))
+  return pos, np.where(low | high, -vel, vel)
+
+
 def load_digit_bank(image_size: int) -> tuple[np.ndarray, np.ndarray]:
   """All 1797 scikit-learn digits, upscaled for `image_size` frames.
 
@@ -116,12 +128,7 @@ def render_example(rng: np.random.Generator, bank: np.ndarray, classes: np.ndarr
     for (row, col), src in zip(np.rint(pos).astype(int), source_index):
       window = video[t, row:row + size, col:col + size]
       np.maximum(window, bank[src], out=window)  # Overlapping digits combine with max().
-    pos = pos + vel
-    # Bounce: reflect the position back inside and flip that velocity component. One reflection
-    # suffices because a step is far shorter than the free range.
-    low, high = pos < 0, pos > max_pos
-    pos = np.where(low, -pos, np.where(high, 2 * max_pos - pos, pos))
-    vel = np.where(low | high, -vel, vel)
+    pos, vel = bounce_step(pos, vel, max_pos)
 
   digits = classes[source_index]
   return {

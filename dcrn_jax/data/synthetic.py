@@ -114,7 +114,7 @@ def eval_batches(data_config, *, local_batch_size: int, process_index: int = 0,
   def batches():
     for lo in range(start, stop, local_batch_size):
       hi = min(lo + local_batch_size, stop)
-      yield _to_float(inputs[lo:hi]), labels[lo:hi]
+      yield {"inputs": _to_float(inputs[lo:hi]), "label": labels[lo:hi]}
 
   return common.padded_eval_batches(
       batches(), local_batch_size=local_batch_size,

@@ -1,4 +1,9 @@
-"""TFDS-backed sources: our `moving_digits` and any TFDS image-classification dataset.
+"""TFDS-backed sources: our builders (moving_digits, moving_fashion) and any TFDS dataset.
+
+Three kinds of input feature are read:
+  image: a fixed-size `Image` (cifar10, mnist, fashion_mnist, ...): augmented for training.
+  clip:  our fixed-size uint8 clips (moving_digits, moving_fashion): read as stored.
+  video: a TFDS `Video` (ucf101, ...): clips sampled as in `clips`, frames decoded on demand.
 
 Importing this module imports TensorFlow (through `tf_import`, which hides accelerators from it).
 """
@@ -9,21 +14,14 @@ import threading
 
 import numpy as np
 
-from dcrn_jax.data import common
+from dcrn_jax.data import augment, clips, common, pipeline, tfds_prepare
 from dcrn_jax.data.info import DatasetInfo
 from dcrn_jax.data.tf_import import tf, tfds
 from dcrn_jax.errors import UserError
 
-MOVING_DIGITS = "moving_digits"
 # TFDS fetches prepared datasets from Google Cloud Storage before any source URL.
 _DOWNLOAD_HOST = ("storage.googleapis.com", 443)
 _CONNECT_TIMEOUT_S = 3.0
-# Effectively endless: the stream of epochs is cut at this epoch number.
-_LAST_EPOCH = 1 << 62
-
-
-def _input_key(data_config) -> str:
-  return "video" if data_config.name == MOVING_DIGITS else "image"
 
 
 def _host_reachable(host: str, port: int, timeout_s: float) -> bool:
@@ -46,70 +44,81 @@ def _host_reachable(host: str, port: int, timeout_s: float) -> bool:
 
 def _builder(data_config):
   """Returns the dataset's TFDS builder, prepared (preparing it first if that is possible)."""
-  if data_config.name == MOVING_DIGITS:
-    from dcrn_jax.data import moving_digits  # pylint: disable=g-import-not-at-top
-    builder = moving_digits.make_builder(data_config)
-    if not builder.is_prepared():
-      print(f"Preparing moving_digits/{builder.builder_config.name} into {builder.data_dir} "
-            "(once per setting; no download).", flush=True)
-      try:
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(try_download_gcs=False))
-      except Exception as e:  # pylint: disable=broad-except
-        # Several processes sharing one data dir all prepare; only the first rename wins.
-        builder = moving_digits.make_builder(data_config)
-        if builder.is_prepared():
-          return builder
-        if isinstance(e, (OSError, tf.errors.OpError)):
-          raise UserError(
-              f"Could not write moving_digits into {builder.data_dir} ({e}). Set data.data_dir "
-              "to a writable folder with enough space (about 10 MB for the default).") from e
-        raise
-    return builder
-
+  ours = tfds_prepare.our_builder(data_config)
+  if ours is not None:
+    return ours
   name = data_config.name
   try:
     builder = tfds.builder(name, data_dir=data_config.data_dir or None)
   except tfds.core.DatasetNotFoundError as e:
     raise UserError(
-        f"Unknown dataset name data.name={name!r}: it is neither 'synthetic', 'moving_digits' "
-        "nor a TFDS dataset. Use one of those, e.g. cifar10, mnist or fashion_mnist "
-        "(tfds.list_builders() lists all TFDS names).") from e
+        f"Unknown dataset name data.name={name!r}: it is neither 'synthetic', 'video_folder', "
+        "'moving_digits', 'moving_fashion' nor a TFDS dataset. Use one of those, e.g. cifar10, "
+        "fashion_mnist or ucf101 (tfds.list_builders() lists all TFDS names).") from e
   except ValueError as e:  # A bad config or version part, e.g. 'cifar10:9.9.9'.
     raise UserError(f"data.name={name!r} is not usable with TFDS: {e}") from e
-  if not builder.is_prepared():
-    root = builder.data_dir_root
-    if not _host_reachable(*_DOWNLOAD_HOST, _CONNECT_TIMEOUT_S):
-      raise UserError(
-          f"The TFDS dataset {name!r} is not prepared in {root}, and it cannot be downloaded "
-          f"here ({_DOWNLOAD_HOST[0]} is unreachable: no network). Prepare it on a machine with "
-          f"network (`tfds build {name} --data_dir=DIR`) and copy DIR/{name.split(':')[0]} "
-          f"into {root}, or set data.data_dir to a folder that holds it.")
-    print(f"Downloading and preparing TFDS dataset {name!r} into {root}.", flush=True)
-    try:
-      builder.download_and_prepare()
-    except (OSError, AssertionError) as e:  # Network, disk or manual-download faults.
-      raise UserError(
-          f"Preparing the TFDS dataset {name!r} into {root} failed ({type(e).__name__}: {e}). "
-          f"Fix the cause, or prepare it elsewhere with `tfds build {name}` and copy it in.") from e
+  if builder.is_prepared():
+    return builder
+  if tfds_prepare.prepare_from_local_files(data_config, builder):
+    return tfds.builder(name, data_dir=data_config.data_dir or None)
+  root = builder.data_dir_root
+  if not _host_reachable(*_DOWNLOAD_HOST, _CONNECT_TIMEOUT_S):
+    raise UserError(
+        f"The TFDS dataset {name!r} is not prepared in {root}, and it cannot be downloaded "
+        f"here ({_DOWNLOAD_HOST[0]} is unreachable: no network). Prepare it on a machine with "
+        f"network (`tfds build {name} --data_dir=DIR`) and copy DIR/{name.split(':')[0]} "
+        f"into {root}, or set data.data_dir to a folder that holds it."
+        + tfds_prepare.local_hint(name))
+  print(f"Downloading and preparing TFDS dataset {name!r} into {root}.", flush=True)
+  try:
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir=data_config.manual_dir or None))
+  except (OSError, AssertionError) as e:  # Network, disk or manual-download faults.
+    raise UserError(
+        f"Preparing the TFDS dataset {name!r} into {root} failed ({type(e).__name__}: {e}). "
+        f"Fix the cause (datasets that need a manual download read it from data.manual_dir; "
+        f"ucf101 needs `ffmpeg` on PATH), or prepare it elsewhere with `tfds build {name}` and "
+        "copy it in.") from e
   return builder
 
 
-def _check_features(data_config, builder) -> None:
+def _input_feature(data_config, builder) -> tuple[str, str]:
+  """(kind, feature key) of the dataset's input; UserError if it is no classification data."""
   features = builder.info.features
-  key = _input_key(data_config)
-  if key not in features or "label" not in features:
+  if "label" not in features or not isinstance(features["label"], tfds.features.ClassLabel):
+    hint = (" moving_mnist has no labels (it is a frame-prediction set); for clips with a class "
+            "label use moving_digits or moving_fashion (ours, offline)."
+            if data_config.name.startswith("moving_mnist") else "")
+    raise UserError(
+        f"The TFDS dataset {data_config.name!r} has no 'label' class feature (features: "
+        f"{sorted(features)}); dcrn_jax trains classifiers." + hint)
+  if tfds_prepare.is_ours(data_config.name):
+    return "clip", "video"
+  for key, feature in features.items():
+    if isinstance(feature, tfds.features.Video):
+      if feature.shape[-1] is None:
+        raise UserError(f"The video feature {key!r} of {data_config.name!r} has no fixed "
+                        "number of channels; dcrn_jax cannot batch it.")
+      return "video", key
+  image = features["image"] if "image" in features else None
+  if not isinstance(image, tfds.features.Image):
     raise UserError(
         f"The TFDS dataset {data_config.name!r} has features {sorted(features)}; dcrn_jax needs "
-        f"an {key!r} uint8 feature and a 'label' class feature (image classification).")
-  if not isinstance(features["label"], tfds.features.ClassLabel):
-    raise UserError(f"The 'label' feature of {data_config.name!r} is not a class label.")
-  shape, dtype = features[key].shape, features[key].np_dtype
-  if None in shape or dtype != np.uint8:
+        "an 'image' (Image) or a Video feature with a 'label' class feature.")
+  if None in image.shape or image.np_dtype != np.uint8:
     raise UserError(
-        f"The {key!r} feature of {data_config.name!r} is {dtype} of shape {shape}; dcrn_jax "
-        "reads only fixed-size uint8 images or clips. Pick a dataset whose images share one "
-        "size (cifar10, mnist, fashion_mnist, ...).")
+        f"The 'image' feature of {data_config.name!r} is {image.np_dtype} of shape "
+        f"{image.shape}; dcrn_jax reads only fixed-size uint8 images. Pick a dataset whose "
+        "images share one size (cifar10, mnist, fashion_mnist, ...).")
+  return "image", "image"
+
+
+def _input_shape(data_config, builder, kind, key) -> tuple[int, ...]:
+  shape = tuple(builder.info.features[key].shape)
+  if kind == "video":
+    spec = clips.spec_from_config(data_config)
+    return (spec.num_frames, spec.size, spec.size, shape[-1])
+  return shape
 
 
 def _split_size(data_config, builder, split) -> int:
@@ -122,65 +131,106 @@ def _split_size(data_config, builder, split) -> int:
         "or a slice such as 'train[:90%]'.") from e
 
 
-def get_info(data_config) -> DatasetInfo:
+def _open(data_config):
+  """(builder, kind, key, input_shape), all checked."""
+  common.check_pipeline_config(data_config)
   builder = _builder(data_config)
-  _check_features(data_config, builder)
-  features = builder.info.features
+  kind, key = _input_feature(data_config, builder)
+  shape = _input_shape(data_config, builder, kind, key)
+  augment.check(data_config, shape[-1])
+  return builder, kind, key, shape
+
+
+def get_info(data_config) -> DatasetInfo:
+  builder, kind, _, shape = _open(data_config)
+  label = builder.info.features["label"]
+  views = clips.spec_from_config(data_config).views if kind == "video" else 1
   return DatasetInfo(
-      num_classes=features["label"].num_classes,
-      input_shape=tuple(features[_input_key(data_config)].shape),
+      num_classes=label.num_classes, input_shape=shape,
       num_train_examples=_split_size(data_config, builder, data_config.train_split),
       num_eval_examples=_split_size(data_config, builder, data_config.eval_split),
-      class_names=tuple(features["label"].names))
+      class_names=tuple(label.names), eval_views=views)
 
 
-def _encoded_records(data_config, builder, split):
+def _records(builder, key, split):
   """(still-encoded input, label) pairs of `split`: encoded records keep shuffle buffers small."""
-  key = _input_key(data_config)
+  # No auto-cache: a train stream is always stopped mid-epoch, and TF then warns that the
+  # cache was discarded; the page cache serves repeated reads anyway.
   ds = builder.as_dataset(split=split, shuffle_files=False,
-                          decoders={key: tfds.decode.SkipDecoding()})
+                          decoders={key: tfds.decode.SkipDecoding()},
+                          read_config=tfds.ReadConfig(try_autocache=False))
   # Only these two features travel on; dropping the rest early saves buffer memory.
   return ds.map(lambda ex: (ex[key], ex["label"]))
 
 
-def _decoder(data_config, builder):
-  """Maps (encoded input, label) to (float32 input in [0, 1], int32 label)."""
-  feature = builder.info.features[_input_key(data_config)]
+def _video_frames(encoded, channels, spec, sample, seed_or_view):
+  """Decodes the frames a clip needs from a TFDS video's encoded frames (T,) string.
 
-  def decode(encoded, label):
+  sample(video_len, height, width, seed_or_view) returns int64 (num_frames + 5,): frame
+  indices, then resized height and width, crop top and left, and flip (0/1).
+  Returns float32 (num_frames, size, size, C) in [0, 1].
+  """
+  video_len = tf.shape(encoded, out_type=tf.int64)[0]
+  first = tf.io.decode_image(encoded[0], channels=channels, expand_animations=False)
+  hw = tf.shape(first, out_type=tf.int64)[:2]
+  plan = tf.numpy_function(sample, [video_len, hw[0], hw[1], seed_or_view], tf.int64,
+                           stateful=False)
+  plan = tf.ensure_shape(plan, [spec.num_frames + 5])
+  frames = tf.map_fn(
+      lambda b: tf.io.decode_image(b, channels=channels, expand_animations=False),
+      tf.gather(encoded, plan[:spec.num_frames]), fn_output_signature=tf.uint8)
+  rh, rw, top, left, flip = tf.unstack(tf.cast(plan[spec.num_frames:], tf.int32))
+  frames = tf.image.resize(tf.cast(frames, tf.float32), tf.stack([rh, rw]), antialias=True)
+  frames = frames[:, top:top + spec.size, left:left + spec.size] / 255.0
+  frames = tf.cond(flip > 0, lambda: tf.reverse(frames, axis=[2]), lambda: frames)
+  return tf.ensure_shape(frames, (spec.num_frames, spec.size, spec.size, channels))
+
+
+def _plan(indices, hw, top_left, flip) -> np.ndarray:
+  return np.concatenate([indices, hw, top_left, [int(flip)]]).astype(np.int64)
+
+
+def _process_fn(data_config, builder, kind, key, shape, train: bool):
+  """(record, seed or view) -> {'inputs': float32 shape, 'label': int32}."""
+  feature = builder.info.features[key]
+
+  def finish(x, label):
+    return {"inputs": augment.normalize(x, data_config), "label": tf.cast(label, tf.int32)}
+
+  if kind == "video":
+    spec = clips.spec_from_config(data_config)
+
+    def process(record, seed_or_view):
+      encoded, label = record
+
+      def sample(video_len, height, width, key):
+        if train:
+          return _plan(*clips.train_view(int(video_len), int(height), int(width), spec, key))
+        return _plan(*clips.eval_view(int(video_len), int(height), int(width), spec, int(key)))
+
+      return finish(_video_frames(encoded, shape[-1], spec, sample, seed_or_view), label)
+    return process
+
+  def process(record, seed_or_view):
+    encoded, label = record
     x = tf.cast(feature.decode_example(encoded), tf.float32) / 255.0
-    return x, tf.cast(label, tf.int32)
-
-  return decode
-
-
-def _options() -> tf.data.Options:
-  options = tf.data.Options()
-  options.deterministic = True  # Parallel maps keep their order: resuming needs it.
-  return options
-
-
-def _as_dicts(ds) -> Iterator[dict[str, np.ndarray]]:
-  for inputs, labels in tfds.as_numpy(ds):
-    yield {"inputs": inputs, "label": labels}
+    if train and kind == "image" and augment.is_active(data_config):
+      x = augment.train_augment(x, seed_or_view, data_config)
+    return finish(x, label)
+  return process
 
 
 def train_batches(data_config, *, local_batch_size: int, seed: int, start_step: int,
                   process_index: int = 0,
                   process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
-  """Endless {'inputs': float32 (B, *input_shape) in [0, 1], 'label': int32 (B,)} batches.
+  """Endless {'inputs': float32 (B, *input_shape), 'label': int32 (B,)} batches.
 
   The process reads its even share of the train split (the remainder of N / process_count is
-  dropped so every process has equally long epochs). Epoch e is that share shuffled with a seed
-  derived from (seed, e) only, and batches are cut from the concatenated epochs, so the stream
-  with start_step=s starts with batch s of the start_step=0 stream: it begins at the right epoch
-  and skips into it, without replaying earlier epochs.
+  dropped so every process has equally long epochs); see `pipeline.train_stream` for the order.
   """
   common.check_batch_args(local_batch_size=local_batch_size, process_index=process_index,
                           process_count=process_count, start_step=start_step)
-  common.check_pipeline_config(data_config)
-  builder = _builder(data_config)
-  _check_features(data_config, builder)
+  builder, kind, key, shape = _open(data_config)
   split = tfds.split_for_jax_process(data_config.train_split, process_index=process_index,
                                      process_count=process_count, drop_remainder=True)
   per_process = _split_size(data_config, builder, split)
@@ -188,23 +238,11 @@ def train_batches(data_config, *, local_batch_size: int, seed: int, start_step: 
     raise UserError(
         f"Split {data_config.train_split!r} of {data_config.name!r} has too few examples to give "
         f"each of {process_count} processes one; use a larger split.")
-  start_epoch, offset = common.epoch_and_offset(start_step, local_batch_size, per_process)
-  records = _encoded_records(data_config, builder, split)
-  buffer_size = min(data_config.shuffle_buffer, per_process)
-  useed = common.unsigned_seed(seed)
-  seed64 = tf.constant(useed - (1 << 64) if useed >= 1 << 63 else useed, tf.int64)
-
-  def epoch(e):
-    # A Philox hash of (seed, epoch): nearby seeds and epochs get unrelated shuffles.
-    epoch_seed = tf.random.stateless_uniform([], seed=tf.stack([seed64, e]), minval=None,
-                                             maxval=None, dtype=tf.int64)
-    return records.shuffle(buffer_size, seed=epoch_seed, reshuffle_each_iteration=False)
-
-  ds = tf.data.Dataset.range(start_epoch, _LAST_EPOCH).flat_map(epoch).skip(offset)
-  ds = ds.map(_decoder(data_config, builder), num_parallel_calls=tf.data.AUTOTUNE)
-  ds = ds.batch(local_batch_size, drop_remainder=True)
-  ds = ds.prefetch(data_config.prefetch_batches).with_options(_options())
-  return _as_dicts(ds)
+  return pipeline.train_stream(
+      _records(builder, key, split), num_records=per_process,
+      process=_process_fn(data_config, builder, kind, key, shape, train=True),
+      data_config=data_config, local_batch_size=local_batch_size, seed=seed,
+      start_step=start_step)
 
 
 def eval_batches(data_config, *, local_batch_size: int, process_index: int = 0,
@@ -212,22 +250,20 @@ def eval_batches(data_config, *, local_batch_size: int, process_index: int = 0,
   """One unshuffled pass over this process's even share of the eval split.
 
   Yields {'inputs', 'label', 'mask'} batches of exactly local_batch_size rows, the same number
-  on every process; see `common.padded_eval_batches`.
+  on every process (see `common.padded_eval_batches`); video datasets yield each video as
+  `eval_views` rows, with 'video_id' and 'view' (see `pipeline.eval_stream`).
   """
   common.check_batch_args(local_batch_size=local_batch_size, process_index=process_index,
                           process_count=process_count)
-  common.check_pipeline_config(data_config)
-  builder = _builder(data_config)
-  _check_features(data_config, builder)
+  builder, kind, key, shape = _open(data_config)
   splits = [tfds.split_for_jax_process(data_config.eval_split, process_index=i,
                                        process_count=process_count)
             for i in range(process_count)]
   shares = [_split_size(data_config, builder, s) for s in splits]
-  ds = _encoded_records(data_config, builder, splits[process_index])
-  ds = ds.map(_decoder(data_config, builder), num_parallel_calls=tf.data.AUTOTUNE)
-  ds = ds.batch(local_batch_size).prefetch(data_config.prefetch_batches).with_options(_options())
-  batches = ((x["inputs"], x["label"]) for x in _as_dicts(ds))
-  return common.padded_eval_batches(
-      batches, local_batch_size=local_batch_size,
-      num_batches=common.num_eval_batches(shares, local_batch_size),
-      input_shape=tuple(builder.info.features[_input_key(data_config)].shape))
+  views = clips.spec_from_config(data_config).views if kind == "video" else 1
+  return pipeline.eval_stream(
+      _records(builder, key, splits[process_index]), shares=shares,
+      process_index=process_index, views=views,
+      process=_process_fn(data_config, builder, kind, key, shape, train=False),
+      data_config=data_config, local_batch_size=local_batch_size, input_shape=shape,
+      with_ids=kind == "video")

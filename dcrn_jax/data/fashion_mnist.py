@@ -1,0 +1,56 @@
+"""TFDS `fashion_mnist` prepared from local idx files, so the real benchmark runs offline.
+
+TFDS's own builder downloads the four idx files; this one reads them from a folder instead
+(`data.manual_dir`, e.g. /usr/share/datasets/fashion-mnist from Debian's `dataset-fashion-mnist`)
+and writes the very same dataset — TFDS's `fashion_mnist` features, version, splits and example
+keys — into <data_dir>/fashion_mnist/<version>/. From then on `tfds.builder('fashion_mnist')`
+reads it like a download.
+"""
+
+import os
+
+from etils import epath
+
+from dcrn_jax.data import idx
+from dcrn_jax.data.tf_import import tfds
+
+NAME = "fashion_mnist"
+
+
+class LocalFashionMNIST(tfds.image_classification.FashionMNIST, skip_registration=True):
+  """TFDS's FashionMNIST (features, version) with examples read from local idx files."""
+
+  name = NAME
+
+  def __init__(self, *, idx_dir: str, **kwargs):
+    self._idx_dir = idx_dir
+    super().__init__(**kwargs)
+
+  @tfds.core.utils.classproperty
+  @classmethod
+  def code_path(cls) -> epath.Path:
+    # See moving_digits.MovingDigits.code_path: TFDS's lookup needs a backport pip skips.
+    return epath.Path(os.path.abspath(__file__))
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # Nothing to download: the files are local.
+    return {split: self._generate_examples(split) for split in idx.FILES}
+
+  def _generate_examples(self, split):  # pylint: disable=arguments-differ
+    images, labels = idx.load_split(self._idx_dir, split)
+    # The index as key, like TFDS's builder: the same keys give the same on-disk order.
+    for index, (image, label) in enumerate(zip(images, labels)):
+      yield index, {"image": image, "label": int(label)}
+
+
+def prepare(data_dir: str | None, idx_dir: str) -> None:
+  """Writes fashion_mnist into data_dir (TFDS's default if None) from the idx files in idx_dir.
+
+  Raises UserError (from `idx`) if the files are missing or malformed.
+  """
+  for split in idx.FILES:  # Check every file before the slow write starts.
+    for stem in idx.FILES[split]:
+      idx.find_file(idx_dir, stem)
+  builder = LocalFashionMNIST(idx_dir=idx_dir, data_dir=data_dir)
+  builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig(try_download_gcs=False))

@@ -1,0 +1,117 @@
+"""The tf.data plumbing every TensorFlow-backed source shares: epochs, seeds, batches, eval views.
+
+A source hands over `records`, a tf.data.Dataset of this process's share of a split (still
+encoded: small elements keep shuffle buffers cheap), and a `process` function that turns one
+record into an example dict {'inputs': float32 (...), 'label': int32 ()}.
+
+Training: epoch e is the records shuffled with a seed derived from (config.seed, e); each example
+gets a seed pair (epoch key, position in the epoch) for its augmentation, so the stream resumed
+at step s equals the uninterrupted stream from batch s on, augmentation included.
+"""
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from dcrn_jax.data import common
+from dcrn_jax.data.tf_import import tf, tfds
+
+# Effectively endless: the stream of epochs is cut at this epoch number.
+_LAST_EPOCH = 1 << 62
+
+
+def options() -> tf.data.Options:
+  opts = tf.data.Options()
+  opts.deterministic = True  # Parallel maps keep their order: resuming needs it.
+  return opts
+
+
+def _seed64(seed: int):
+  useed = common.unsigned_seed(seed)
+  return tf.constant(useed - (1 << 64) if useed >= 1 << 63 else useed, tf.int64)
+
+
+def as_numpy_dicts(ds) -> Iterator[dict[str, np.ndarray]]:
+  for batch in tfds.as_numpy(ds):
+    yield dict(batch)
+
+
+def train_stream(records, *, num_records: int, process: Callable, data_config,
+                 local_batch_size: int, seed: int,
+                 start_step: int) -> Iterator[dict[str, np.ndarray]]:
+  """Endless batches of process(record, example_seed) over reshuffled epochs of `records`.
+
+  Args:
+    records: this process's share of the split, num_records elements in a fixed order.
+    num_records: its length (epochs are cut at it).
+    process: (record, seed int64 (2,)) -> {'inputs': float32 (...), 'label': int32 ()}.
+    data_config: the `data` config (shuffle_buffer, prefetch_batches).
+    local_batch_size: rows per batch.
+    seed: config.seed; the order and the augmentation depend on it and the epoch only.
+    start_step: the first batch yielded is batch number start_step of the start_step=0 stream.
+
+  Yields:
+    {'inputs': float32 (local_batch_size, ...), 'label': int32 (local_batch_size,)}.
+  """
+  start_epoch, offset = common.epoch_and_offset(start_step, local_batch_size, num_records)
+  buffer_size = min(data_config.shuffle_buffer, num_records)
+  seed64 = _seed64(seed)
+
+  def epoch(e):
+    # A Philox hash of (seed, epoch): nearby seeds and epochs get unrelated shuffles.
+    key = tf.random.stateless_uniform([], seed=tf.stack([seed64, e]), minval=None, maxval=None,
+                                      dtype=tf.int64)
+    shuffled = records.shuffle(buffer_size, seed=key, reshuffle_each_iteration=False)
+    return shuffled.enumerate().map(lambda i, record: (tf.stack([key, i]), record))
+
+  ds = tf.data.Dataset.range(start_epoch, _LAST_EPOCH).flat_map(epoch).skip(offset)
+  ds = ds.map(lambda example_seed, record: process(record, example_seed),
+              num_parallel_calls=tf.data.AUTOTUNE)
+  ds = ds.batch(local_batch_size, drop_remainder=True)
+  ds = ds.prefetch(data_config.prefetch_batches).with_options(options())
+  return as_numpy_dicts(ds)
+
+
+def eval_stream(records, *, shares: list[int], process_index: int, views: int,
+                process: Callable, data_config, local_batch_size: int,
+                input_shape: tuple[int, ...],
+                with_ids: bool) -> Iterator[dict[str, np.ndarray]]:
+  """One pass over this process's eval records, every record as `views` views, padded.
+
+  Args:
+    records: this process's share of the eval split, shares[process_index] elements; its
+      records are examples sum(shares[:process_index]) onwards of the whole split.
+    shares: every process's number of records (every process yields as many batches).
+    process_index: this process.
+    views: views per record; process(record, view) makes view number `view`.
+    process: (record, view int64 ()) -> {'inputs': float32 input_shape, 'label': int32 ()}.
+    data_config: the `data` config (prefetch_batches).
+    local_batch_size: rows per batch.
+    input_shape: shape of one example's inputs.
+    with_ids: add 'video_id' (the record's index in the whole split) and 'view' to batches.
+
+  Yields:
+    {'inputs', 'label', 'mask'[, 'video_id', 'view']} of exactly local_batch_size rows; see
+    `common.padded_eval_batches`.
+  """
+  first_id = sum(shares[:process_index])
+  ds = records.enumerate(start=first_id)
+
+  def expand(video_id, record):
+    return tf.data.Dataset.range(views).map(lambda view: (video_id, view, record))
+
+  ds = ds.flat_map(expand)
+
+  def make(video_id, view, record):
+    example = dict(process(record, view))
+    if with_ids:
+      example["video_id"] = tf.cast(video_id, tf.int32)
+      example["view"] = tf.cast(view, tf.int32)
+    return example
+
+  ds = ds.map(make, num_parallel_calls=tf.data.AUTOTUNE).batch(local_batch_size)
+  ds = ds.prefetch(data_config.prefetch_batches).with_options(options())
+  return common.padded_eval_batches(
+      as_numpy_dicts(ds), local_batch_size=local_batch_size,
+      num_batches=common.num_eval_batches([s * views for s in shares], local_batch_size),
+      input_shape=input_shape, id_keys=("video_id", "view") if with_ids else ())

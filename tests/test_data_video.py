@@ -1,0 +1,252 @@
+"""Video data: clip sampling, the PyAV video folder, per-process splits, multi-view scoring.
+
+The tests write their own small clips with PyAV: frame i of every clip has brightness
+_LEVEL * i, so a decoded clip tells which frames were sampled.
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+from configs import default
+from dcrn_jax import data, multiclip
+from dcrn_jax.data import clips
+from dcrn_jax.errors import UserError
+
+av = pytest.importorskip("av", reason="PyAV is in the test extra: pip install -e '.[test]'")
+
+_LEVEL = 9  # Brightness step per frame: 28 frames stay below 255.
+_H, _W = 36, 48
+
+
+def _config(**overrides):
+  config = default.get_config().data
+  for key, value in overrides.items():
+    config[key] = value
+  return config
+
+
+def _take(iterator, n):
+  return [next(iterator) for _ in range(n)]
+
+
+# ---------------------------------------------------------------- clip sampling
+
+
+def _spec(**kw):
+  fields = dict(num_frames=4, stride=3, size=32, resize_short=40)
+  fields.update(kw)
+  return clips.ClipSpec(**fields)
+
+
+def test_train_indices_are_strided_inside_the_video_from_every_start():
+  spec = _spec()
+  starts = set()
+  for s in range(300):
+    idx = clips.train_frame_indices(20, spec, np.random.default_rng(s))
+    assert np.all(np.diff(idx) == 3) and idx[0] >= 0 and idx[-1] <= 19
+    starts.add(int(idx[0]))
+  assert starts == set(range(20 - spec.span + 1))  # span 10: starts 0..10, all drawn
+
+
+def test_short_video_repeats_its_last_frame():
+  idx = clips.train_frame_indices(5, _spec(), np.random.default_rng(0))
+  np.testing.assert_array_equal(idx, [0, 3, 4, 4])
+  np.testing.assert_array_equal(clips.eval_frame_indices(1, _spec(), 0), [0, 0, 0, 0])
+
+
+def test_eval_clips_are_evenly_spaced_from_first_to_last_start():
+  spec = _spec(num_test_clips=5)
+  starts = [clips.eval_frame_indices(50, spec, k)[0] for k in range(5)]
+  assert starts == [0, 10, 20, 30, 40]  # last start: 50 - span 10
+  for k in range(5):
+    assert np.all(np.diff(clips.eval_frame_indices(50, spec, k)) == 3)
+  assert clips.eval_frame_indices(50, _spec(), 0)[0] == 20  # One clip: centred.
+
+
+def test_crops_resize_and_views():
+  assert clips.resized_hw(240, 320, 40) == (40, 53)
+  assert clips.resized_hw(320, 240, 40) == (53, 40)
+  assert [clips.eval_crop(40, 53, 32, c, 3) for c in range(3)] == [(4, 0), (4, 10), (4, 21)]
+  assert [clips.eval_crop(53, 40, 32, c, 3) for c in range(3)] == [(0, 4), (10, 4), (21, 4)]
+  assert clips.eval_crop(40, 53, 32, 0, 1) == (4, 10)
+  tops_lefts = {clips.train_crop(40, 53, 32, np.random.default_rng(s)) for s in range(400)}
+  assert {t for t, _ in tops_lefts} == set(range(9)) and {l for _, l in tops_lefts} == set(
+      range(22))
+  spec = _spec(num_test_clips=2, num_test_crops=3)
+  assert spec.views == 6
+  views = [clips.eval_view(30, 240, 320, spec, v) for v in range(6)]
+  assert [v[0][0] for v in views] == [0, 0, 0, 20, 20, 20]
+  assert [v[2] for v in views[:3]] == [(4, 0), (4, 10), (4, 21)]
+
+
+def test_clip_fields_are_checked():
+  with pytest.raises(UserError, match="resize_short"):
+    clips.spec_from_config(_config(image_size=64, resize_short=48))
+  with pytest.raises(UserError, match="num_test_crops"):
+    clips.spec_from_config(_config(num_test_crops=2))
+
+
+# ---------------------------------------------------------------- video folder
+
+
+# Lossless settings per container, so decoded brightness is exact (to rounding).
+_CODECS = {".mp4": ("libx264", {"qp": "0"}), ".avi": ("ffv1", {}), ".mkv": ("ffv1", {}),
+           ".webm": ("libvpx-vp9", {"lossless": "1"})}
+
+
+def _write_clip(path, num_frames):
+  codec, options = _CODECS[os.path.splitext(str(path))[1].lower()]
+  with av.open(str(path), "w") as container:
+    stream = container.add_stream(codec, rate=25, options=options)
+    stream.width, stream.height, stream.pix_fmt = _W, _H, "yuv420p"
+    for i in range(num_frames):
+      frame = np.full((_H, _W, 3), _LEVEL * i, np.uint8)
+      frame[:, : _W // 2] //= 2  # A darker left half: a flip shows.
+      for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+        container.mux(packet)
+    for packet in stream.encode():
+      container.mux(packet)
+
+
+@pytest.fixture(scope="module")
+def video_dir(tmp_path_factory):
+  """train: 3 classes x 4 clips (mp4, avi, mkv, webm), a corrupt file, an empty class; test:
+  2 classes x 3 clips (.MP4)."""
+  root = tmp_path_factory.mktemp("videos")
+  for split, classes, per_class in (("train", ("cat", "dog", "owl"), 4),
+                                    ("test", ("cat", "owl"), 3)):
+    for k, name in enumerate(classes):
+      (root / split / name).mkdir(parents=True)
+      for j in range(per_class):
+        ext = (".mp4", ".avi", ".mkv", ".webm")[j] if split == "train" else ".MP4"
+        _write_clip(root / split / name / f"clip{j}{ext}", 12 + 4 * j + k)
+  (root / "train" / "dog" / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"x" * 500)
+  (root / "train" / "emu").mkdir()  # An empty class folder.
+  (root / "train" / "owl" / "notes.txt").write_text("not a video")
+  return str(root)
+
+
+def _vconfig(video_dir, **overrides):
+  fields = dict(name="video_folder", video_dir=video_dir, num_frames=3, frame_stride=2,
+                image_size=24, resize_short=30, shuffle_buffer=100)
+  fields.update(overrides)
+  return _config(**fields)
+
+
+def test_video_folder_info_skips_corrupt_files_and_keeps_empty_classes(video_dir, capfd):
+  from dcrn_jax.data import video_files
+  scanned = video_files.scan(os.path.join(video_dir, "train"))
+  assert len(scanned.paths) == 12 and len(scanned.skipped) == 1
+  assert scanned.skipped[0][0].endswith("broken.mp4")
+  assert scanned.empty_classes == ("emu",)
+  assert scanned.num_frames[:4] == (12, 16, 20, 24)  # mkv frames counted from packets.
+  info = data.get_info(_vconfig(video_dir, num_test_clips=2, num_test_crops=3))
+  assert info.class_names == ("cat", "dog", "emu", "owl") and info.num_classes == 4
+  assert (info.num_train_examples, info.num_eval_examples) == (12, 6)
+  assert info.input_shape == (3, 24, 24, 3) and info.eval_views == 6
+  err = capfd.readouterr().err
+  assert "skipping video" in err and "broken.mp4" in err and "skipped 1 of 13" in err
+  assert "emu has no readable video" in err
+
+
+def _frame_numbers(clip):
+  """The source frame index of each frame of a decoded clip float (T, H, W, 3)."""
+  brighter_half = clip.mean(axis=(1, 3)).max(axis=1)  # The brightest column.
+  return np.rint(brighter_half * 255 / _LEVEL).astype(int)
+
+
+def test_video_folder_train_clips_are_strided_cropped_flipped_and_resumable(video_dir):
+  config = _vconfig(video_dir, augment_flip=True)
+  batches = _take(data.train_batches(config, local_batch_size=4, seed=1, start_step=0), 6)
+  flips = 0
+  for b in batches:
+    assert b["inputs"].shape == (4, 3, 24, 24, 3) and b["inputs"].dtype == np.float32
+    assert b["label"].dtype == np.int32 and set(b["label"]) <= {0, 1, 3}
+    for clip in b["inputs"]:
+      frames = _frame_numbers(clip)
+      assert np.all(np.diff(frames) == 2), frames
+      flips += clip[:, :, :4].mean() > clip[:, :, -4:].mean()  # Dark half on the right.
+  assert 3 <= flips <= 21  # Flipped about half the time.
+  resumed = _take(data.train_batches(config, local_batch_size=4, seed=1, start_step=4), 2)
+  for a, b in zip(batches[4:], resumed):
+    np.testing.assert_array_equal(a["inputs"], b["inputs"])
+
+
+def test_video_folder_two_processes_share_train_and_eval_exactly_once(video_dir):
+  config = _vconfig(video_dir, num_test_clips=2)
+  for p in range(2):  # 12 train videos: 6 per process, every class in each.
+    batches = _take(data.train_batches(config, local_batch_size=3, seed=0, start_step=0,
+                                       process_index=p, process_count=2), 2)
+    assert sorted(l for b in batches for l in b["label"]) == [0, 0, 1, 1, 3, 3]
+  rows = []
+  for p in range(2):
+    batches = list(data.eval_batches(config, local_batch_size=4, process_index=p,
+                                     process_count=2))
+    assert len(batches) == 2  # 3 videos x 2 views per process = 6 rows: 2 batches of 4.
+    for b in batches:
+      assert set(b) == {"inputs", "label", "mask", "video_id", "view"}
+      assert np.all(b["video_id"][b["mask"] == 0] == -1)
+      rows += [(int(v), int(w), int(l)) for v, w, l, m in
+               zip(b["video_id"], b["view"], b["label"], b["mask"]) if m]
+  assert sorted(rows) == [(v, w, 0 if v < 3 else 3) for v in range(6) for w in range(2)]
+
+
+def test_video_folder_errors_are_user_errors(video_dir, tmp_path):
+  with pytest.raises(UserError, match="data.video_dir"):
+    data.get_info(_vconfig(""))
+  with pytest.raises(UserError, match="does not exist"):
+    data.get_info(_vconfig(video_dir, eval_split="val"))
+  (tmp_path / "train" / "x").mkdir(parents=True)
+  (tmp_path / "test").mkdir()
+  with pytest.raises(UserError, match="No readable video"):
+    data.get_info(_vconfig(str(tmp_path)))
+
+
+# ---------------------------------------------------------------- multi-view scores
+
+
+def test_video_metrics_average_views_per_video():
+  # Video 0 (label 1): one confident wrong view, two mild right ones -> right on average.
+  logits = np.array([[0.0, 2.0, 0.0], [0.0, 2.0, 0.0], [9.0, 0.0, 0.0],
+                     [0.0, 0.0, 5.0], [7.0, 7.0, 7.0]])
+  labels = np.array([1, 1, 1, 2, 0])
+  mask = np.array([1, 1, 1, 1, 0])
+  ids = np.array([0, 0, 0, 1, -1])
+  out = multiclip.video_metrics(logits, labels, mask, ids)
+  assert out["num_examples"] == 2 and out["num_views"] == 4
+  assert out["view_accuracy"] == 0.75
+  probs = np.exp(logits[:3]) / np.exp(logits[:3]).sum(1, keepdims=True)
+  assert out["accuracy"] == (0.5 if probs.mean(0).argmax() != 1 else 1.0)
+  p1 = np.exp(5.0) / (np.exp(5.0) + 2)
+  expected_loss = (-np.log(probs.mean(0)[1]) - np.log(p1)) / 2
+  assert abs(out["loss"] - expected_loss) < 1e-9
+
+
+# ---------------------------------------------------------------- TFDS videos
+
+
+def test_ucf101_through_the_real_builder_with_mock_data(tmp_path, mock_tfds):
+  config = _config(name="ucf101", data_dir=str(tmp_path / "unused"), num_frames=4,
+                   frame_stride=2, image_size=32, resize_short=40, num_test_clips=2,
+                   num_test_crops=3)
+  with mock_tfds("ucf101", 5):
+    info = data.get_info(config)
+    assert (info.input_shape, info.num_classes, info.eval_views) == ((4, 32, 32, 3), 101, 6)
+    assert info.class_names[0] == "ApplyEyeMakeup"
+    batch = next(data.train_batches(config, local_batch_size=2, seed=0, start_step=0))
+    batches = list(data.eval_batches(config, local_batch_size=8))
+  assert batch["inputs"].shape == (2, 4, 32, 32, 3) and batch["inputs"].dtype == np.float32
+  assert 0 <= batch["inputs"].min() and batch["inputs"].max() <= 1
+  assert len(batches) == 4  # 5 videos x 6 views = 30 rows.
+  ids = np.concatenate([b["video_id"][b["mask"] > 0] for b in batches])
+  views = np.concatenate([b["view"][b["mask"] > 0] for b in batches])
+  np.testing.assert_array_equal(ids, np.repeat(np.arange(5), 6))
+  np.testing.assert_array_equal(views, np.tile(np.arange(6), 5))
+
+
+def test_moving_mnist_without_labels_is_a_user_error(tmp_path, mock_tfds):
+  with mock_tfds("moving_mnist", 2, splits=("test",)):
+    with pytest.raises(UserError, match="no labels.*moving_fashion"):
+      data.get_info(_config(name="moving_mnist", data_dir=str(tmp_path / "unused")))
