@@ -250,3 +250,34 @@ def test_moving_mnist_without_labels_is_a_user_error(tmp_path, mock_tfds):
   with mock_tfds("moving_mnist", 2, splits=("test",)):
     with pytest.raises(UserError, match="no labels.*moving_fashion"):
       data.get_info(_config(name="moving_mnist", data_dir=str(tmp_path / "unused")))
+
+
+def test_evaluate_views_gathers_rows_and_scores_per_video():
+  import jax  # pylint: disable=g-import-not-at-top
+  from dcrn_jax import parallel  # pylint: disable=g-import-not-at-top
+
+  class Stub:  # logits = the first 3 input values, scaled by a "parameter".
+    @staticmethod
+    def apply(variables, x, train):
+      del train
+      return x.reshape(x.shape[0], -1)[:, :3] * variables["w"]
+
+  rng = np.random.default_rng(0)
+  batches = []
+  for first in (0, 2):  # Two batches of 4 rows: videos 0..3, 2 views each, last row padding.
+    ids = np.repeat(np.arange(first, first + 2), 2).astype(np.int32)
+    mask = np.ones(4, np.float32)
+    if first == 2:
+      ids[-1], mask[-1] = -1, 0.0
+    batches.append({"inputs": rng.normal(size=(4, 2, 2, 1)).astype(np.float32),
+                    "label": (ids % 3).astype(np.int32), "mask": mask, "video_id": ids,
+                    "view": np.zeros(4, np.int32)})
+  mesh = parallel.create_mesh()
+  variables = {"w": jax.numpy.float32(2.0)}
+  out = multiclip.evaluate_views(multiclip.make_logits_fn(Stub, mesh), variables,
+                                 iter(batches), mesh)
+  cat = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+  expected = multiclip.video_metrics(cat["inputs"].reshape(8, -1)[:, :3] * 2.0, cat["label"],
+                                     cat["mask"], cat["video_id"])
+  assert out == pytest.approx(expected)
+  assert out["num_examples"] == 4 and out["num_views"] == 7

