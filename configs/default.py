@@ -19,7 +19,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_every_steps = 500  # 0: evaluate only at the end.
   config.checkpoint_every_steps = 250
   config.max_checkpoints_to_keep = 3
-  config.async_checkpointing = True  # Write checkpoints in the background while training goes on.
+  # True: write checkpoints in the background while training goes on (for large models), at the
+  # price that a kill during a write falls back one more checkpoint. False: a kill never costs
+  # more than checkpoint_every_steps steps.
+  config.async_checkpointing = False
   config.eval_checkpoint_step = -1  # --mode=eval restores this step; -1 means the latest.
   config.label_smoothing = 0.0
   # A step whose loss or gradient norm is NaN/Inf is never applied. "stop": end the run with an

@@ -3,7 +3,8 @@
 Each step's checkpoint has two items so eval can restore the model alone:
   model: {'params', 'batch_stats'}          what eval needs
   train: {'opt_state', 'step'}              what resuming training needs besides the model
-Saves are asynchronous (the write overlaps the next steps); `close` waits for the last one.
+Saves are synchronous by default, so a kill never costs more than one checkpoint interval;
+with async_save the write overlaps the next steps and `close` waits for the last one.
 
 A step is written into a temporary folder and renamed only once complete, so a process killed
 mid-write leaves the previous steps intact; the partial folder is ignored and removed at the
@@ -11,8 +12,11 @@ next start. Restoring checks the saved shapes against the model first, so an inc
 damaged checkpoint is a UserError naming the step and what differs.
 """
 
+import contextlib
 import errno
 import os
+import sys
+import tempfile
 
 import jax
 import orbax.checkpoint as ocp
@@ -63,10 +67,32 @@ def describe_mismatch(saved_tree, wanted_tree) -> list[str]:
   return problems
 
 
+@contextlib.contextmanager
+def _stderr_held_back():
+  """Holds back what C++ threads print to stderr (fd 2) inside the block; shows it afterwards
+  only if the block succeeded. Reading a damaged checkpoint makes TensorStore's threads print
+  tracebacks of an event loop Orbax already closed: noise that would bury the real message."""
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile() as held:
+    os.dup2(held.fileno(), 2)
+    ok = False
+    try:
+      yield
+      ok = True
+    finally:
+      sys.stderr.flush()
+      os.dup2(saved, 2)
+      os.close(saved)
+      if ok:
+        held.seek(0)
+        sys.stderr.write(held.read().decode(errors="replace"))
+
+
 class Checkpointer:
 
   def __init__(self, workdir: str, *, max_to_keep: int = 3, read_only: bool = False,
-               async_save: bool = True):
+               async_save: bool = False):
     self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
     # A reader (eval) neither creates the directory nor deletes old steps or partial writes.
     options = ocp.CheckpointManagerOptions(
@@ -99,7 +125,7 @@ class Checkpointer:
           "same command to resume") from e
 
   def save(self, state, *, force: bool = False) -> bool:
-    """Starts an asynchronous save of `state` at its step; returns whether one was started.
+    """Saves `state` at its step (in the background with async_save); returns whether it did.
 
     A previous save still in flight is finished first, so its errors surface here.
     """
@@ -113,29 +139,39 @@ class Checkpointer:
 
   def _restore(self, step: int, wanted: dict):
     """Restores the items in `wanted` (name -> abstract tree) after checking their shapes."""
+    step_dir = os.path.join(self.directory, str(step))
+
+    def damaged(e):
+      # The manager stays open: TensorStore may still complete the failed reads on its loop.
+      return UserError(
+          f"the checkpoint of step {step} in {self.directory} is damaged ({_first_line(e)}); "
+          f"delete the folder {step_dir} to fall back to an earlier step, or use a new --workdir")
+
     try:
-      metadata = self._manager.item_metadata(step)
-      problems = []
-      for name, tree in wanted.items():
-        saved = metadata[name] if name in metadata.keys() else None
-        if saved is None:
-          problems.append(f"item '{name}' is missing")
-        else:
-          problems += describe_mismatch(saved, tree)
+      with _stderr_held_back():
+        metadata = self._manager.item_metadata(step)
+      saved = {name: metadata[name] if name in metadata.keys() else None for name in wanted}
     except Exception as e:  # pylint: disable=broad-except
-      problems = [f"its metadata cannot be read ({_first_line(e)})"]
+      raise damaged(e) from e
+    problems = []
+    for name, tree in wanted.items():
+      if saved[name] is None:
+        problems.append(f"item '{name}' is missing")
+      else:
+        problems += describe_mismatch(saved[name], tree)
     if problems:
+      self._manager.close()
+      more = f" (and {len(problems) - _SHOWN} more)" if len(problems) > _SHOWN else ""
       raise UserError(
           f"the checkpoint of step {step} in {self.directory} does not fit this model/config: "
-          + "; ".join(problems) + ". Use the config it was trained with, or a new --workdir")
+          + "; ".join(problems[:_SHOWN]) + more
+          + ". Use the config it was trained with, or a new --workdir")
     try:
-      return self._manager.restore(step, args=ocp.args.Composite(
-          **{name: ocp.args.StandardRestore(tree) for name, tree in wanted.items()}))
+      with _stderr_held_back():
+        return self._manager.restore(step, args=ocp.args.Composite(
+            **{name: ocp.args.StandardRestore(tree) for name, tree in wanted.items()}))
     except Exception as e:  # pylint: disable=broad-except
-      raise UserError(
-          f"the checkpoint of step {step} in {self.directory} is damaged ({_first_line(e)}); "
-          f"delete the folder {os.path.join(self.directory, str(step))} to fall back to an "
-          "earlier step, or use a new --workdir") from e
+      raise damaged(e) from e
 
   def restore_train_state(self, step: int, abstract_state):
     """The full TrainState at `step`, placed with the shardings carried by `abstract_state`."""

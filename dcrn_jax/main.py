@@ -4,6 +4,8 @@ Only wires flags to dcrn_jax.train. Any config field can be overridden, e.g.
 --config.batch_size=16 --config.model.hidden_size=64.
 """
 
+import difflib
+import importlib.util
 import os
 import sys
 
@@ -40,6 +42,51 @@ _LOCAL_DEVICE_IDS = flags.DEFINE_list(
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def _fail(message: str):
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  sys.exit(2)
+
+
+def _unknown_override(argv) -> str | None:
+  """Names the first --config.a.b=... override whose key does not exist, with the valid keys."""
+  path = next((a.split("=", 1)[1].split(":", 1)[0] for a in argv if a.startswith("--config=")),
+              None)
+  if path is None or not os.path.exists(path):
+    return None
+  spec = importlib.util.spec_from_file_location("_user_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  for arg in argv:
+    if not arg.startswith("--config."):
+      continue
+    node, walked = config, "config"
+    for key in arg[len("--config."):].split("=", 1)[0].split("."):
+      keys = list(node.keys()) if hasattr(node, "keys") else []
+      if key not in keys:
+        close = difflib.get_close_matches(key, keys, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return (f"unknown config key {walked}.{key} in {arg}: {hint}valid keys of {walked}: "
+                + ", ".join(sorted(keys)))
+      node, walked = node[key], f"{walked}.{key}"
+  return None
+
+
+def _parse_flags(argv):
+  """absl's flag parsing, with config mistakes reported in one line instead of a traceback."""
+  for arg in argv[1:]:
+    if arg.startswith("--config="):
+      path = arg.split("=", 1)[1].split(":", 1)[0]
+      if not os.path.isfile(path):
+        _fail(f"config file {path!r} not found (run from the repository root, or give its path)")
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    _fail(f"{e} (see --helpshort)")
+  except (AttributeError, KeyError, OSError, TypeError, ValueError) as e:
+    _fail(_unknown_override(argv[1:]) or " ".join(str(e).split()))
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -58,8 +105,11 @@ def main(argv):
     if _VERBOSE.value:
       raise
     print(f"error: {e}", file=sys.stderr, flush=True)
-    sys.exit(2)
+    sys.stdout.flush()
+    # No interpreter teardown: after a failed checkpoint read, TensorStore threads may still call
+    # into Orbax's closed event loop, and each call prints a harmless traceback.
+    os._exit(2)  # pylint: disable=protected-access
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

@@ -1,0 +1,85 @@
+"""A training run that SIGKILLs itself at a chosen point (run as a script by the tests and by
+benchmarks/faults.py). Usage:
+
+  python tests/kill_worker.py WORKDIR DATA_DIR MODE [N]
+
+MODE: none (train to the end), step (die while step N is in flight), checkpoint (die in the
+middle of writing the checkpoint of step N, after its files, before the commit), after_save (die
+right after the checkpoint of step N is complete), time (die after N seconds, wherever it is).
+The config is tiny_config() below: moving_digits through the real tf.data path, with dropout.
+"""
+
+import os
+import pathlib
+import signal
+import sys
+import threading
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import orbax.checkpoint._src.path.atomicity as atomicity  # pylint: disable=g-import-not-at-top
+
+from configs import video_gru  # pylint: disable=g-import-not-at-top
+from dcrn_jax import checkpoint, data, train  # pylint: disable=g-import-not-at-top
+
+
+def tiny_config(data_dir):
+  c = video_gru.get_config()
+  c.data.data_dir = data_dir
+  c.data.num_frames, c.data.image_size = 4, 32
+  c.data.num_train_examples, c.data.num_test_examples = 256, 32
+  c.model.stem_stride, c.model.conv_features = 2, (8, 16)
+  c.model.embed_dim, c.model.hidden_size, c.model.dropout = 32, 32, 0.2
+  c.batch_size, c.eval_batch_size = 16, 32
+  c.num_train_steps, c.log_every_steps = 36, 1
+  c.eval_every_steps, c.checkpoint_every_steps = 0, 6
+  c.optim.learning_rate, c.optim.warmup_steps = 3e-3, 4
+  c.progress_bar = False
+  return c
+
+
+def die():
+  sys.stdout.flush()
+  os.kill(os.getpid(), signal.SIGKILL)
+
+
+def arm(mode: str, n: int):
+  if mode == "step":
+    real = data.train_batches
+
+    def batches(*args, start_step=0, **kwargs):
+      # The loop prefetches 2 batches: batch n + 2 is drawn while step n is dispatched.
+      for i, batch in enumerate(real(*args, start_step=start_step, **kwargs)):
+        if start_step + i == n + 2:
+          die()
+        yield batch
+    data.train_batches = batches
+  elif mode == "checkpoint":
+    real_finalize = atomicity.AtomicRenameTemporaryPath.finalize
+
+    def finalize(self, *args, **kwargs):
+      if f"{os.sep}{n}.orbax-checkpoint-tmp" in str(self.get()):
+        die()
+      return real_finalize(self, *args, **kwargs)
+    atomicity.AtomicRenameTemporaryPath.finalize = finalize
+  elif mode == "after_save":
+    real_save = checkpoint.Checkpointer.save
+
+    def save(self, state, **kwargs):
+      started = real_save(self, state, **kwargs)
+      if int(state.step) == n:
+        self.wait()
+        die()
+      return started
+    checkpoint.Checkpointer.save = save
+  elif mode == "time":
+    threading.Timer(n, die).start()
+  elif mode != "none":
+    raise SystemExit(f"unknown mode {mode}")
+
+
+if __name__ == "__main__":
+  workdir, data_dir, mode = sys.argv[1:4]
+  arm(mode, int(sys.argv[4]) if len(sys.argv) > 4 else 0)
+  train.train_and_evaluate(tiny_config(data_dir), workdir)
+  print("finished", flush=True)

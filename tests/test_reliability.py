@@ -1,0 +1,137 @@
+"""Kill-and-resume exactness, crash-safe checkpoints, the NaN guard, and the bad-input catalogue."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from dcrn_jax import UserError, checkpoint, data, train
+from dcrn_jax.state import init_variables
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import fault_catalogue  # pylint: disable=g-import-not-at-top,wrong-import-position
+import kill_worker  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp("tfds"))
+  data.get_info(kill_worker.tiny_config(path).data)  # Prepared once, before any child runs.
+  return path
+
+
+def worker(workdir, data_dir, mode="none", n=0):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  return subprocess.run([sys.executable, str(HERE / "kill_worker.py"), str(workdir), data_dir,
+                         mode, str(n)], env=env, capture_output=True, text=True, timeout=600)
+
+
+def params_at_end(workdir, data_dir):
+  config = kill_worker.tiny_config(data_dir)
+  info = data.get_info(config.data)
+  model = train.create_model(config.model, num_classes=info.num_classes,
+                             input_shape=info.input_shape)
+  abstract = jax.eval_shape(lambda: init_variables(model, info.input_shape, jax.random.key(0)))
+  step, variables = checkpoint.Checkpointer(str(workdir), read_only=True).restore_variables(
+      None, abstract)
+  return step, jax.tree.map(np.asarray, variables)
+
+
+def last_logged_step(workdir):
+  lines = pathlib.Path(workdir, "metrics.jsonl").read_text().splitlines()
+  return max(json.loads(x)["step"] for x in lines if x.strip())
+
+
+@pytest.fixture(scope="module")
+def reference(data_dir, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("reference")
+  r = worker(workdir, data_dir)
+  assert r.returncode == 0 and "finished" in r.stdout, r.stderr[-3000:]
+  return params_at_end(workdir, data_dir)
+
+
+@pytest.mark.parametrize("mode,n", [("step", 15), ("checkpoint", 18), ("after_save", 12)])
+def test_sigkill_then_same_command_ends_bitwise_equal(mode, n, data_dir, reference, tmp_path):
+  killed = worker(tmp_path, data_dir, mode, n)
+  assert killed.returncode == -9, killed.stderr[-3000:]
+  reached = last_logged_step(tmp_path)
+  ckpts = os.listdir(tmp_path / "checkpoints")
+  if mode == "checkpoint":  # The step being written is a partial folder; the one before is whole.
+    assert f"{n}.orbax-checkpoint-tmp" in ckpts and str(n) not in ckpts
+  resumed = worker(tmp_path, data_dir)
+  assert resumed.returncode == 0 and "finished" in resumed.stdout, resumed.stderr[-3000:]
+  start = int(resumed.stdout.split("resuming from step ")[1].split()[0])
+  expected_start = {"step": 12, "checkpoint": 12, "after_save": 12}[mode]
+  assert start == expected_start
+  assert 0 <= reached - start <= 6  # No more than checkpoint_every_steps lost.
+  assert not [c for c in os.listdir(tmp_path / "checkpoints") if "tmp" in c]
+  records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  logged = [r["step"] for r in records if r["split"] == "train"]
+  assert logged == list(range(1, 37))  # Redone steps are logged once.
+
+  step, variables = params_at_end(tmp_path, data_dir)
+  ref_step, ref_variables = reference
+  assert step == ref_step == 36
+  jax.tree.map(np.testing.assert_array_equal, variables, ref_variables)
+
+
+def _with_nan_at(monkeypatch, bad_step):
+  real = data.train_batches
+
+  def batches(*args, start_step=0, **kwargs):
+    for i, batch in enumerate(real(*args, start_step=start_step, **kwargs)):
+      if start_step + i + 1 == bad_step:
+        batch = dict(batch, inputs=np.full_like(batch["inputs"], np.nan))
+      yield batch
+  monkeypatch.setattr(data, "train_batches", batches)
+
+
+def test_nan_stops_with_the_step_and_the_last_good_checkpoint(data_dir, tmp_path, monkeypatch):
+  _with_nan_at(monkeypatch, 9)
+  config = kill_worker.tiny_config(data_dir)
+  config.log_every_steps = 4
+  with pytest.raises(UserError, match="NaN/Inf at step 9; .* Last good checkpoint: step 6"):
+    train.train_and_evaluate(config, str(tmp_path))
+  assert checkpoint.Checkpointer(str(tmp_path)).all_steps() == [6]
+  _, variables = params_at_end(tmp_path, data_dir)
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(variables))
+
+
+def test_nan_step_can_be_skipped_and_counted(data_dir, tmp_path, monkeypatch):
+  _with_nan_at(monkeypatch, 9)
+  config = kill_worker.tiny_config(data_dir)
+  config.on_nonfinite = "skip"
+  config.num_train_steps = 12
+  result = train.train_and_evaluate(config, str(tmp_path))
+  assert np.isfinite(result["loss"])
+  records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  train_records = {r["step"]: r for r in records if r["split"] == "train"}
+  assert train_records[9]["nonfinite_steps"] == 1 and train_records[8]["nonfinite_steps"] == 0
+  assert train_records[12]["skipped_steps"] == 1
+  assert "clipped" in train_records[12] and "learning_rate" in train_records[12]
+
+
+def test_disk_full_during_a_checkpoint_is_a_clear_error(data_dir, tmp_path, monkeypatch):
+  real_save = checkpoint.ocp.CheckpointManager.save
+
+  def save(self, step, *args, **kwargs):
+    if step == 12:
+      raise OSError(28, "No space left on device")
+    return real_save(self, step, *args, **kwargs)
+  monkeypatch.setattr(checkpoint.ocp.CheckpointManager, "save", save)
+  with pytest.raises(UserError, match=r"step 12 .* the disk is full. Intact checkpoints: \[6\]"):
+    train.train_and_evaluate(kill_worker.tiny_config(data_dir), str(tmp_path))
+  monkeypatch.setattr(checkpoint.ocp.CheckpointManager, "save", real_save)
+  train.train_and_evaluate(kill_worker.tiny_config(data_dir), str(tmp_path))  # Resumes from 6.
+
+
+@pytest.mark.parametrize("fault", fault_catalogue.FAULTS, ids=[f[0] for f in fault_catalogue.FAULTS])
+def test_bad_input_gives_one_clear_line_and_a_nonzero_exit(fault, tmp_path):
+  ok, detail = fault_catalogue.run_fault(str(tmp_path), *fault)
+  assert ok, detail
