@@ -48,7 +48,8 @@ def test_cnn_gru_parameter_count_matches_hand_count():
   params = init_variables(model, (2, 8, 8, 1), jax.random.key(0))["params"]
   conv = (3 * 3 * 1 * 4 + 4) + (3 * 3 * 4 * 8 + 8)
   embed = (2 * 2 * 8) * 6 + 6  # two 2x2 pools: 8x8 -> 2x2 maps of 8 channels, flattened
-  gru = 3 * (6 * 5 + 5) + 2 * (5 * 5) + (5 * 5 + 5)  # input dense x3 (bias), hidden r,z (none), n
+  # Gates r, z, n fused: input kernel and bias, recurrent kernel, recurrent bias of n only.
+  gru = (6 * 3 * 5 + 3 * 5) + (5 * 3 * 5) + 5
   head = 5 * 3 + 3
   assert _count(params) == conv + embed + gru + head
 
@@ -59,7 +60,7 @@ def test_cnn_lstm_parameter_count_matches_hand_count():
   params = init_variables(model, (2, 8, 8, 1), jax.random.key(0))["params"]
   stem = 2 * 2 * 1 * 4 + 4  # 8x8 -> 4x4 with 4 channels; the stem takes the only feature size,
   embed = (4 * 4 * 4) * 6 + 6  # so no conv block (and no pool) follows: the map stays 4x4x4
-  lstm = 4 * (6 * 5) + 4 * (5 * 5 + 5)  # input kernels (no bias) + hidden kernels with bias
+  lstm = (6 * 4 * 5 + 4 * 5) + (5 * 4 * 5)  # 4 fused gates: input kernel + bias, recurrent kernel
   head = 5 * 3 + 3
   assert _count(params) == stem + embed + lstm + head
 
@@ -68,13 +69,13 @@ def test_convlstm_and_row_lstm_parameter_counts():
   conv = ConvLSTMClassifier(num_classes=2, convlstm_features=(4, 3), kernel_size=3, stem_stride=2)
   params = init_variables(conv, (2, 8, 8, 1), jax.random.key(0))["params"]
   stem = 3 * 3 * 1 * 4 + 4
-  # Each ConvLSTM layer: input conv and hidden conv, both with bias, to 4*features gates.
-  layer0 = (3 * 3 * 4 * 16 + 16) + (3 * 3 * 4 * 16 + 16)
-  layer1 = (3 * 3 * 4 * 12 + 12) + (3 * 3 * 3 * 12 + 12)
+  # Each ConvLSTM layer: input conv and hidden conv to 4*features gates, one bias.
+  layer0 = (3 * 3 * 4 * 16) + (3 * 3 * 4 * 16) + 16
+  layer1 = (3 * 3 * 4 * 12) + (3 * 3 * 3 * 12) + 12
   assert _count(params) == stem + layer0 + layer1 + (3 * 2 + 2)
   row = RowLSTMClassifier(num_classes=2, hidden_size=5)
   params = init_variables(row, (4, 6, 2), jax.random.key(0))["params"]
-  assert _count(params) == 4 * (12 * 5) + 4 * (5 * 5 + 5) + (5 * 2 + 2)
+  assert _count(params) == (12 * 4 * 5 + 4 * 5) + (5 * 4 * 5) + (5 * 2 + 2)
 
 
 def test_recurrent_models_use_scan_so_params_do_not_depend_on_length():
