@@ -135,3 +135,35 @@ def test_disk_full_during_a_checkpoint_is_a_clear_error(data_dir, tmp_path, monk
 def test_bad_input_gives_one_clear_line_and_a_nonzero_exit(fault, tmp_path):
   ok, detail = fault_catalogue.run_fault(str(tmp_path), *fault)
   assert ok, detail
+
+
+def test_images_of_inconsistent_shapes_are_refused(tmp_path):
+  from dcrn_jax.data.tf_import import tfds  # pylint: disable=g-import-not-at-top
+  from etils import epath  # pylint: disable=g-import-not-at-top
+
+  class VariedImagesForTest(tfds.core.GeneratorBasedBuilder):
+    """Images of two different sizes: nothing a fixed-shape batch can hold."""
+    VERSION = tfds.core.Version("1.0.0")
+
+    @tfds.core.utils.classproperty
+    @classmethod
+    def code_path(cls):
+      return epath.Path(__file__)
+
+    def _info(self):
+      return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+          "image": tfds.features.Image(shape=(None, None, 1)),
+          "label": tfds.features.ClassLabel(num_classes=2)}))
+
+    def _split_generators(self, dl_manager):
+      return {"train": self._generate_examples(), "test": self._generate_examples()}
+
+    def _generate_examples(self):
+      for i, size in enumerate((8, 12)):
+        yield i, {"image": np.zeros((size, size, 1), np.uint8), "label": i}
+
+  VariedImagesForTest(data_dir=str(tmp_path)).download_and_prepare()
+  config = kill_worker.tiny_config(str(tmp_path)).data
+  config.name = "varied_images_for_test"
+  with pytest.raises(UserError, match="reads only fixed-size uint8 images"):
+    data.get_info(config)
