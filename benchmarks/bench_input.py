@@ -27,7 +27,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # pylint: disable=wrong-import-position
 
 from configs import fashion_mnist_cnn, video_gru  # pylint: disable=wrong-import-position
-from dcrn_jax import data, optim, parallel, state as state_lib, steps  # pylint: disable=wrong-import-position
+from dcrn_jax import data, optim, parallel, steps  # pylint: disable=wrong-import-position
+from dcrn_jax import state as state_lib  # pylint: disable=wrong-import-position
 from dcrn_jax.models import create_model  # pylint: disable=wrong-import-position
 
 

@@ -200,3 +200,21 @@ def test_write_label_map(tmp_path):
   path = data.write_label_map(info, str(tmp_path))
   assert json.loads(open(path, encoding="utf-8").read()) == {"0": "cat", "1": "dog",
                                                              "2": "T-shirt/top"}
+
+
+def test_manual_dir_reaches_tfds_download_config(tmp_path, monkeypatch):
+  from dcrn_jax.data import tfds_source
+  from dcrn_jax.data.tf_import import tfds
+  seen = []
+
+  def fake_prepare(self, download_config=None, **kwargs):
+    del kwargs
+    seen.append((self.name, download_config.manual_dir))
+    raise AssertionError("manual files missing")  # What TFDS raises for an empty manual_dir.
+
+  monkeypatch.setattr(tfds_source, "_host_reachable", lambda *a: True)
+  monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", fake_prepare)
+  config = _config(name="mnist", data_dir=str(tmp_path / "tfds"), manual_dir=str(tmp_path / "m"))
+  with pytest.raises(UserError, match="data.manual_dir"):
+    data.get_info(config)
+  assert seen == [("mnist", str(tmp_path / "m"))]

@@ -97,10 +97,11 @@ def eval_stream(records, *, shares: list[int], process_index: int, views: int,
   first_id = sum(shares[:process_index])
   ds = records.enumerate(start=first_id)
 
-  def expand(video_id, record):
-    return tf.data.Dataset.range(views).map(lambda view: (video_id, view, record))
-
-  ds = ds.flat_map(expand)
+  if views == 1:  # No per-record sub-dataset: that costs more than the example itself.
+    ds = ds.map(lambda video_id, record: (video_id, tf.constant(0, tf.int64), record))
+  else:
+    ds = ds.flat_map(lambda video_id, record: tf.data.Dataset.range(views).map(
+        lambda view: (video_id, view, record)))
 
   def make(video_id, view, record):
     example = dict(process(record, view))
