@@ -13,7 +13,8 @@ import time
 import jax
 import jax.numpy as jnp
 
-from dcrn_jax import checkpoint, data, distributed, metrics as metrics_lib, optim, parallel
+from dcrn_jax import checkpoint, data, distributed, metrics as metrics_lib, multiclip, optim
+from dcrn_jax import parallel
 from dcrn_jax import state as state_lib, steps
 from dcrn_jax.errors import UserError
 from dcrn_jax.models import create_model
@@ -91,13 +92,6 @@ def _setup(config):
   return mesh, info, model
 
 
-def _eval_fn(model, mesh):
-  """jit(eval_step) with explicit shardings: variables replicated, batch split on `data`."""
-  return jax.jit(functools.partial(steps.eval_step, apply_fn=model.apply),
-                 in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
-                 out_shardings=parallel.replicated(mesh))
-
-
 def _host_batches(make_batches, config, global_batch_size: int, **kwargs):
   """This process's batches: read its own share, or slice its rows from the global stream."""
   p, n = jax.process_index(), jax.process_count()
@@ -109,16 +103,35 @@ def _host_batches(make_batches, config, global_batch_size: int, **kwargs):
   return parallel.own_rows(whole, p, n)
 
 
-def run_eval(eval_fn, variables, config, mesh) -> dict:
-  """One pass over the eval split; padded rows are masked so each example counts once."""
-  batches = _host_batches(data.eval_batches, config, config.eval_batch_size)
-  totals = None
-  for batch in parallel.prefetch_to_device(batches, mesh, config.data.prefetch_batches):
-    sums = eval_fn(variables, batch)
-    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-  if totals is None:
-    raise UserError(f"the eval split {config.data.eval_split!r} of {config.data.name!r} is empty")
-  return metrics_lib.finalize_eval(totals)
+def make_evaluator(model, info, config, mesh):
+  """variables -> metrics over one pass of the eval split (padded rows masked, each example
+  counted once). Videos with several eval views (clips x crops) are scored per video, their
+  views' softmax averaged (dcrn_jax/multiclip.py)."""
+  if info.eval_views > 1:
+    logits_fn = multiclip.make_logits_fn(model, mesh)
+
+    def evaluate_views(variables):
+      batches = _host_batches(data.eval_batches, config, config.eval_batch_size)
+      return multiclip.evaluate_views(logits_fn, variables, batches, mesh,
+                                      config.data.prefetch_batches)
+    return evaluate_views
+
+  # jit(eval_step) with explicit shardings: variables replicated, batch split on `data`.
+  eval_fn = jax.jit(functools.partial(steps.eval_step, apply_fn=model.apply),
+                    in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
+                    out_shardings=parallel.replicated(mesh))
+
+  def evaluate_examples(variables):
+    batches = _host_batches(data.eval_batches, config, config.eval_batch_size)
+    totals = None
+    for batch in parallel.prefetch_to_device(batches, mesh, config.data.prefetch_batches):
+      sums = eval_fn(variables, batch)
+      totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+    if totals is None:
+      raise UserError(f"the eval split {config.data.eval_split!r} of {config.data.name!r} is "
+                      "empty")
+    return metrics_lib.finalize_eval(totals)
+  return evaluate_examples
 
 
 def _check_nonfinite(fetched, config, ckpt, skipped_before: int) -> int:
@@ -177,7 +190,9 @@ def fit(config, workdir: str):
       in_shardings=(state_sharding, parallel.batch_sharding(mesh), parallel.replicated(mesh)),
       out_shardings=(state_sharding, parallel.replicated(mesh)),
       donate_argnums=(0,))
-  eval_fn = _eval_fn(model, mesh)
+  evaluate_fn = make_evaluator(model, info, config, mesh)
+  if jax.process_index() == 0:
+    data.write_label_map(info, workdir)
   batches = _host_batches(data.train_batches, config, config.batch_size, seed=config.seed,
                           start_step=start_step)
   batches = parallel.prefetch_to_device(batches, mesh, config.data.prefetch_batches)
@@ -217,7 +232,7 @@ def fit(config, workdir: str):
       if save_now:
         ckpt.save(state, force=True)
       if (config.eval_every_steps and step % config.eval_every_steps == 0) or last:
-        eval_metrics = run_eval(eval_fn, state.variables, config, mesh)
+        eval_metrics = evaluate_fn(state.variables)
         writer.write(step, "test", eval_metrics)
         progress.log(step, eval_metrics, split="test")
         progress.mark(step)  # Eval time is not training time.
@@ -236,7 +251,7 @@ def fit(config, workdir: str):
     writer.close()
     preemption.close()
   if start_step >= config.num_train_steps:  # Already trained that far: report where it is.
-    eval_metrics = run_eval(eval_fn, state.variables, config, mesh)
+    eval_metrics = evaluate_fn(state.variables)
     progress.log(start_step, eval_metrics, split="test")
   ckpt.close()
   if jax.process_index() == 0:
@@ -261,7 +276,7 @@ def evaluate(config, workdir: str) -> dict:
   ckpt = checkpoint.Checkpointer(workdir, read_only=True)
   wanted = None if config.eval_checkpoint_step < 0 else config.eval_checkpoint_step
   step, variables = ckpt.restore_variables(wanted, abstract)
-  results = run_eval(_eval_fn(model, mesh), variables, config, mesh)
+  results = make_evaluator(model, info, config, mesh)(variables)
   results["step"] = step
   if jax.process_index() == 0:
     print(f"[eval] step {step} | {metrics_lib.format_metrics(results)} | "

@@ -4,6 +4,7 @@ The tests write their own small clips with PyAV: frame i of every clip has brigh
 _LEVEL * i, so a decoded clip tells which frames were sampled.
 """
 
+import json
 import os
 
 import numpy as np
@@ -281,3 +282,24 @@ def test_evaluate_views_gathers_rows_and_scores_per_video():
                                      cat["mask"], cat["video_id"])
   assert out == pytest.approx(expected)
   assert out["num_examples"] == 4 and out["num_views"] == 7
+
+
+def test_train_loop_on_a_video_folder_scores_every_test_video_once_over_its_views(
+    video_dir, tmp_path):
+  from configs import video_gru  # pylint: disable=g-import-not-at-top
+  from dcrn_jax import train  # pylint: disable=g-import-not-at-top
+  config = video_gru.get_config()
+  for key, value in _vconfig(video_dir, num_test_clips=2, num_test_crops=3).items():
+    config.data[key] = value
+  config.model.stem_stride, config.model.conv_features = 2, (4, 8)
+  config.model.embed_dim, config.model.hidden_size = 16, 16
+  config.batch_size, config.eval_batch_size = 4, 8
+  config.num_train_steps, config.log_every_steps, config.optim.warmup_steps = 3, 1, 1
+  config.progress_bar = False
+  result = train.train_and_evaluate(config, str(tmp_path))
+  # 6 test videos x (2 clips x 3 crops) rows, averaged per video.
+  assert result["num_examples"] == 6 and result["num_views"] == 36
+  assert 0.0 <= result["view_accuracy"] <= 1.0
+  label_map = (tmp_path / "label_map.json").read_text()
+  assert json.loads(label_map) == {"0": "cat", "1": "dog", "2": "emu", "3": "owl"}
+  assert train.evaluate(config, str(tmp_path))["num_examples"] == 6
