@@ -53,14 +53,19 @@ def _loss(out, key):
   return sum(jnp.sum(w * x) for w, x in zip(weights, leaves))
 
 
+_COMPILED = {}  # Tests that run the same model on the same shapes share one compilation.
+
+
 def _outputs_and_grads(model, params, x):
   """(model outputs, (d loss / d params, d loss / d x)), in one compiled call."""
-  def f(p, x):
-    out = model.apply({"params": p}, x)
-    return _loss(out, jax.random.key(7)), out
-  (_, out), grads = jax.jit(jax.value_and_grad(f, argnums=(0, 1), has_aux=True))(params, x)
+  key = (repr(model), x.shape)
+  if key not in _COMPILED:
+    def f(p, x):
+      out = model.apply({"params": p}, x)
+      return _loss(out, jax.random.key(7)), out
+    _COMPILED[key] = jax.jit(jax.value_and_grad(f, argnums=(0, 1), has_aux=True))
+  (_, out), grads = _COMPILED[key](params, x)
   return out, grads
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -75,12 +80,12 @@ def _flax_convlstm_to_ours(p):
           "recurrent_kernel": _gates(p["hh"]["kernel"], order), "bias": bias}
 
 
-@pytest.mark.parametrize("kernel", [(3, 3), (2, 3)])
-def test_convlstm_equals_flax_convlstmcell_outputs_carry_and_gradients(kernel):
+def test_convlstm_equals_flax_convlstmcell_outputs_carry_and_gradients():
+  # (Even kernels, with their asymmetric 'SAME' padding, are checked on the maps below.)
   x = _normal((B, T, HW, HW, C))
-  ref = nn.RNN(nn.ConvLSTMCell(F, kernel), return_carry=True)
+  ref = nn.RNN(nn.ConvLSTMCell(F, (3, 3)), return_carry=True)
   ref_params = _random_params(ref, x)
-  ours = ConvLSTM(F, kernel, return_carry=True)
+  ours = ConvLSTM(F, 3, return_carry=True)
   params = _flax_convlstm_to_ours(ref_params["cell"])
 
   ((c_ref, h_ref), y_ref), (g_ref, gx_ref) = _outputs_and_grads(ref, ref_params, x)
@@ -189,3 +194,193 @@ def test_dense_layers_equal_pytorch_with_mapped_weights(kind):
   else:
     _close(g["bias"], g_ref["bias_ih_l0"])
     _close(g["recurrent_bias"], g_ref["bias_hh_l0"][2 * h:])
+
+
+# ---------------------------------------------------------------------------------------------
+# The linear maps' hand-written gradient forms against autodiff of the plain operation.
+
+
+@pytest.mark.parametrize("kernel,channels", [((3, 3), 3), ((3, 3), 20), ((2, 3), 20)])
+def test_conv_map_gradient_forms_equal_autodiff(kernel, channels):
+  m = Conv2DMap(kernel)
+  x = _normal((2, 3, 5, 6, channels))  # (T, N, H, W, C): leading axes are all batch
+  w = _normal(kernel + (channels, 8), seed=1)
+  dy = _normal((2, 3, 5, 6, 8), seed=2)
+
+  @jax.jit
+  def forms(x, w, dy):
+    y, vjp = jax.vjp(lambda x, w: jax.lax.conv_general_dilated(
+        x.reshape(-1, 5, 6, channels), w, (1, 1), "SAME",
+        dimension_numbers=("NHWC", "HWIO", "NHWC")).reshape(y_shape), x, w)
+    dx, dw = vjp(dy)
+    ours = (m(x, w), m.input_grad(dy, m.transpose_weight(w)), m.weight_grad(x, dy),
+            m._weight_grad_conv(x, dy))  # the accelerator branch, unused on CPU
+    return (y, dx, dw, dw), ours
+
+  y_shape = (2, 3, 5, 6, 8)
+  for ref, ours in zip(*forms(x, w, dy)):
+    _close(ours, ref)
+
+
+def test_dense_map_gradient_forms_equal_autodiff():
+  m = DenseMap()
+  x, w, dy = _normal((4, 3, 6)), _normal((6, 5), seed=1), _normal((4, 3, 5), seed=2)
+  _, vjp = jax.vjp(jnp.dot, x, w)
+  dx, dw = vjp(dy)
+  _close(m.input_grad(dy, m.transpose_weight(w)), dx)
+  _close(m.weight_grad(x, dy), dw)
+
+
+# ---------------------------------------------------------------------------------------------
+# ConvGRU (no Flax cell exists) against autodiff of a direct implementation.
+
+
+def _conv_gru_reference(params, x):
+  conv = lambda v, k: jax.lax.conv_general_dilated(v, k, (1, 1), "SAME",
+                                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+  def step(h, x_t):
+    xr, xz, xn = jnp.split(conv(x_t, params["input_kernel"]) + params["bias"], 3, -1)
+    hr, hz, hn = jnp.split(conv(h, params["recurrent_kernel"]), 3, -1)
+    r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
+    n = jnp.tanh(xn + r * (hn + params["recurrent_bias"]))
+    h = (1 - z) * n + z * h
+    return h, h
+
+  h0 = jnp.zeros(x.shape[:1] + x.shape[2:-1] + (F,))
+  h, ys = jax.lax.scan(step, h0, jnp.swapaxes(x, 0, 1))
+  return h, jnp.swapaxes(ys, 0, 1)
+
+
+def test_conv_gru_equals_autodiff_of_a_direct_implementation():
+  x = _normal((B, T, HW, HW, C))
+  ours = ConvGRU(F, return_carry=True)
+  params = _random_params(ours, x)
+  y_ref, g_ref = _outputs_and_grads(_Fn(_conv_gru_reference), params, x)
+  y, g = _outputs_and_grads(ours, params, x)
+  jax.tree.map(_close, y, y_ref)
+  jax.tree.map(_close, g, g_ref)
+
+
+class _Fn:
+  """Gives a plain function f(params, x) the `apply({"params": p}, x)` form of a module."""
+
+  def __init__(self, fn):
+    self.fn = fn
+
+  def apply(self, variables, x):
+    return self.fn(variables["params"], x)
+
+
+# ---------------------------------------------------------------------------------------------
+# Options.
+
+
+def test_reverse_with_initial_carry_equals_flax_reverse_keep_order():
+  x = _normal((3, 6, 4))
+  c0, h0 = _normal((3, 5), seed=3), _normal((3, 5), seed=4)
+  ref = nn.RNN(nn.OptimizedLSTMCell(5), return_carry=True, reverse=True, keep_order=True)
+  ref_params = _random_params(ref, x)
+  ours = LSTM(5, return_carry=True, reverse=True)
+  params = _flax_lstm_to_ours(ref_params["cell"])
+
+  def run(model, p):
+    def loss(p, x, c0, h0):
+      carry, y = model.apply({"params": p}, x, initial_carry=(c0, h0))
+      return _loss((carry, y), jax.random.key(7)), (carry, y)
+    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2, 3), has_aux=True))(p, x, c0, h0)
+
+  (_, out_ref), g_ref = run(ref, ref_params)
+  (_, out), g = run(ours, params)
+  jax.tree.map(_close, out, out_ref)
+  _close(out[1][:, -1], out_ref[1][:, -1])
+  jax.tree.map(_close, g[1:], g_ref[1:])  # inputs and both initial carries
+  jax.tree.map(_close, g[0], _flax_lstm_to_ours(g_ref[0]["cell"]))
+
+
+@pytest.mark.parametrize("layer", [ConvLSTM(F, remat_chunk=2, return_carry=True),
+                                   GRU(5, unroll=3, return_carry=True),
+                                   LSTM(5, remat_chunk=3, unroll=2, return_carry=True)])
+def test_remat_chunk_and_unroll_change_nothing_but_speed_and_memory(layer):
+  # T = 5 or 7 steps: remat runs a first piece of 1 step, then whole chunks.
+  x = _normal((B, T, HW, HW, C)) if isinstance(layer, ConvLSTM) else _normal((3, 7, 6))
+  plain = layer.clone(remat_chunk=0, unroll=1)
+  params = _random_params(plain, x)
+  out_ref, g_ref = _outputs_and_grads(plain, params, x)
+  out, g = _outputs_and_grads(layer, params, x)
+  jax.tree.map(lambda a, b: _close(a, b, tol=1e-6), (out, g), (out_ref, g_ref))
+
+
+def test_remat_chunk_keeps_less_memory_for_the_backward_pass():
+  x = jnp.zeros((2, 64, 8, 8, 4))
+
+  def temp_bytes(layer):
+    params = jax.eval_shape(layer.init, jax.random.key(0), x)
+    grad = jax.jit(jax.grad(lambda p, x: jnp.sum(layer.apply(p, x)[:, -1])))
+    return grad.lower(params, x).compile().memory_analysis().temp_size_in_bytes
+
+  assert temp_bytes(ConvLSTM(8, remat_chunk=8)) < 0.5 * temp_bytes(ConvLSTM(8))
+
+
+def test_bidirectional_and_stack_compose_their_layers():
+  x = _normal((3, 6, 4))
+  bi = Bidirectional(GRU(5), return_carry=True)
+  stack = Stack([LSTM(5), GRU(3)], return_carry=True)
+  p_bi, p_stack = _random_params(bi, x), _random_params(stack, x, seed=3)
+
+  @jax.jit
+  def run(p_bi, p_stack, x):
+    mid = LSTM(5).apply({"params": p_stack["layer0"]}, x)
+    return (bi.apply({"params": p_bi}, x), GRU(5).apply({"params": p_bi["forward"]}, x),
+            GRU(5, reverse=True).apply({"params": p_bi["backward"]}, x),
+            stack.apply({"params": p_stack}, x), mid,
+            GRU(3).apply({"params": p_stack["layer1"]}, mid))
+
+  ((h_fwd, h_bwd), y), fwd, bwd, (((_, h0), h1), y2), mid, top = run(p_bi, p_stack, x)
+  _close(y, jnp.concatenate([fwd, bwd], -1))
+  _close(h_fwd, fwd[:, -1])
+  _close(h_bwd, bwd[:, 0])  # the backward pass ends at the first step
+  _close(y2, top)
+  _close(h0, mid[:, -1])
+  _close(h1, top[:, -1])
+
+
+def test_bfloat16_compute_keeps_float32_params_state_and_gradients():
+  x = _normal((B, T, HW, HW, C))
+  layer = ConvLSTM(F, return_carry=True)
+  params = _random_params(layer, x)
+  ((c, _), y), g = _outputs_and_grads(layer, params, x)
+  ((c16, h16), y16), g16 = _outputs_and_grads(layer.clone(dtype=jnp.bfloat16), params, x)
+  assert y16.dtype == h16.dtype == jnp.bfloat16 and c16.dtype == jnp.float32
+  _close(y16.astype(jnp.float32), y, tol=3e-2)
+  _close(c16, c, tol=3e-2)
+  for a, b in zip(jax.tree.leaves(g16), jax.tree.leaves(g)):
+    assert a.dtype == jnp.float32
+    _close(a, b, tol=5e-2)
+
+
+def test_initialisation_forget_bias_and_per_gate_orthogonal_kernels():
+  p = jax.jit(LSTM(4, forget_bias=1.5).init)(jax.random.key(0), jnp.zeros((1, 2, 3)))["params"]
+  np.testing.assert_array_equal(p["bias"], [0.0] * 4 + [1.5] * 4 + [0.0] * 8)
+  for block in jnp.split(p["recurrent_kernel"], 4, -1):
+    _close(block.T @ block, jnp.eye(4), tol=1e-5)
+  shapes = jax.eval_shape(ConvLSTM(4).init, jax.random.key(0), jnp.zeros((1, 2, 5, 5, 3)))
+  assert shapes["params"]["recurrent_kernel"].shape == (3, 3, 4, 16)
+
+
+def test_compiled_program_does_not_grow_with_the_number_of_steps():
+  def hlo_lines(layer, shape):
+    x = jnp.zeros(shape)
+    params = jax.eval_shape(layer.init, jax.random.key(0), x)
+    grad = jax.jit(jax.grad(lambda p, x: jnp.sum(layer.apply(p, x))))
+    return len(grad.lower(params, x).as_text().splitlines())
+
+  for layer, shape in [(ConvLSTM(4), (2, None, 6, 6, 3)), (GRU(4), (2, None, 3)),
+                       (ConvGRU(4, remat_chunk=4), (2, None, 6, 6, 3))]:
+    short, long = (hlo_lines(layer, shape[:1] + (t,) + shape[2:]) for t in (8, 64))
+    assert short == long
+
+
+def test_wrong_input_rank_is_an_error_that_says_the_expected_shape():
+  with pytest.raises(ValueError, match=r"ConvLSTM takes sequences \(B, T, H, W, C\)"):
+    ConvLSTM(4).init(jax.random.key(0), jnp.zeros((2, 3, 4)))

@@ -83,28 +83,29 @@ class Conv2DMap:
                                   default=self._weight_grad_conv)
 
   def _weight_grad_matmuls(self, x, dy):
-    # dw[i, j] = shift_ij(x)^T @ dy, contracting over every pixel of every frame. On XLA:CPU this
-    # is 2-4x faster than the weight-gradient convolution autodiff emits (and ~100x faster than
-    # that convolution inside a loop). Few input channels: one matmul on the k*k*C patches
-    # (dy is read once); many: one matmul per tap, in a loop so that only one shifted copy of x
-    # exists at a time.
-    (kh, kw), (h, w), c = self.kernel_size, x.shape[-3:-1], x.shape[-1]
-    x = x.reshape((-1,) + x.shape[-3:])
-    xp = jnp.pad(x, ((0, 0),) + self._pads + ((0, 0),))
-    dy2 = dy.reshape(-1, dy.shape[-1])
+    # dw[i, j] = shift_ij(x)^T @ dy, contracting over every pixel of every frame, on XLA:CPU
+    # 1.5-3x faster than the weight-gradient convolution autodiff emits (~100x faster than that
+    # convolution inside a loop). It runs block by block over the first axis (time steps), so
+    # that each block of dy is read from memory once and stays in cache for all k*k taps. Few
+    # input channels: one matmul per block on the k*k*C patches; many: one matmul per tap.
+    (kh, kw), (h, w), c, g = self.kernel_size, x.shape[-3:-1], x.shape[-1], dy.shape[-1]
+    blocks = x.shape[0] if x.ndim == 5 else 1
+    x = x.reshape((blocks, -1) + x.shape[-3:])
+    dy = dy.reshape((blocks, -1, g))
     contract = (((0,), (0,)), ((), ()))
-    if kh * kw * c <= _PATCHES_MAX:
-      taps = [xp[:, i:i + h, j:j + w] for i in range(kh) for j in range(kw)]
-      patches = jnp.concatenate(taps, -1).reshape(-1, kh * kw * c)
-      dw = lax.dot_general(patches, dy2, contract, preferred_element_type=_F32)
-      return dw.reshape((kh, kw, c, dy2.shape[-1]))
 
-    def tap(_, k):
-      xs = lax.dynamic_slice(xp, (0, k // kw, k % kw, 0), x.shape)
-      return None, lax.dot_general(xs.reshape(-1, c), dy2, contract, preferred_element_type=_F32)
+    def block(dw, inputs):
+      xb, dyb = inputs
+      xp = jnp.pad(xb, ((0, 0),) + self._pads + ((0, 0),))
+      taps = [xp[:, i:i + h, j:j + w].reshape(-1, c) for i in range(kh) for j in range(kw)]
+      if kh * kw * c <= _PATCHES_MAX:
+        patches = jnp.concatenate(taps, -1)
+        return dw + lax.dot_general(patches, dyb, contract, preferred_element_type=_F32), None
+      return dw + jnp.concatenate([lax.dot_general(t, dyb, contract, preferred_element_type=_F32)
+                                   for t in taps], 0), None
 
-    _, dws = lax.scan(tap, None, jnp.arange(kh * kw))
-    return dws.reshape((kh, kw, c, dy2.shape[-1]))
+    dw, _ = lax.scan(block, jnp.zeros((kh * kw * c, g), _F32), (x, dy))
+    return dw.reshape((kh, kw, c, g))
 
   def _weight_grad_conv(self, x, dy):
     # Accelerators (cuDNN and friends) have fast weight-gradient convolutions: use autodiff's.
