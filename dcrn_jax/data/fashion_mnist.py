@@ -32,6 +32,14 @@ class LocalFashionMNIST(tfds.image_classification.FashionMNIST, skip_registratio
     # See moving_digits.MovingDigits.code_path: TFDS's lookup needs a backport pip skips.
     return epath.Path(os.path.abspath(__file__))
 
+  # TFDS prints "Downloading and preparing dataset ..." around preparation; nothing is
+  # downloaded here, and dcrn_jax prints its own line saying what is prepared where.
+  def _log_download_bytes(self) -> None:
+    pass
+
+  def _log_download_done(self) -> None:
+    pass
+
   def _split_generators(self, dl_manager):
     del dl_manager  # Nothing to download: the files are local.
     return {split: self._generate_examples(split) for split in idx.FILES}

@@ -51,6 +51,14 @@ class MovingDigits(tfds.core.GeneratorBasedBuilder):
     # Python < 3.9 (tfds 4.9.10); the answer is this file either way.
     return epath.Path(os.path.abspath(__file__))
 
+  # TFDS prints "Downloading and preparing dataset ..." around preparation; nothing is
+  # downloaded here, and dcrn_jax prints its own line saying what is prepared where.
+  def _log_download_bytes(self) -> None:
+    pass
+
+  def _log_download_done(self) -> None:
+    pass
+
   def _info(self) -> tfds.core.DatasetInfo:
     c = self.builder_config
     k = c.num_digits

@@ -103,6 +103,14 @@ class MovingFashion(tfds.core.GeneratorBasedBuilder):
     # See moving_digits.MovingDigits.code_path.
     return epath.Path(os.path.abspath(__file__))
 
+  # TFDS prints "Downloading and preparing dataset ..." around preparation; nothing is
+  # downloaded here, and dcrn_jax prints its own line saying what is prepared where.
+  def _log_download_bytes(self) -> None:
+    pass
+
+  def _log_download_done(self) -> None:
+    pass
+
   def _info(self) -> tfds.core.DatasetInfo:
     c = self.builder_config
     return tfds.core.DatasetInfo(
