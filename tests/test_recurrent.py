@@ -58,7 +58,7 @@ _COMPILED = {}  # Tests that run the same model on the same shapes share one com
 
 def _outputs_and_grads(model, params, x):
   """(model outputs, (d loss / d params, d loss / d x)), in one compiled call."""
-  key = (repr(model), x.shape)
+  key = (repr(model), x.shape, getattr(Conv2DMap, "per_step"))
   if key not in _COMPILED:
     def f(p, x):
       out = model.apply({"params": p}, x)
@@ -80,7 +80,16 @@ def _flax_convlstm_to_ours(p):
           "recurrent_kernel": _gates(p["hh"]["kernel"], order), "bias": bias}
 
 
-def test_convlstm_equals_flax_convlstmcell_outputs_carry_and_gradients():
+@pytest.fixture(params=["per_step", "batched"])
+def conv_mode(request, monkeypatch):
+  """Runs a test with the convolution's input-side work done step by step in the loops (what
+  CPUs get) and batched outside them (what accelerators get)."""
+  if request.param == "batched":
+    monkeypatch.setattr(Conv2DMap, "per_step", property(lambda self: False))
+  return request.param
+
+
+def test_convlstm_equals_flax_convlstmcell_outputs_carry_and_gradients(conv_mode):
   # (Even kernels, with their asymmetric 'SAME' padding, are checked on the maps below.)
   x = _normal((B, T, HW, HW, C))
   ref = nn.RNN(nn.ConvLSTMCell(F, (3, 3)), return_carry=True)
@@ -252,7 +261,7 @@ def _conv_gru_reference(params, x):
   return h, jnp.swapaxes(ys, 0, 1)
 
 
-def test_conv_gru_equals_autodiff_of_a_direct_implementation():
+def test_conv_gru_equals_autodiff_of_a_direct_implementation(conv_mode):
   x = _normal((B, T, HW, HW, C))
   ours = ConvGRU(F, return_carry=True)
   params = _random_params(ours, x)

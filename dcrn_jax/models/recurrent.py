@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from dcrn_jax.models.rnn_maps import Conv2DMap, DenseMap, project
+from dcrn_jax.models.rnn_maps import Conv2DMap, DenseMap
 from dcrn_jax.models.rnn_scan import gru_sequence, lstm_sequence
 
 Initializer = Callable[..., Any]
@@ -105,8 +105,7 @@ def _lstm(layer, m, x, features, initial_carry):
     initial_carry = (jnp.zeros(state, jnp.float32), jnp.zeros(state, layer.dtype))
 
   def run(xs, carry):
-    # The bias is added inside the loop: one pass over the (T, ..., 4F) projections less.
-    return lstm_sequence(m, layer.unroll, project(m, xs, w_in, layer.dtype), bias, w_rec, *carry)
+    return lstm_sequence(m, layer.unroll, layer.dtype, xs, w_in, bias, w_rec, *carry)
 
   ys, carry = _over_time(run, x, tuple(initial_carry), reverse=layer.reverse,
                          remat_chunk=layer.remat_chunk)
@@ -126,7 +125,7 @@ def _gru(layer, m, x, features, initial_carry):
     initial_carry = jnp.zeros(x.shape[:1] + x.shape[2:-1] + (features,), layer.dtype)
 
   def run(xs, h):
-    return gru_sequence(m, layer.unroll, project(m, xs, w_in, layer.dtype), bias, w_rec, b_rec, h)
+    return gru_sequence(m, layer.unroll, layer.dtype, xs, w_in, bias, w_rec, b_rec, h)
 
   ys, carry = _over_time(run, x, initial_carry, reverse=layer.reverse,
                          remat_chunk=layer.remat_chunk)

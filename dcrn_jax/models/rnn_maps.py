@@ -5,20 +5,18 @@ For `y = m(x, w)` a map gives:
   - `m(x, w)`: the map itself, over any leading axes;
   - `m.input_grad(dy, m.transpose_weight(w))`: dL/dx written as a *forward* map with a transposed
     kernel, so that inside a time loop XLA only ever sees forward dots/convolutions;
-  - `m.weight_grad(x, dy)`: dL/dw summed over every leading axis (all time steps at once), in
-    float32.
+  - `m.weight_grad(x, dy)`: dL/dw summed over every leading axis, in float32;
+  - `m.per_step`: whether the recurrences (rnn_scan) should do the input-side work (input
+    projection, input and weight gradients) step by step inside their loops (True) or batched
+    over all steps outside them (False).
 
 Why: XLA:CPU runs the transposed convolutions that autodiff emits (the input-gradient and above all
-the weight-gradient forms) 5-100x slower than forward convolutions, and slowest inside `lax.scan`.
-Forward-form convolutions and plain matmuls run at full speed everywhere.
-
-`project(m, x, w, dtype)` is the map with a custom VJP built from those forms: the layers use it
-for the input projection of all frames, hoisted out of the time loop.
+the weight-gradient forms) 2-5x slower than forward convolutions, and ~100x slower inside
+`lax.scan`. Forward-form convolutions and plain matmuls run at full speed everywhere.
 """
 
 import dataclasses
-from functools import partial
-from typing import Any, Tuple
+from typing import Tuple
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +31,9 @@ _PATCHES_MAX = 144
 @dataclasses.dataclass(frozen=True)
 class DenseMap:
   """y = x @ w: x (..., D), w (D, G) -> y (..., G)."""
+
+  # Per-step matmuls of a few rows waste the hardware; batched over all T*N rows they do not.
+  per_step = False
 
   def __call__(self, x, w):
     return jnp.dot(x, w)
@@ -55,6 +56,13 @@ class Conv2DMap:
   y (..., H, W, G). Every axis before H is a batch axis (e.g. time and batch)."""
 
   kernel_size: Tuple[int, int]
+
+  @property
+  def per_step(self):
+    # CPU: a step's maps keep the cores busy and stay in cache, which measured faster than
+    # batching over all steps (see rnn_scan). Accelerators prefer the few large batched ops
+    # (not measured: no GPU was available when this was written).
+    return jax.default_backend() == "cpu"
 
   @property
   def _pads(self):
@@ -83,28 +91,29 @@ class Conv2DMap:
                                   default=self._weight_grad_conv)
 
   def _weight_grad_matmuls(self, x, dy):
-    # dw[i, j] = shift_ij(x)^T @ dy, contracting over every pixel of every frame, on XLA:CPU
-    # 1.5-3x faster than the weight-gradient convolution autodiff emits (~100x faster than that
-    # convolution inside a loop). It runs block by block over the first axis (time steps), so
-    # that each block of dy is read from memory once and stays in cache for all k*k taps. Few
-    # input channels: one matmul per block on the k*k*C patches; many: one matmul per tap.
+    # dw[i, j] = shift_ij(x)^T @ dy, contracting over every pixel of every frame: on XLA:CPU
+    # 1.5-3x faster than the weight-gradient convolution autodiff emits. For 5-D inputs it runs
+    # block by block over the first axis (time), so that each block of dy is read from memory
+    # once and stays in cache for all k*k taps. Few input channels: one matmul on the k*k*C
+    # patches; many: one matmul per tap.
     (kh, kw), (h, w), c, g = self.kernel_size, x.shape[-3:-1], x.shape[-1], dy.shape[-1]
-    blocks = x.shape[0] if x.ndim == 5 else 1
-    x = x.reshape((blocks, -1) + x.shape[-3:])
-    dy = dy.reshape((blocks, -1, g))
     contract = (((0,), (0,)), ((), ()))
 
-    def block(dw, inputs):
-      xb, dyb = inputs
+    def block(xb, dyb):
       xp = jnp.pad(xb, ((0, 0),) + self._pads + ((0, 0),))
       taps = [xp[:, i:i + h, j:j + w].reshape(-1, c) for i in range(kh) for j in range(kw)]
+      dyb = dyb.reshape(-1, g)
       if kh * kw * c <= _PATCHES_MAX:
-        patches = jnp.concatenate(taps, -1)
-        return dw + lax.dot_general(patches, dyb, contract, preferred_element_type=_F32), None
-      return dw + jnp.concatenate([lax.dot_general(t, dyb, contract, preferred_element_type=_F32)
-                                   for t in taps], 0), None
+        return lax.dot_general(jnp.concatenate(taps, -1), dyb, contract,
+                               preferred_element_type=_F32)
+      return jnp.concatenate([lax.dot_general(t, dyb, contract, preferred_element_type=_F32)
+                              for t in taps], 0)
 
-    dw, _ = lax.scan(block, jnp.zeros((kh * kw * c, g), _F32), (x, dy))
+    if x.ndim == 5:
+      dw, _ = lax.scan(lambda dw, xy: (dw + block(*xy), None),
+                       jnp.zeros((kh * kw * c, g), _F32), (x, dy))
+    else:
+      dw = block(x.reshape((-1,) + x.shape[-3:]), dy)
     return dw.reshape((kh, kw, c, g))
 
   def _weight_grad_conv(self, x, dy):
@@ -113,27 +122,3 @@ class Conv2DMap:
     dy = dy.reshape((-1,) + dy.shape[-3:])
     w0 = jnp.zeros(self.kernel_size + (x.shape[-1], dy.shape[-1]), x.dtype)
     return jax.vjp(lambda w: self._conv(x, w, self._pads), w0)[1](dy)[0].astype(_F32)
-
-
-@partial(jax.custom_vjp, nondiff_argnums=(0, 3))
-def project(m, x, w, dtype: Any):
-  """`m(x, w)` computed in `dtype`, whose gradients use only forward-form ops (see module doc).
-
-  x: (..., C) in any float dtype; w: parameter (float32 usually). Returns (..., G) in `dtype`;
-  the weight's gradient is accumulated in float32 and returned in w's own dtype.
-  """
-  return m(x.astype(dtype), w.astype(dtype))
-
-
-def _project_fwd(m, x, w, dtype):
-  return project(m, x, w, dtype), (x, w)
-
-
-def _project_bwd(m, dtype, res, dy):
-  x, w = res
-  dx = m.input_grad(dy, m.transpose_weight(w.astype(dtype)))
-  dw = m.weight_grad(x.astype(dtype), dy)
-  return dx.astype(x.dtype), dw.astype(w.dtype)
-
-
-project.defvjp(_project_fwd, _project_bwd)

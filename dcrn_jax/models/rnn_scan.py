@@ -1,22 +1,26 @@
 """Whole-sequence LSTM and GRU recurrences with a hand-written backward pass (`jax.custom_vjp`).
 
-Both take the input projections of every step already computed (`xg`, one batched op before the
-loop) and run only the recurrent part in `lax.scan`, time-major:
+Both run time-major, over a map `m` from `rnn_maps` (dense or convolution):
 
-  xg (T, N, ..., G) -> hs (T, N, ..., F)   with G = 4F (LSTM) or 3F (GRU), `...` empty for dense
-                                           layers and (H, W) for convolutional ones.
+  x (T, N, ..., C) -> hs (T, N, ..., F)     `...` empty for dense layers, (H, W) for conv ones.
 
-Forward: one scan; for training it also saves each step's gate activations, so the backward loop
-recomputes no matmul or convolution. Backward: one reverse scan whose only heavy op is the
-input-gradient of the recurrent map in forward form (`m.input_grad`); the gradient of every step's
-gate pre-activations comes out of the loop and the recurrent weight gradient is then one batched
-op over all steps (`m.weight_grad`). The gate pre-activation gradients are also the gradient of
-`xg`, so the input projection's weight gradient is one batched op as well (in `rnn_maps.project`).
+The loop is one `lax.scan` (compile time does not depend on T); the forward scan saves each
+step's gate activations for training, so the backward pass recomputes no matmul or convolution,
+and the backward scan's heavy ops are forward-form maps (`m.input_grad`, kernels transposed once
+before the loop). Where the input-side work goes depends on the map (`m.per_step`):
+  - batched (dense layers; convolutions on accelerators): the input projection of all T steps is
+    one op before the loop; the backward loop yields each step's gate gradients, and the input
+    gradient and both weight gradients are then one batched op each over all T*N rows;
+  - per step (convolutions on CPU): the step's input and hidden state go through one
+    convolution with the two kernels stacked ([x_t, h] -> gates), the backward step's input and
+    hidden-state gradients are one convolution too, and both weight gradients accumulate in the
+    loop while the step's gate gradients are still in cache. On XLA:CPU a 16-frame batched
+    convolution ran 2-2.5x slower per FLOP than the same work one frame-batch at a time (cache),
+    and batching after the loop writes and re-reads T gate-gradient maps.
 
-Precision: matmuls/convolutions and saved activations use xg's dtype (the compute dtype, e.g.
-bfloat16); gate arithmetic and the LSTM cell state are float32; weight gradients accumulate in
-float32. Gate orders: LSTM i, f, g, o; GRU r, z, n (as PyTorch and Flax's OptimizedLSTMCell /
-GRUCell).
+Precision: matmuls/convolutions and saved activations use the compute dtype `dtype` (e.g.
+bfloat16); gate arithmetic, the LSTM cell state and weight/bias gradients are float32. Gate
+orders: LSTM i, f, g, o; GRU r, z, n (as PyTorch and Flax's OptimizedLSTMCell / GRUCell).
 """
 
 from functools import partial
@@ -33,8 +37,9 @@ def _shift_in(first, rest):
   return jnp.concatenate([first[None].astype(rest.dtype), rest[:-1]], axis=0)
 
 
-# ----------------------------------------------------------------------------------------------
-# LSTM: c' = f*c + i*g, h' = o*tanh(c'); carry (c, h) with c float32.
+def _sum_lead(x):
+  """Sum over every axis but the last, in float32: a bias gradient."""
+  return jnp.sum(x.astype(_F32), axis=tuple(range(x.ndim - 1)))
 
 
 def _sigmoid(x):
@@ -53,50 +58,57 @@ def _by_gate(x, gates):
   return x, lax.broadcasted_iota(jnp.int32, (gates, 1), 0)
 
 
-def _lstm_forward(m, unroll, xg, b, w, c0, h0, save):
-  w = w.astype(xg.dtype)
+# ----------------------------------------------------------------------------------------------
+# LSTM: c' = f*c + i*g, h' = o*tanh(c'); carry (c, h) with c float32.
 
-  def step(carry, xg_t):
+
+def _lstm_forward(m, unroll, dtype, x, w_in, b, w_rec, c0, h0, save):
+  if m.per_step:
+    xs, w = x.astype(dtype), jnp.concatenate([w_in, w_rec], axis=-2).astype(dtype)
+    gates = lambda x_t, h: m(jnp.concatenate([x_t, h], -1), w).astype(_F32)
+  else:  # The input projection of every step at once, before the loop.
+    xs, w = m(x.astype(dtype), w_in.astype(dtype)), w_rec.astype(dtype)
+    gates = lambda xg_t, h: xg_t.astype(_F32) + m(h, w).astype(_F32)
+
+  def step(carry, x_t):
     c, h = carry
-    pre, gate = _by_gate(xg_t.astype(_F32) + b.astype(_F32) + m(h, w).astype(_F32), 4)
+    pre, gate = _by_gate(gates(x_t, h) + b.astype(_F32), 4)
     acts = jnp.where(gate == 2, jnp.tanh(pre), _sigmoid(pre))  # i, f, g, o
     i, f, g, o = acts[..., 0, :], acts[..., 1, :], acts[..., 2, :], acts[..., 3, :]
     c_new = f * c + i * g
-    h_new = (o * jnp.tanh(c_new)).astype(xg.dtype)
+    h_new = (o * jnp.tanh(c_new)).astype(dtype)
     # The incoming c (not the new one) is saved: the backward step recomputes c' = f*c + i*g
     # exactly, and no shifted copy of the cell states is needed.
-    saved = (acts.reshape(xg_t.shape).astype(xg.dtype), c) if save else None
+    saved = (acts.reshape(c.shape[:-1] + (-1,)).astype(dtype), c) if save else None
     return (c_new, h_new), (h_new, saved)
 
-  carry, (hs, saved) = lax.scan(step, (c0.astype(_F32), h0.astype(xg.dtype)), xg, unroll=unroll)
+  carry, (hs, saved) = lax.scan(step, (c0.astype(_F32), h0.astype(dtype)), xs, unroll=unroll)
   return hs, carry, saved
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def lstm_sequence(m, unroll, xg, b, w, c0, h0):
-  """LSTM over time. m: the recurrent map (rnn_maps); unroll: lax.scan's unroll.
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def lstm_sequence(m, unroll, dtype, x, w_in, b, w_rec, c0, h0):
+  """LSTM over time. m: map (rnn_maps); unroll: lax.scan's; dtype: compute dtype.
 
-  xg (T, N, ..., 4F): input projections; b (4F,): bias; w: recurrent kernel (F, 4F) or
-  (kh, kw, F, 4F); c0, h0 (N, ..., F). Returns (hs (T, N, ..., F) in xg's dtype, (c_T, h_T)).
+  x (T, N, ..., C); w_in (C, 4F) or (kh, kw, C, 4F); b (4F,); w_rec (F, 4F) or (kh, kw, F, 4F);
+  c0, h0 (N, ..., F). Returns (hs (T, N, ..., F) in `dtype`, (c_T float32, h_T)).
   """
-  hs, carry, _ = _lstm_forward(m, unroll, xg, b, w, c0, h0, save=False)
+  hs, carry, _ = _lstm_forward(m, unroll, dtype, x, w_in, b, w_rec, c0, h0, save=False)
   return hs, carry
 
 
-def _lstm_fwd(m, unroll, xg, b, w, c0, h0):
-  hs, carry, (acts, c_in) = _lstm_forward(m, unroll, xg, b, w, c0, h0, save=True)
-  return (hs, carry), (acts, c_in, hs, b, w, c0, h0)
+def _lstm_fwd(m, unroll, dtype, x, w_in, b, w_rec, c0, h0):
+  hs, carry, (acts, c_in) = _lstm_forward(m, unroll, dtype, x, w_in, b, w_rec, c0, h0, True)
+  return (hs, carry), (acts, c_in, hs, x, w_in, b, w_rec, c0, h0)
 
 
-def _lstm_bwd(m, unroll, res, cts):
-  acts, c_in, hs, b, w, c0, h0 = res
+def _lstm_bwd(m, unroll, dtype, res, cts):
+  acts, c_in, hs, x, w_in, b, w_rec, c0, h0 = res
   dhs, (dc_last, dh_last) = cts
-  dtype = hs.dtype
-  w_t = m.transpose_weight(w.astype(dtype))
+  xc, h_in, cin = x.astype(dtype), _shift_in(h0, hs), x.shape[-1]
+  w_cat = jnp.concatenate([w_in, w_rec], axis=-2).astype(dtype)  # inputs stacked: [x, h]
 
-  def step(carry, inputs):
-    dc, dh = carry
-    a, c_prev, dy = inputs
+  def gate_grads(dc, dh, a, c_prev, dy):
     a, gate = _by_gate(a.astype(_F32), 4)
     i, f, g, o = a[..., 0, :], a[..., 1, :], a[..., 2, :], a[..., 3, :]
     tc = jnp.tanh(f * c_prev + i * g)
@@ -106,88 +118,131 @@ def _lstm_bwd(m, unroll, res, cts):
     e = lambda v: jnp.expand_dims(v, -2)
     d_act = jnp.where(gate == 3, e(dh * tc), e(dc) * jnp.where(
         gate == 0, e(g), jnp.where(gate == 1, e(c_prev), e(i))))
-    dpre = (d_act * jnp.where(gate == 2, 1.0 - a * a, a * (1.0 - a)))
-    dpre = dpre.reshape(dy.shape[:-1] + (-1,)).astype(dtype)
-    return (dc * f, m.input_grad(dpre, w_t).astype(_F32)), dpre
+    dpre = d_act * jnp.where(gate == 2, 1.0 - a * a, a * (1.0 - a))
+    return dc * f, dpre.reshape(dy.shape[:-1] + (-1,)).astype(dtype)
 
   init = (dc_last.astype(_F32), dh_last.astype(_F32))
-  (dc0, dh0), dxg = lax.scan(step, init, (acts, c_in, dhs), reverse=True, unroll=unroll)
-  dw = m.weight_grad(_shift_in(h0, hs), dxg)
-  db = jnp.sum(dxg.astype(_F32), axis=tuple(range(dxg.ndim - 1)))
-  return (dxg, db.astype(b.dtype), dw.astype(w.dtype), dc0.astype(c0.dtype),
-          dh0.astype(h0.dtype))
+  if m.per_step:
+    w_cat_t = m.transpose_weight(w_cat)
+
+    def step(carry, inputs):
+      dc, dh, dw, db = carry
+      a, c_prev, dy, x_t, h_prev = inputs
+      dc, dpre = gate_grads(dc, dh, a, c_prev, dy)
+      d_in = m.input_grad(dpre, w_cat_t)
+      dw = dw + m.weight_grad(jnp.concatenate([x_t, h_prev], -1), dpre)
+      return (dc, d_in[..., cin:].astype(_F32), dw, db + _sum_lead(dpre)), d_in[..., :cin]
+
+    init += (jnp.zeros(w_cat.shape, _F32), jnp.zeros(b.shape, _F32))
+    (dc0, dh0, dw, db), dx = lax.scan(step, init, (acts, c_in, dhs, xc, h_in), reverse=True,
+                                      unroll=unroll)
+  else:
+    w_rec_t = m.transpose_weight(w_rec.astype(dtype))
+
+    def step(carry, inputs):
+      dc, dh = carry
+      dc, dpre = gate_grads(dc, dh, *inputs)
+      return (dc, m.input_grad(dpre, w_rec_t).astype(_F32)), dpre
+
+    (dc0, dh0), dpre = lax.scan(step, init, (acts, c_in, dhs), reverse=True, unroll=unroll)
+    dx = m.input_grad(dpre, m.transpose_weight(w_in.astype(dtype)))
+    dw = m.weight_grad(jnp.concatenate([xc, h_in], -1), dpre)
+    db = _sum_lead(dpre)
+  dw_in, dw_rec = dw[..., :cin, :], dw[..., cin:, :]
+  return (dx.astype(x.dtype), dw_in.astype(w_in.dtype), db.astype(b.dtype),
+          dw_rec.astype(w_rec.dtype), dc0.astype(c0.dtype), dh0.astype(h0.dtype))
 
 
 lstm_sequence.defvjp(_lstm_fwd, _lstm_bwd)
 
 
 # ----------------------------------------------------------------------------------------------
-# GRU: r = s(xr + hr), z = s(xz + hz), n = tanh(xn + r*(hn + b)), h' = (1-z)*n + z*h, where
-# [hr, hz, hn] = m(h, w) and b is the recurrent bias of the n gate.
+# GRU: r = s(xr + hr), z = s(xz + hz), n = tanh(xn + r*(hn + b_rec)), h' = (1-z)*n + z*h, where
+# [xr, xz, xn] = m(x, w_in) + b and [hr, hz, hn] = m(h, w_rec).
 
 
-def _gru_forward(m, unroll, xg, b, w, b_rec, h0, save):
-  w = w.astype(xg.dtype)
+def _gru_forward(m, unroll, dtype, x, w_in, b, w_rec, b_rec, h0, save):
+  w = w_rec.astype(dtype)
+  if m.per_step:
+    xs, w_x = x.astype(dtype), w_in.astype(dtype)
+    project = lambda x_t: m(x_t, w_x)
+  else:  # The input projection of every step at once, before the loop.
+    xs, project = m(x.astype(dtype), w_in.astype(dtype)), lambda xg_t: xg_t
 
-  def step(h, xg_t):
-    xr, xz, xn = jnp.split(xg_t.astype(_F32) + b.astype(_F32), 3, axis=-1)
+  def step(h, x_t):
+    xr, xz, xn = jnp.split(project(x_t).astype(_F32) + b.astype(_F32), 3, axis=-1)
     hr, hz, hn = jnp.split(m(h, w).astype(_F32), 3, axis=-1)
     hn = hn + b_rec.astype(_F32)
     r, z = _sigmoid(xr + hr), _sigmoid(xz + hz)
     n = jnp.tanh(xn + r * hn)
-    h_new = (n + z * (h.astype(_F32) - n)).astype(xg.dtype)
-    saved = jnp.concatenate([r, z, n, hn], -1).astype(xg.dtype) if save else None
+    h_new = (n + z * (h.astype(_F32) - n)).astype(dtype)
+    saved = jnp.concatenate([r, z, n, hn], -1).astype(dtype) if save else None
     return h_new, (h_new, saved)
 
-  h, (hs, saved) = lax.scan(step, h0.astype(xg.dtype), xg, unroll=unroll)
+  h, (hs, saved) = lax.scan(step, h0.astype(dtype), xs, unroll=unroll)
   return hs, h, saved
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def gru_sequence(m, unroll, xg, b, w, b_rec, h0):
-  """GRU over time. m: the recurrent map (rnn_maps); unroll: lax.scan's unroll.
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def gru_sequence(m, unroll, dtype, x, w_in, b, w_rec, b_rec, h0):
+  """GRU over time. m: map (rnn_maps); unroll: lax.scan's; dtype: compute dtype.
 
-  xg (T, N, ..., 3F): input projections; b (3F,): their bias; w: recurrent kernel (F, 3F) or
-  (kh, kw, F, 3F); b_rec (F,): recurrent bias of the n gate; h0 (N, ..., F).
-  Returns (hs (T, N, ..., F) in xg's dtype, h_T).
+  x (T, N, ..., C); w_in (C, 3F) or (kh, kw, C, 3F); b (3F,); w_rec (F, 3F) or (kh, kw, F, 3F);
+  b_rec (F,): recurrent bias of the n gate; h0 (N, ..., F). Returns (hs (T, N, ..., F), h_T).
   """
-  hs, h, _ = _gru_forward(m, unroll, xg, b, w, b_rec, h0, save=False)
+  hs, h, _ = _gru_forward(m, unroll, dtype, x, w_in, b, w_rec, b_rec, h0, save=False)
   return hs, h
 
 
-def _gru_fwd(m, unroll, xg, b, w, b_rec, h0):
-  hs, h, acts = _gru_forward(m, unroll, xg, b, w, b_rec, h0, save=True)
-  return (hs, h), (acts, hs, b, w, b_rec, h0)
+def _gru_fwd(m, unroll, dtype, x, w_in, b, w_rec, b_rec, h0):
+  hs, h, acts = _gru_forward(m, unroll, dtype, x, w_in, b, w_rec, b_rec, h0, save=True)
+  return (hs, h), (acts, hs, x, w_in, b, w_rec, b_rec, h0)
 
 
-def _gru_bwd(m, unroll, res, cts):
-  acts, hs, b, w, b_rec, h0 = res
+def _gru_bwd(m, unroll, dtype, res, cts):
+  acts, hs, x, w_in, b, w_rec, b_rec, h0 = res
   dhs, dh_last = cts
-  dtype = hs.dtype
-  w_t = m.transpose_weight(w.astype(dtype))
-  h_in = _shift_in(h0, hs)
+  xc, h_in = x.astype(dtype), _shift_in(h0, hs)
+  w_in_t = m.transpose_weight(w_in.astype(dtype))
+  w_rec_t = m.transpose_weight(w_rec.astype(dtype))
 
-  def step(dh, inputs):
-    a, h_prev, dy = inputs
+  def gate_grads(dh, a, h_prev, dy):
+    """-> (dh through z, gradients of the input pre-activations, of the recurrent ones)."""
     r, z, n, hn = jnp.split(a.astype(_F32), 4, axis=-1)
     dh = dh + dy.astype(_F32)
     dn = dh * (1.0 - z) * (1.0 - n * n)
     dr = dn * hn * r * (1.0 - r)
     dz = dh * (h_prev.astype(_F32) - n) * z * (1.0 - z)
-    dxg = jnp.concatenate([dr, dz, dn], -1).astype(dtype)
     # The recurrent part sees dn scaled by r (n = tanh(xn + r * hn)).
-    dhh = jnp.concatenate([dr, dz, dn * r], -1).astype(dtype)
-    dh_prev = dh * z + m.input_grad(dhh, w_t).astype(_F32)
-    return dh_prev, (dxg, dhh)
+    return (dh * z, jnp.concatenate([dr, dz, dn], -1).astype(dtype),
+            jnp.concatenate([dr, dz, dn * r], -1).astype(dtype))
 
-  dh0, (dxg, dhh) = lax.scan(step, dh_last.astype(_F32), (acts, h_in, dhs), reverse=True,
-                             unroll=unroll)
-  dw = m.weight_grad(h_in, dhh)
-  lead = tuple(range(dxg.ndim - 1))
-  db = jnp.sum(dxg.astype(_F32), axis=lead)
-  db_rec = jnp.sum(dhh[..., 2 * b_rec.shape[-1]:].astype(_F32), axis=lead)
-  return (dxg, db.astype(b.dtype), dw.astype(w.dtype), db_rec.astype(b_rec.dtype),
-          dh0.astype(h0.dtype))
+  if m.per_step:
+    def step(carry, inputs):
+      dh, dw_in, dw_rec, db, db_rec = carry
+      a, h_prev, dy, x_t = inputs
+      dh, dxg, dhh = gate_grads(dh, a, h_prev, dy)
+      dh = dh + m.input_grad(dhh, w_rec_t).astype(_F32)
+      carry = (dh, dw_in + m.weight_grad(x_t, dxg), dw_rec + m.weight_grad(h_prev, dhh),
+               db + _sum_lead(dxg), db_rec + _sum_lead(dhh)[2 * b_rec.shape[-1]:])
+      return carry, m.input_grad(dxg, w_in_t)
+
+    init = (dh_last.astype(_F32), jnp.zeros(w_in.shape, _F32), jnp.zeros(w_rec.shape, _F32),
+            jnp.zeros(b.shape, _F32), jnp.zeros(b_rec.shape, _F32))
+    (dh0, dw_in, dw_rec, db, db_rec), dx = lax.scan(step, init, (acts, h_in, dhs, xc),
+                                                    reverse=True, unroll=unroll)
+  else:
+    def step(dh, inputs):
+      dh, dxg, dhh = gate_grads(dh, *inputs)
+      return dh + m.input_grad(dhh, w_rec_t).astype(_F32), (dxg, dhh)
+
+    dh0, (dxg, dhh) = lax.scan(step, dh_last.astype(_F32), (acts, h_in, dhs), reverse=True,
+                               unroll=unroll)
+    dx = m.input_grad(dxg, w_in_t)
+    dw_in, dw_rec = m.weight_grad(xc, dxg), m.weight_grad(h_in, dhh)
+    db, db_rec = _sum_lead(dxg), _sum_lead(dhh[..., 2 * b_rec.shape[-1]:])
+  return (dx.astype(x.dtype), dw_in.astype(w_in.dtype), db.astype(b.dtype),
+          dw_rec.astype(w_rec.dtype), db_rec.astype(b_rec.dtype), dh0.astype(h0.dtype))
 
 
 gru_sequence.defvjp(_gru_fwd, _gru_bwd)
