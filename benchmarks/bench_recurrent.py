@@ -1,0 +1,439 @@
+"""Train-step speed of the recurrent models: our layers vs Flax's cells under nn.RNN, PyTorch
+(eager and torch.compile) and Keras 3 on its JAX backend, side by side in one process.
+
+    python benchmarks/bench_recurrent.py [--steps 5] [--workloads convlstm,cnn_gru] [--write]
+
+Workloads (fixed shapes; one train step = forward, backward and an Adam update, float32):
+  convlstm        ConvLSTMClassifier with its defaults (stride-2 conv stem, two ConvLSTM layers
+                  of 32 features, 3x3) on clips of 16 frames 32x32x3, batch 8 (the issue's shapes).
+  cnn_gru         FrameRNNClassifier of configs/video_gru.py (stride-4 stem, conv blocks 32, 64,
+                  embedding 128, GRU 128), clips of 10 frames 64x64x1, batch 32 (the default run).
+  convlstm_layer  one ConvLSTM layer (32 features, 3x3) on the raw 32x32x3 frames, batch 8,
+                  16 frames, then its last map averaged and a dense head: the issue's measurement.
+  gru_layer       one GRU (512 -> 256), batch 32, 32 steps, last state and a dense head: the
+                  issue's dense measurement.
+Every implementation of a workload has the same layers, sizes and FLOPs. Steps are timed round
+robin (one step of each implementation in turn), so a change of machine load hits all alike; the
+figure is the median. Compile: JAX lower + compile of the step; torch.compile: its first step
+(empty compile cache; the GRU workloads show it gains nothing over eager on nn.GRU).
+Peak memory: JAX, XLA's buffer assignment for the step (parameters, optimizer state, batch,
+temporaries; state donated as in training); PyTorch, parameters + optimizer state + batch + the
+peak of tensor bytes allocated during a step (torch.profiler). Then the compile time of our step
+at 8 and 64 frames. --write puts the tables into benchmarks/RESULTS.md (its own section).
+"""
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("KERAS_BACKEND", "jax")  # Keras 3 must pick its backend before import.
+# PyTorch's OpenMP threads spin-wait by default: on a machine whose cores are shared (this one,
+# with other jobs) that makes its eager steps 2-20x slower and erratic. Passive waiting gives
+# PyTorch its best figures here; it must be set before torch starts its threads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# torch.compile keeps compiled kernels on disk: a fresh cache makes its compile time a cold one.
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="bench_inductor_"))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import flax  # pylint: disable=wrong-import-position
+import flax.linen as nn  # pylint: disable=wrong-import-position
+import jax  # pylint: disable=wrong-import-position
+import jax.numpy as jnp  # pylint: disable=wrong-import-position
+import numpy as np  # pylint: disable=wrong-import-position
+import optax  # pylint: disable=wrong-import-position
+
+from dcrn_jax.models import classifiers  # pylint: disable=wrong-import-position
+
+WORKLOADS = {  # name: (input shape (B, T, ...), model sizes)
+    "convlstm": ((8, 16, 32, 32, 3), dict(convlstm_features=(32, 32), kernel_size=3,
+                                          stem_stride=2)),
+    "cnn_gru": ((32, 10, 64, 64, 1), dict(conv_features=(16, 32, 64), stem_stride=4,
+                                          embed_dim=128, hidden_size=128)),
+    "convlstm_layer": ((8, 16, 32, 32, 3), dict(features=32, kernel_size=3)),
+    "gru_layer": ((32, 32, 512), dict(hidden_size=256)),
+}
+NUM_CLASSES = 8
+
+
+# --- JAX: ours, and Flax's cells under nn.RNN through the same classifier --------------------
+
+
+class FlaxConvLSTM(nn.Module):
+  """What recurrent.ConvLSTM was before the fast layers: nn.RNN over Flax's ConvLSTMCell."""
+  features: int
+  kernel_size: int = 3
+  dtype: object = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    k = (self.kernel_size, self.kernel_size)
+    return nn.RNN(nn.ConvLSTMCell(self.features, k, dtype=self.dtype))(x)
+
+
+class FlaxGRU(nn.Module):
+  """nn.RNN over Flax's GRUCell."""
+  hidden_size: int
+  dtype: object = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    return nn.RNN(nn.GRUCell(self.hidden_size, dtype=self.dtype))(x)
+
+
+class LayerClassifier(nn.Module):
+  """One recurrent layer, its last step (averaged over space for maps) and a dense head. The
+  layer class is looked up in `classifiers` at call time, like the classifiers do."""
+  kind: str  # convlstm or gru
+  size: int
+  kernel_size: int = 3
+
+  @nn.compact
+  def __call__(self, x, *, train=False):
+    if self.kind == "convlstm":
+      x = classifiers.ConvLSTM(self.size, self.kernel_size)(x)[:, -1].mean((1, 2))
+    else:
+      x = classifiers.GRU(self.size)(x)[:, -1]
+    return nn.Dense(NUM_CLASSES)(x)
+
+
+def _model(workload):
+  kw = WORKLOADS[workload][1]
+  if workload == "convlstm":
+    return classifiers.ConvLSTMClassifier(num_classes=NUM_CLASSES, **kw)
+  if workload == "cnn_gru":
+    return classifiers.FrameRNNClassifier(num_classes=NUM_CLASSES, cell="gru", **kw)
+  if workload == "convlstm_layer":
+    return LayerClassifier("convlstm", kw["features"], kw["kernel_size"])
+  return LayerClassifier("gru", kw["hidden_size"])
+
+
+def _with_flax_layers(fn):
+  """Runs fn with the classifiers built on Flax's cells (the module globals they look up)."""
+  saved = classifiers.ConvLSTM, classifiers.GRU
+  classifiers.ConvLSTM, classifiers.GRU = FlaxConvLSTM, FlaxGRU
+  try:
+    return fn()
+  finally:
+    classifiers.ConvLSTM, classifiers.GRU = saved
+
+
+def _jax_step(apply_fn, params, x, y):
+  """(compiled step, state, compile seconds, peak bytes) for a pure apply_fn(params, x)."""
+  tx = optax.adam(1e-3)
+
+  def step(params, opt_state, x, y):
+    def loss_fn(p):
+      return optax.softmax_cross_entropy_with_integer_labels(apply_fn(p, x), y).mean()
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  state = (params, tx.init(params))
+  start = time.perf_counter()
+  compiled = jax.jit(step, donate_argnums=(0, 1)).lower(*state, x, y).compile()
+  seconds = time.perf_counter() - start
+  mem = compiled.memory_analysis()
+  peak = mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes \
+      - mem.alias_size_in_bytes
+
+  box = [state]
+
+  def run():
+    p, o, loss = compiled(*box[0], x, y)
+    box[0] = (p, o)
+    return float(loss)  # Waits for the step.
+  return run, seconds, peak
+
+
+def flax_runner(workload, ours: bool, shape=None):
+  shape = shape or WORKLOADS[workload][0]
+  x = jnp.asarray(np.random.default_rng(0).standard_normal(shape), jnp.float32)
+  y = jnp.arange(shape[0]) % NUM_CLASSES
+
+  def build():
+    model = _model(workload)
+    params = jax.jit(model.init)(jax.random.key(0), x[:1])["params"]
+    return _jax_step(lambda p, v: model.apply({"params": p}, v, train=True), params, x, y)
+  return build() if ours else _with_flax_layers(build)
+
+
+def keras_runner(workload):
+  """Keras 3 (JAX backend) model of the same shape, trained through jax.grad + optax."""
+  import keras  # pylint: disable=import-outside-toplevel
+  shape, kw = WORKLOADS[workload]
+  layers = keras.layers
+  if workload == "convlstm":
+    s = kw["stem_stride"]
+    body = [layers.TimeDistributed(layers.Conv2D(kw["convlstm_features"][0], max(3, s), s,
+                                                 padding="same", activation="relu"))]
+    for i, f in enumerate(kw["convlstm_features"]):
+      last = i == len(kw["convlstm_features"]) - 1
+      body.append(layers.ConvLSTM2D(f, kw["kernel_size"], padding="same",
+                                    return_sequences=not last))
+    body.append(layers.GlobalAveragePooling2D())
+  elif workload == "cnn_gru":
+    cnn = [layers.Conv2D(kw["conv_features"][0], kw["stem_stride"], kw["stem_stride"],
+                         padding="same", activation="relu")]
+    for f in kw["conv_features"][1:]:
+      cnn += [layers.Conv2D(f, 3, padding="same", activation="relu"), layers.MaxPooling2D(2)]
+    cnn += [layers.Flatten(), layers.Dense(kw["embed_dim"], activation="relu")]
+    body = [layers.TimeDistributed(keras.Sequential(cnn)), layers.GRU(kw["hidden_size"])]
+  elif workload == "convlstm_layer":
+    body = [layers.ConvLSTM2D(kw["features"], kw["kernel_size"], padding="same"),
+            layers.GlobalAveragePooling2D()]
+  else:
+    body = [layers.GRU(kw["hidden_size"])]
+  model = keras.Sequential([keras.Input(shape[1:])] + body + [layers.Dense(NUM_CLASSES)])
+  non_trainable = [v.value for v in model.non_trainable_variables]
+
+  def apply_fn(trainable, v):
+    return model.stateless_call(trainable, non_trainable, v, training=True)[0]
+  x = jnp.asarray(np.random.default_rng(0).standard_normal(shape), jnp.float32)
+  y = jnp.arange(shape[0]) % NUM_CLASSES
+  return _jax_step(apply_fn, [v.value for v in model.trainable_variables], x, y)
+
+
+# --- PyTorch: the same models, NCHW (PyTorch's default layout) -------------------------------
+
+
+def torch_runner(workload, compiled: bool):
+  import torch  # pylint: disable=import-outside-toplevel
+  from torch import nn as tnn  # pylint: disable=import-outside-toplevel
+  torch.manual_seed(0)
+  shape, kw = WORKLOADS[workload]
+
+  class ConvLSTM(tnn.Module):
+    """Input convolution of all frames hoisted out of the loop, as in our layer."""
+
+    def __init__(self, cin, f, k):
+      super().__init__()
+      self.ih = tnn.Conv2d(cin, 4 * f, k, padding=k // 2)
+      self.hh = tnn.Conv2d(f, 4 * f, k, padding=k // 2, bias=False)
+
+    def forward(self, x):  # (B, T, C, H, W)
+      b, t = x.shape[:2]
+      xg = self.ih(x.flatten(0, 1)).unflatten(0, (b, t))
+      h = torch.zeros((b, self.hh.in_channels) + x.shape[3:])
+      c, hs = torch.zeros_like(h), []
+      for xg_t in xg.unbind(1):  # unbind, not xg[:, i]: one backward op, not T zero-filled grads
+        gi, gf, gg, go = (xg_t + self.hh(h)).chunk(4, 1)
+        c = torch.sigmoid(gf) * c + torch.sigmoid(gi) * torch.tanh(gg)
+        h = torch.sigmoid(go) * torch.tanh(c)
+        hs.append(h)
+      return torch.stack(hs, 1)
+
+  class ConvLSTMNet(tnn.Module):
+    def __init__(self):
+      super().__init__()
+      s, feats, k = kw["stem_stride"], kw["convlstm_features"], kw["kernel_size"]
+      self.stem = tnn.Conv2d(shape[-1], feats[0], max(3, s), s, padding=1)
+      self.rnns = tnn.ModuleList(ConvLSTM(a, b, k) for a, b in zip(feats[:1] + feats, feats))
+      self.head = tnn.Linear(feats[-1], NUM_CLASSES)
+
+    def forward(self, x):
+      b, t = x.shape[:2]
+      x = torch.relu(self.stem(x.flatten(0, 1))).unflatten(0, (b, t))
+      for rnn in self.rnns:
+        x = rnn(x)
+      return self.head(x[:, -1].mean((2, 3)))
+
+  class LayerNet(tnn.Module):
+    def __init__(self):
+      super().__init__()
+      if workload == "convlstm_layer":
+        self.rnn = ConvLSTM(shape[-1], kw["features"], kw["kernel_size"])
+        self.head = tnn.Linear(kw["features"], NUM_CLASSES)
+      else:
+        self.rnn = tnn.GRU(shape[-1], kw["hidden_size"], batch_first=True)
+        self.head = tnn.Linear(kw["hidden_size"], NUM_CLASSES)
+
+    def forward(self, x):
+      if workload == "convlstm_layer":
+        return self.head(self.rnn(x)[:, -1].mean((2, 3)))
+      return self.head(self.rnn(x)[0][:, -1])
+
+  class CNNGRUNet(tnn.Module):
+    def __init__(self):
+      super().__init__()
+      f, s = kw["conv_features"], kw["stem_stride"]
+      size = shape[2] // s // 2 ** (len(f) - 1)
+      self.cnn = tnn.Sequential(
+          tnn.Conv2d(shape[-1], f[0], s, s), tnn.ReLU(),
+          *[m for a, b in zip(f, f[1:]) for m in (tnn.Conv2d(a, b, 3, padding=1), tnn.ReLU(),
+                                                  tnn.MaxPool2d(2))],
+          tnn.Flatten(), tnn.Linear(f[-1] * size * size, kw["embed_dim"]), tnn.ReLU())
+      self.gru = tnn.GRU(kw["embed_dim"], kw["hidden_size"], batch_first=True)
+      self.head = tnn.Linear(kw["hidden_size"], NUM_CLASSES)
+
+    def forward(self, x):
+      b, t = x.shape[:2]
+      e = self.cnn(x.flatten(0, 1)).unflatten(0, (b, t))
+      return self.head(self.gru(e)[0][:, -1])
+
+  model = {"convlstm": ConvLSTMNet, "cnn_gru": CNNGRUNet}.get(workload, LayerNet)()
+  opt = torch.optim.Adam(model.parameters(), 1e-3)
+  x = torch.randn(shape[:2] + shape[-1:] + shape[2:-1])  # frames channels-first
+  y = torch.arange(shape[0]) % NUM_CLASSES
+  forward = torch.compile(model) if compiled else model
+
+  def run():
+    opt.zero_grad(set_to_none=True)
+    loss = tnn.functional.cross_entropy(forward(x), y)
+    loss.backward()
+    opt.step()
+    return float(loss.detach())
+
+  start = time.perf_counter()
+  run()  # torch.compile compiles here; eager allocates the optimizer state.
+  seconds = time.perf_counter() - start if compiled else None
+  return run, seconds, _torch_peak(torch, run, model, opt, x)
+
+
+def _torch_peak(torch, run, model, opt, x):
+  """Bytes alive before a step (params, optimizer state, batch) + the step's peak allocations."""
+  from torch.profiler import ProfilerActivity, profile  # pylint: disable=import-outside-toplevel
+  params = list(model.parameters())
+  tensors = params + [p.grad for p in params if p.grad is not None] + [x] + [
+      v for s in opt.state.values() for v in s.values() if torch.is_tensor(v)]
+  resident = sum(t.numel() * t.element_size() for t in tensors)
+  with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    run()
+  live = peak = 0
+  events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                  if e.name() == "[memory]")
+  for _, nbytes in events:
+    live += nbytes
+    peak = max(peak, live)
+  return resident + peak
+
+
+# --- Measurement, tables, RESULTS.md -----------------------------------------------------------
+
+IMPLS = {  # name: runner(workload) -> (run, compile seconds or None, peak bytes)
+    "ours (dcrn_jax)": lambda w: flax_runner(w, ours=True),
+    "Flax nn.RNN(cell)": lambda w: flax_runner(w, ours=False),
+    "PyTorch eager": lambda w: torch_runner(w, compiled=False),
+    "torch.compile": lambda w: torch_runner(w, compiled=True),
+    "Keras 3 (JAX)": keras_runner,
+}
+
+
+def measure(workload, steps, impls):
+  """Rows (impl, sequences/s, median s/step, compile s, peak bytes); failures are reported."""
+  batch = WORKLOADS[workload][0][0]
+  runners, rows = {}, []
+  for name in impls:
+    make = IMPLS[name]
+    try:
+      run, seconds, peak = make(workload)
+      run()  # One warm-up step each.
+      runners[name] = (run, seconds, peak)
+    except Exception as e:  # pylint: disable=broad-except
+      print(f"  {name}: not measured ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
+  times = {name: [] for name in runners}
+  for _ in range(steps):
+    for name, (run, _, _) in runners.items():
+      start = time.perf_counter()
+      run()
+      times[name].append(time.perf_counter() - start)
+  for name, (run, seconds, peak) in runners.items():
+    t = statistics.median(times[name])
+    rows.append((name, batch / t, t, seconds, peak))
+  return rows
+
+
+def compile_scaling(workload, frames=(8, 64), repeats=5):
+  """Our train step's compile time at each number of frames (other shapes as the workload):
+  the least of `repeats` compilations, alternating, since load on the machine only adds."""
+  shape = WORKLOADS[workload][0]
+  seconds = {t: [] for t in frames}
+  for _ in range(repeats):
+    for t in frames:
+      seconds[t].append(flax_runner(workload, True, shape[:1] + (t,) + shape[2:])[1])
+  return [(t, min(seconds[t])) for t in frames]
+
+
+def table(workload, rows):
+  shape = WORKLOADS[workload][0]
+  ours = next((r for r in rows if r[0].startswith("ours")), None)
+  eager = next((r for r in rows if r[0] == "PyTorch eager"), None)
+  dims = "(B, T, H, W, C)" if len(shape) == 5 else "(B, T, D)"
+  lines = [f"{workload}: inputs {shape} {dims}, float32", "",
+           "| implementation | sequences/s | step (ms) | compile (s) | peak memory (MB) "
+           "| ours is x faster | vs PyTorch eager |", "|---|---:|---:|---:|---:|---:|---:|"]
+  for name, rate, t, seconds, peak in rows:
+    comp = "-" if seconds is None else f"{seconds:.1f}"
+    vs_ours = f"{ours[1] / rate:.2f}" if ours else "-"
+    vs_eager = f"{rate / eager[1]:.2f}" if eager else "-"
+    lines.append(f"| {name} | {rate:.1f} | {t * 1000:.0f} | {comp} | {peak / 2**20:.0f} "
+                 f"| {vs_ours} | {vs_eager} |")
+  return "\n".join(lines)
+
+
+def machine():
+  cpu = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo") as f:
+      cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+  except (OSError, StopIteration):
+    pass
+  import torch  # pylint: disable=import-outside-toplevel
+  import keras  # pylint: disable=import-outside-toplevel
+  return (f"{cpu}, {os.cpu_count()} cores, {jax.devices()[0].platform}; jax {jax.__version__}, "
+          f"flax {flax.__version__}, torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads), keras {keras.__version__}; "
+          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '') or '(none)'}, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
+
+
+def write_results(text, path=os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                          "RESULTS.md")):
+  """Replaces this script's section of RESULTS.md (between its markers), keeping the rest."""
+  start, end = "<!-- bench_recurrent: start -->", "<!-- bench_recurrent: end -->"
+  old = open(path).read() if os.path.exists(path) else "# Benchmark results\n"
+  block = f"{start}\n{text}\n{end}"
+  if start in old and end in old:
+    new = old[:old.index(start)] + block + old[old.index(end) + len(end):]
+  else:
+    new = old.rstrip("\n") + "\n\n" + block + "\n"
+  with open(path, "w") as f:
+    f.write(new)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--steps", type=int, default=5)
+  parser.add_argument("--workloads", default=",".join(WORKLOADS))
+  parser.add_argument("--impls", default=",".join(IMPLS), help="comma-separated, of: "
+                      + ", ".join(IMPLS))
+  parser.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
+  args = parser.parse_args()
+  load = os.getloadavg()[0]
+  out = [f"Machine: {machine()}.", ""]
+  print(out[0], flush=True)
+  for workload in args.workloads.split(","):
+    print(f"\n== {workload}", flush=True)
+    rows = measure(workload, args.steps, args.impls.split(","))
+    out += [table(workload, rows), ""]
+    print(out[-2], flush=True)
+    scaling = compile_scaling(workload)
+    (t0, c0), (t1, c1) = scaling
+    line = (f"Compile time of our train step: {c0:.1f} s at T={t0}, {c1:.1f} s at T={t1} "
+            f"(ratio {c1 / c0:.2f}).")
+    out += [line, ""]
+    print(line, flush=True)
+  out.append(f"Load average (1 min) at start / end: {load:.1f} / {os.getloadavg()[0]:.1f} "
+             "(other processes share the cores; ratios are fairer than absolute figures).")
+  print(out[-1])
+  command = "python benchmarks/bench_recurrent.py " + " ".join(sys.argv[1:])
+  if args.write:
+    write_results("\n".join([f"## Recurrent layers: train step (`{command.strip()}`)", ""] +
+                            out))
+
+
+if __name__ == "__main__":
+  main()
