@@ -106,11 +106,13 @@ def _lstm(layer, m, x, features, initial_carry):
   state = x.shape[:1] + x.shape[2:-1] + (features,)
   if initial_carry is None:
     initial_carry = (jnp.zeros(state, jnp.float32), jnp.zeros(state, layer.dtype))
+  # The loop carries keep these dtypes whatever the caller passed.
+  initial_carry = (initial_carry[0].astype(jnp.float32), initial_carry[1].astype(layer.dtype))
 
   def run(xs, carry):
     return lstm_sequence(m, layer.unroll, layer.dtype, xs, w_in, bias, w_rec, *carry)
 
-  ys, carry = _over_time(run, x, tuple(initial_carry), reverse=layer.reverse,
+  ys, carry = _over_time(run, x, initial_carry, reverse=layer.reverse,
                          remat_chunk=layer.remat_chunk)
   return (carry, ys) if layer.return_carry else ys
 
@@ -126,6 +128,7 @@ def _gru(layer, m, x, features, initial_carry):
                       layer.param_dtype)
   if initial_carry is None:
     initial_carry = jnp.zeros(x.shape[:1] + x.shape[2:-1] + (features,), layer.dtype)
+  initial_carry = initial_carry.astype(layer.dtype)
 
   def run(xs, h):
     return gru_sequence(m, layer.unroll, layer.dtype, xs, w_in, bias, w_rec, b_rec, h)
