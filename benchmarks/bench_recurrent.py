@@ -46,7 +46,11 @@ import jax.numpy as jnp  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 import optax  # pylint: disable=wrong-import-position
 
+from dcrn_jax import host  # pylint: disable=wrong-import-position
 from dcrn_jax.models import classifiers  # pylint: disable=wrong-import-position
+
+# As `python -m dcrn_jax.main` does at start; it applies to the whole process, PyTorch included.
+MALLOC_TUNED = host.tune_malloc()
 
 WORKLOADS = {  # name: (input shape (B, T, ...), model sizes)
     "convlstm": ((8, 16, 32, 32, 3), dict(convlstm_features=(32, 32), kernel_size=3,
@@ -121,7 +125,7 @@ def _with_flax_layers(fn):
     classifiers.ConvLSTM, classifiers.GRU = saved
 
 
-def _jax_step(apply_fn, params, x, y):
+def _jax_step(apply_fn, params, x, y, compiler_options=None):
   """(compiled step, state, compile seconds, peak bytes) for a pure apply_fn(params, x)."""
   tx = optax.adam(1e-3)
 
@@ -134,7 +138,8 @@ def _jax_step(apply_fn, params, x, y):
 
   state = (params, tx.init(params))
   start = time.perf_counter()
-  compiled = jax.jit(step, donate_argnums=(0, 1)).lower(*state, x, y).compile()
+  compiled = jax.jit(step, donate_argnums=(0, 1),
+                     compiler_options=compiler_options).lower(*state, x, y).compile()
   seconds = time.perf_counter() - start
   mem = compiled.memory_analysis()
   peak = mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes \
@@ -149,7 +154,7 @@ def _jax_step(apply_fn, params, x, y):
   return run, seconds, peak
 
 
-def flax_runner(workload, ours: bool, shape=None):
+def flax_runner(workload, ours: bool, shape=None, xla_defaults=False):
   shape = shape or WORKLOADS[workload][0]
   x = jnp.asarray(np.random.default_rng(0).standard_normal(shape), jnp.float32)
   y = jnp.arange(shape[0]) % NUM_CLASSES
@@ -157,7 +162,10 @@ def flax_runner(workload, ours: bool, shape=None):
   def build():
     model = _model(workload)
     params = jax.jit(model.init)(jax.random.key(0), x[:1])["params"]
-    return _jax_step(lambda p, v: model.apply({"params": p}, v, train=True), params, x, y)
+    # Ours compiles with the toolkit's XLA options (dcrn_jax.host), as `dcrn_jax.main` does.
+    options = host.compiler_options() if ours and not xla_defaults else None
+    return _jax_step(lambda p, v: model.apply({"params": p}, v, train=True), params, x, y,
+                     options)
   return build() if ours else _with_flax_layers(build)
 
 
@@ -315,6 +323,7 @@ def _torch_peak(torch, run, model, opt, x):
 
 IMPLS = {  # name: runner(workload) -> (run, compile seconds or None, peak bytes)
     "ours (dcrn_jax)": lambda w: flax_runner(w, ours=True),
+    "ours (XLA default options)": lambda w: flax_runner(w, ours=True, xla_defaults=True),
     "Flax nn.RNN(cell)": lambda w: flax_runner(w, ours=False),
     "PyTorch eager": lambda w: torch_runner(w, compiled=False),
     "torch.compile": lambda w: torch_runner(w, compiled=True),
@@ -387,7 +396,9 @@ def machine():
           f"flax {flax.__version__}, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), keras {keras.__version__}; "
           f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '') or '(none)'}, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; glibc malloc tuned for the "
+          f"whole process (dcrn_jax.host.tune_malloc): {MALLOC_TUNED}; our steps' XLA options: "
+          f"{host.compiler_options() or 'defaults'}")
 
 
 def write_results(text, path=os.path.join(os.path.dirname(os.path.abspath(__file__)),

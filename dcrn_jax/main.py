@@ -92,7 +92,8 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   # Orbax and TFDS log every file operation at INFO; a user wants the progress lines.
   logging.set_verbosity(logging.INFO if _VERBOSE.value else logging.WARNING)
-  from dcrn_jax import distributed, train  # pylint: disable=g-import-not-at-top
+  from dcrn_jax import distributed, host, train  # pylint: disable=g-import-not-at-top
+  host.tune_malloc()  # Steps reuse freed memory instead of faulting in fresh pages (host.py).
   try:
     distributed.initialize(
         _DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,

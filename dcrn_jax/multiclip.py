@@ -11,7 +11,7 @@ import functools
 import jax
 import numpy as np
 
-from dcrn_jax import parallel
+from dcrn_jax import host, parallel
 
 
 def logits_step(variables: dict, batch: dict, *, apply_fn) -> dict:
@@ -24,7 +24,8 @@ def make_logits_fn(model, mesh):
   """jit(logits_step): batch split on `data`, outputs replicated so every host can read them."""
   return jax.jit(functools.partial(logits_step, apply_fn=model.apply),
                  in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
-                 out_shardings=parallel.replicated(mesh))
+                 out_shardings=parallel.replicated(mesh),
+                 compiler_options=host.compiler_options())
 
 
 def video_metrics(logits: np.ndarray, labels: np.ndarray, mask: np.ndarray,

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from dcrn_jax import checkpoint, data, distributed, metrics as metrics_lib, multiclip, optim
-from dcrn_jax import parallel
+from dcrn_jax import host, parallel
 from dcrn_jax import state as state_lib, steps
 from dcrn_jax.errors import UserError
 from dcrn_jax.models import create_model
@@ -119,7 +119,8 @@ def make_evaluator(model, info, config, mesh):
   # jit(eval_step) with explicit shardings: variables replicated, batch split on `data`.
   eval_fn = jax.jit(functools.partial(steps.eval_step, apply_fn=model.apply),
                     in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
-                    out_shardings=parallel.replicated(mesh))
+                    out_shardings=parallel.replicated(mesh),
+                    compiler_options=host.compiler_options())
 
   def evaluate_examples(variables):
     batches = _host_batches(data.eval_batches, config, config.eval_batch_size)
@@ -189,7 +190,7 @@ def fit(config, workdir: str):
                         grad_clip_norm=config.optim.grad_clip_norm),
       in_shardings=(state_sharding, parallel.batch_sharding(mesh), parallel.replicated(mesh)),
       out_shardings=(state_sharding, parallel.replicated(mesh)),
-      donate_argnums=(0,))
+      donate_argnums=(0,), compiler_options=host.compiler_options())
   evaluate_fn = make_evaluator(model, info, config, mesh)
   if jax.process_index() == 0:
     data.write_label_map(info, workdir)

@@ -10,6 +10,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from dcrn_jax.errors import UserError
+from dcrn_jax.models.conv import Conv
 from dcrn_jax.models.encoders import ConvBlocks, FrameEncoder, ImageEncoder
 from dcrn_jax.models.recurrent import GRU, LSTM, ConvLSTM
 
@@ -112,7 +113,7 @@ class ConvLSTMClassifier(nn.Module):
     x = clips.astype(self.dtype).reshape((b * t,) + clips.shape[2:])
     s = self.stem_stride
     k = max(3, s)  # Never a kernel smaller than its stride: every pixel is seen.
-    x = nn.Conv(self.convlstm_features[0], (k, k), strides=(s, s), use_bias=not self.batch_norm,
+    x = Conv(self.convlstm_features[0], (k, k), strides=(s, s), use_bias=not self.batch_norm,
                 dtype=self.dtype, name="stem")(x)
     if self.batch_norm:
       x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype,

@@ -39,8 +39,13 @@ def _shift_in(first, rest):
 
 
 def _sum_lead(x):
-  """Sum over every axis but the last, in float32: a bias gradient."""
-  return jnp.sum(x.astype(_F32), axis=tuple(range(x.ndim - 1)))
+  """Sum over every axis but the last, in float32: a bias gradient.
+
+  Written as ones @ x: XLA:CPU runs this small-output reduction as a matrix-vector product many
+  times faster than as a reduce (which it fuses with, and computes on, one core)."""
+  x2 = x.reshape(-1, x.shape[-1])
+  return lax.dot_general(jnp.ones(x2.shape[:1], x2.dtype), x2, (((0,), (0,)), ((), ())),
+                         preferred_element_type=_F32)
 
 
 def _sigmoid(x):

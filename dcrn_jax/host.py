@@ -1,0 +1,59 @@
+"""Host-side speed settings: the C allocator, and XLA:CPU compile options for our jitted steps.
+
+Both were measured on a 2-core CPU machine (benchmarks/bench_recurrent.py, README "Speed on CPU"):
+
+- `tune_malloc()`: glibc hands large blocks (above a threshold that starts at 128 KiB) straight
+  back to the OS when they are freed and trims the heap top above another, so every train step
+  pays page faults again for its big activation buffers. Raising both thresholds to 1 GiB keeps
+  freed memory in the process for the next step (what tcmalloc/jemalloc do by default): the
+  CNN+GRU train step went from ~48-67 ms to ~32-39 ms. Memory freed by the process is then not
+  returned to the OS until it exits: the resident size stays at its peak.
+  `python -m dcrn_jax.main` calls it at start; set DCRN_JAX_TUNE_MALLOC=0 to leave glibc as it
+  is. A MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ in the environment is respected.
+- `compiler_options()`: on the CPU backend, XLA's YNNPACK fusions are turned off for our
+  steps (`xla_cpu_experimental_ynn_fusion_type=""`), which measured faster for every model here
+  (convolutions and small matmuls go to XLA's other CPU kernels). Returned only where this jaxlib
+  accepts the option (checked once by compiling a tiny function) and only on CPU; set
+  DCRN_JAX_XLA_CPU_OPTIONS=0 to compile with XLA's defaults.
+"""
+
+import ctypes
+import functools
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+
+CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+_M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h).
+_M_MMAP_THRESHOLD = -3
+_KEEP_BYTES = 1 << 30
+
+
+def tune_malloc() -> bool:
+  """Keeps freed memory in the process (glibc only). Returns whether the settings were made."""
+  if os.environ.get("DCRN_JAX_TUNE_MALLOC", "1") == "0" or not sys.platform.startswith("linux"):
+    return False
+  if "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
+    return False  # The user chose.
+  try:
+    libc = ctypes.CDLL("libc.so.6")
+    mallopt = libc.mallopt
+  except (OSError, AttributeError):  # Not glibc (e.g. musl): nothing to do.
+    return False
+  return bool(mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES)) and bool(
+      mallopt(_M_MMAP_THRESHOLD, _KEEP_BYTES))
+
+
+@functools.lru_cache(maxsize=None)
+def compiler_options() -> dict:
+  """XLA compile options for our jitted train/eval steps on this backend ({} = XLA defaults)."""
+  if os.environ.get("DCRN_JAX_XLA_CPU_OPTIONS", "1") == "0" or jax.default_backend() != "cpu":
+    return {}
+  try:
+    jax.jit(lambda x: x + 1, compiler_options=CPU_COMPILER_OPTIONS).lower(
+        jnp.zeros((), jnp.float32)).compile()
+  except Exception:  # pylint: disable=broad-except  # An XLA without this option: its defaults.
+    return {}
+  return dict(CPU_COMPILER_OPTIONS)
