@@ -17,6 +17,7 @@ import errno
 import os
 import sys
 import tempfile
+import time
 
 import jax
 import orbax.checkpoint as ocp
@@ -81,6 +82,10 @@ def _stderr_held_back():
       yield
       ok = True
     finally:
+      if not ok:
+        # TensorStore's threads print their tracebacks a moment after the failure surfaces
+        # here: give them time to land in the held file rather than on the terminal.
+        time.sleep(0.5)
       sys.stderr.flush()
       os.dup2(saved, 2)
       os.close(saved)

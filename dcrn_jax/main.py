@@ -107,6 +107,10 @@ def main(argv):
       raise
     print(f"error: {e}", file=sys.stderr, flush=True)
     sys.stdout.flush()
+    # Background threads (TensorStore after a failed checkpoint read) must not print after the
+    # one line: stderr goes to /dev/null for the few instructions left.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
     # No interpreter teardown: after a failed checkpoint read, TensorStore threads may still call
     # into Orbax's closed event loop, and each call prints a harmless traceback.
     os._exit(2)  # pylint: disable=protected-access
