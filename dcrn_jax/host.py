@@ -1,18 +1,21 @@
 """Host-side speed settings: the C allocator, and XLA:CPU compile options for our jitted steps.
 
-Both were measured on a 2-core CPU machine (benchmarks/bench_recurrent.py, README "Speed on CPU"):
+Measured on a 2-core CPU machine (benchmarks/bench_recurrent.py; README "Speed on CPU"):
 
 - `tune_malloc()`: glibc hands large blocks (above a threshold that starts at 128 KiB) straight
-  back to the OS when they are freed and trims the heap top above another, so every train step
-  pays page faults again for its big activation buffers. Raising both thresholds to 1 GiB keeps
-  freed memory in the process for the next step (what tcmalloc/jemalloc do by default): the
-  CNN+GRU train step went from ~48-67 ms to ~32-39 ms. Memory freed by the process is then not
-  returned to the OS until it exits: the resident size stays at its peak.
+  back to the OS when they are freed and trims the heap top above another, so a train step can
+  pay page faults again, every step, for its big activation buffers. Raising both thresholds to
+  1 GiB keeps freed memory in the process for the next step (what tcmalloc/jemalloc do by
+  default). The gain depends on the machine's memory system; on our 2-core VM it was large in
+  some runs and within run-to-run noise in others. The cost: memory the process frees is not
+  returned to the OS until it exits (the resident size stays at its peak).
   `python -m dcrn_jax.main` calls it at start; set DCRN_JAX_TUNE_MALLOC=0 to leave glibc as it
   is. A MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ in the environment is respected.
 - `compiler_options()`: on the CPU backend, XLA's YNNPACK fusions are turned off for our
-  steps (`xla_cpu_experimental_ynn_fusion_type=""`), which measured faster for every model here
-  (convolutions and small matmuls go to XLA's other CPU kernels). Returned only where this jaxlib
+  steps (`xla_cpu_experimental_ynn_fusion_type=""`): convolutions and matmuls then go to XLA's
+  other CPU kernels. Side by side in one benchmark run (RESULTS.md, "ours" vs "ours (XLA default
+  options)"): ConvLSTM classifier 165 vs 187 ms, ConvLSTM layer 243 vs 253 ms, CNN+GRU 42 vs
+  39 ms, GRU layer 14 vs 13 ms. Returned only where this jaxlib
   accepts the option (checked once by compiling a tiny function) and only on CPU; set
   DCRN_JAX_XLA_CPU_OPTIONS=0 to compile with XLA's defaults.
 """
