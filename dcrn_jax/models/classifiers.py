@@ -114,7 +114,7 @@ class ConvLSTMClassifier(nn.Module):
     s = self.stem_stride
     k = max(3, s)  # Never a kernel smaller than its stride: every pixel is seen.
     x = Conv(self.convlstm_features[0], (k, k), strides=(s, s), use_bias=not self.batch_norm,
-                dtype=self.dtype, name="stem")(x)
+             dtype=self.dtype, name="stem")(x)
     if self.batch_norm:
       x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype,
                        name="stem_bn")(x)

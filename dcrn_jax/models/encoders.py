@@ -26,7 +26,7 @@ class ConvBlocks(nn.Module):
     for block, feats in enumerate(self.features):
       for i in range(self.convs_per_block):
         x = Conv(feats, (3, 3), use_bias=not self.batch_norm, dtype=self.dtype,
-                    name=f"conv{block}_{i}")(x)
+                 name=f"conv{block}_{i}")(x)
         if self.batch_norm:
           x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype,
                            name=f"bn{block}_{i}")(x)
