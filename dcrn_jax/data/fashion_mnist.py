@@ -7,17 +7,15 @@ keys — into <data_dir>/fashion_mnist/<version>/. From then on `tfds.builder('f
 reads it like a download.
 """
 
-import os
-
-from etils import epath
-
 from dcrn_jax.data import idx
+from dcrn_jax.data.local_builder import LocalBuilder
 from dcrn_jax.data.tf_import import tfds
 
 NAME = "fashion_mnist"
 
 
-class LocalFashionMNIST(tfds.image_classification.FashionMNIST, skip_registration=True):
+class LocalFashionMNIST(LocalBuilder, tfds.image_classification.FashionMNIST,
+                        skip_registration=True):
   """TFDS's FashionMNIST (features, version) with examples read from local idx files."""
 
   name = NAME
@@ -25,20 +23,6 @@ class LocalFashionMNIST(tfds.image_classification.FashionMNIST, skip_registratio
   def __init__(self, *, idx_dir: str, **kwargs):
     self._idx_dir = idx_dir
     super().__init__(**kwargs)
-
-  @tfds.core.utils.classproperty
-  @classmethod
-  def code_path(cls) -> epath.Path:
-    # See moving_digits.MovingDigits.code_path: TFDS's lookup needs a backport pip skips.
-    return epath.Path(os.path.abspath(__file__))
-
-  # TFDS prints "Downloading and preparing dataset ..." around preparation; nothing is
-  # downloaded here, and dcrn_jax prints its own line saying what is prepared where.
-  def _log_download_bytes(self) -> None:
-    pass
-
-  def _log_download_done(self) -> None:
-    pass
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Nothing to download: the files are local.

@@ -5,12 +5,10 @@ clips. Each combination of settings is its own builder config, so several can li
 in one data dir: <data_dir>/moving_digits/<config name>/<version>/.
 """
 
-import os
-
-from etils import epath
 import numpy as np
 
 from dcrn_jax.data import render
+from dcrn_jax.data.local_builder import LocalBuilder
 from dcrn_jax.data.tf_import import tfds
 from dcrn_jax.errors import UserError
 
@@ -33,7 +31,7 @@ class MovingDigitsConfig(tfds.core.BuilderConfig):
     self.seed = seed
 
 
-class MovingDigits(tfds.core.GeneratorBasedBuilder):
+class MovingDigits(LocalBuilder, tfds.core.GeneratorBasedBuilder):
   """Moving-MNIST-style clips of scikit-learn's digits; the label is a motion direction.
 
   Features: video uint8 (T, S, S, 1); label (8 directions, see `render.DIRECTION_NAMES`);
@@ -43,21 +41,6 @@ class MovingDigits(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "First release."}
   BUILDER_CONFIGS = [MovingDigitsConfig()]
-
-  @tfds.core.utils.classproperty
-  @classmethod
-  def code_path(cls) -> epath.Path:
-    # TFDS's own lookup needs the `importlib_resources` backport, which pip installs only on
-    # Python < 3.9 (tfds 4.9.10); the answer is this file either way.
-    return epath.Path(os.path.abspath(__file__))
-
-  # TFDS prints "Downloading and preparing dataset ..." around preparation; nothing is
-  # downloaded here, and dcrn_jax prints its own line saying what is prepared where.
-  def _log_download_bytes(self) -> None:
-    pass
-
-  def _log_download_done(self) -> None:
-    pass
 
   def _info(self) -> tfds.core.DatasetInfo:
     c = self.builder_config

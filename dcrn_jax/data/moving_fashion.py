@@ -11,12 +11,11 @@ preparing needs no download. Settings are builder configs, like `moving_digits`.
 """
 
 import math
-import os
 
-from etils import epath
 import numpy as np
 
 from dcrn_jax.data import idx, render, tfds_prepare
+from dcrn_jax.data.local_builder import LocalBuilder
 from dcrn_jax.data.tf_import import tfds
 from dcrn_jax.errors import UserError
 
@@ -82,7 +81,7 @@ def render_clip(rng: np.random.Generator, images: np.ndarray, classes: np.ndarra
           "positions": positions}
 
 
-class MovingFashion(tfds.core.GeneratorBasedBuilder):
+class MovingFashion(LocalBuilder, tfds.core.GeneratorBasedBuilder):
   """Moving Fashion-MNIST clips; the label is the class of the one moving item.
 
   Features: video uint8 (T, S, S, 1); label (10 Fashion-MNIST classes); classes, source_index
@@ -96,20 +95,6 @@ class MovingFashion(tfds.core.GeneratorBasedBuilder):
   def __init__(self, *, idx_dir: str = tfds_prepare.DEBIAN_FASHION_MNIST, **kwargs):
     self._idx_dir = idx_dir
     super().__init__(**kwargs)
-
-  @tfds.core.utils.classproperty
-  @classmethod
-  def code_path(cls) -> epath.Path:
-    # See moving_digits.MovingDigits.code_path.
-    return epath.Path(os.path.abspath(__file__))
-
-  # TFDS prints "Downloading and preparing dataset ..." around preparation; nothing is
-  # downloaded here, and dcrn_jax prints its own line saying what is prepared where.
-  def _log_download_bytes(self) -> None:
-    pass
-
-  def _log_download_done(self) -> None:
-    pass
 
   def _info(self) -> tfds.core.DatasetInfo:
     c = self.builder_config
