@@ -1,6 +1,6 @@
 """Host-side speed settings: the C allocator, and XLA:CPU compile options for our jitted steps.
 
-Measured on a 2-core CPU machine (benchmarks/bench_recurrent.py; README "Speed on CPU"):
+Both are measured by benchmarks/bench_recurrent.py (figures in benchmarks/RESULTS.md):
 
 - `tune_malloc()`: glibc hands large blocks (above a threshold that starts at 128 KiB) straight
   back to the OS when they are freed and trims the heap top above another, so a train step can
@@ -13,9 +13,8 @@ Measured on a 2-core CPU machine (benchmarks/bench_recurrent.py; README "Speed o
   is. A MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ in the environment is respected.
 - `compiler_options()`: on the CPU backend, XLA's YNNPACK fusions are turned off for our
   steps (`xla_cpu_experimental_ynn_fusion_type=""`): convolutions and matmuls then go to XLA's
-  other CPU kernels. Side by side in one benchmark run (RESULTS.md, "ours" vs "ours (XLA default
-  options)"): ConvLSTM classifier 165 vs 187 ms, ConvLSTM layer 243 vs 253 ms, CNN+GRU 42 vs
-  39 ms, GRU layer 14 vs 13 ms. Returned only where this jaxlib
+  other CPU kernels; measured side by side in benchmarks/RESULTS.md ("ours" vs "ours (XLA
+  default options)"). Returned only where this jaxlib
   accepts the option (checked once by compiling a tiny function) and only on CPU; set
   DCRN_JAX_XLA_CPU_OPTIONS=0 to compile with XLA's defaults.
 """

@@ -23,15 +23,6 @@ def mean_metrics(per_step: list[dict]) -> dict[str, float]:
   return out
 
 
-def finalize_eval(sums: dict) -> dict[str, float]:
-  """Eval sums (loss, hits, count) -> means over the real examples, plus `num_examples`."""
-  sums = {k: float(v) for k, v in jax.device_get(sums).items()}
-  count = sums.pop("count")
-  out = {k: v / max(count, 1.0) for k, v in sums.items()}
-  out["num_examples"] = int(count)
-  return out
-
-
 def _keep_records_up_to(path: str, step: int) -> None:
   kept = []
   with open(path, encoding="utf-8") as f:

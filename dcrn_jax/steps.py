@@ -1,13 +1,14 @@
-"""Train and eval steps: pure functions of (state or variables, batch[, rng]), jitted by train.py.
+"""The train step: a pure function (state, batch, rng) -> (state, metrics), jitted by train.py.
 
-Batches are dicts: 'inputs' (B, ...) float32, 'label' (B,) int32, and for eval 'mask' (B,)
-float32 (1 = real example, 0 = padding).
+Batches are dicts: 'inputs' (B, ...) float32, 'label' (B,) int32. Evaluation has its own step
+in evaluation.py.
 """
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from dcrn_jax.evaluation import TOP_K
 from dcrn_jax.state import TrainState
 
 
@@ -21,11 +22,12 @@ def cross_entropy(logits, labels, label_smoothing: float = 0.0):
 
 
 def _correct(logits, labels):
-  """Per-example top-1 and (when there are at least 5 classes) top-5 hits, as float32."""
+  """Per-example top-1 and (with 5+ classes) top-5 hits, float32, by evaluation.py's rule: the
+  label is in the top k when fewer than k classes score strictly higher."""
   hits = {"accuracy": (jnp.argmax(logits, -1) == labels).astype(jnp.float32)}
-  if logits.shape[-1] >= 5:
-    top5 = jax.lax.top_k(logits, 5)[1]
-    hits["top5_accuracy"] = jnp.any(top5 == labels[:, None], axis=-1).astype(jnp.float32)
+  if logits.shape[-1] >= TOP_K:
+    true = jnp.take_along_axis(logits, labels[:, None], axis=-1)
+    hits["top5_accuracy"] = (jnp.sum(logits > true, axis=-1) < TOP_K).astype(jnp.float32)
   return hits
 
 
@@ -62,12 +64,3 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array, *, schedule,
     metrics["clipped"] = (grad_norm > grad_clip_norm).astype(jnp.float32)
   metrics.update({k: jnp.mean(v) for k, v in _correct(logits, batch["label"]).items()})
   return new_state, metrics
-
-
-def eval_step(variables: dict, batch: dict, *, apply_fn):
-  """Sums over the real (mask=1) examples of a batch: loss, hits, and their count."""
-  logits = apply_fn(variables, batch["inputs"], train=False)
-  mask = batch["mask"]
-  sums = {"loss": jnp.sum(cross_entropy(logits, batch["label"]) * mask), "count": jnp.sum(mask)}
-  sums.update({k: jnp.sum(v * mask) for k, v in _correct(logits, batch["label"]).items()})
-  return sums

@@ -6,16 +6,14 @@ The only place that wires the rooms together:
 """
 
 import functools
-import json
 import os
 import time
 
 import jax
-import jax.numpy as jnp
 
-from dcrn_jax import checkpoint, data, distributed, metrics as metrics_lib, multiclip, optim
-from dcrn_jax import host, parallel
-from dcrn_jax import state as state_lib, steps
+from dcrn_jax import checkpoint, data, distributed, evaluation, host, metrics as metrics_lib
+from dcrn_jax import optim, parallel
+from dcrn_jax import state as state_lib, steps, workdir as workdir_lib
 from dcrn_jax.errors import UserError
 from dcrn_jax.models import create_model
 
@@ -38,51 +36,8 @@ def validate_config(config):
     raise UserError(f"on_nonfinite={config.on_nonfinite!r} must be 'stop' or 'skip'")
 
 
-def _config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
-  diffs = []
-  for key in sorted(saved.keys() | current.keys()):
-    a, b = saved.get(key, "<absent>"), current.get(key, "<absent>")
-    if isinstance(a, dict) and isinstance(b, dict):
-      diffs += _config_differences(a, b, f"{prefix}{key}.")
-    elif a != b:
-      diffs.append(f"{prefix}{key}: {a!r} -> {b!r}")
-  return diffs
-
-
-# Parts of the config a run's checkpoints depend on: changing them in the same workdir is refused.
-_RUN_DEFINING = ("model", "seed")
-
-
-def _prepare_workdir(workdir: str, config) -> None:
-  """Creates WORKDIR and records the config; refuses a different model in a trained workdir."""
-  path = os.path.join(workdir, "config.json")
-  current = json.loads(config.to_json_best_effort())
-  has_checkpoints = os.path.isdir(os.path.join(workdir, "checkpoints")) and any(
-      name.isdigit() for name in os.listdir(os.path.join(workdir, "checkpoints")))
-  if has_checkpoints and os.path.exists(path):
-    with open(path, encoding="utf-8") as f:
-      saved = json.load(f)
-    diffs = _config_differences({k: saved.get(k) for k in _RUN_DEFINING},
-                                {k: current[k] for k in _RUN_DEFINING})
-    if diffs:
-      raise UserError(f"{workdir} holds checkpoints of a run with another config ("
-                      + "; ".join(diffs[:5]) + "): resuming it with this one would mix two "
-                      "runs. Use a new --workdir, or the config saved in " + path)
-  try:
-    os.makedirs(workdir, exist_ok=True)
-    if jax.process_index() == 0:
-      tmp = path + ".tmp"  # Written whole, then renamed: a kill never leaves half a file.
-      with open(tmp, "w", encoding="utf-8") as f:
-        f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-      os.replace(tmp, path)
-  except OSError as e:
-    raise UserError(f"cannot write to workdir {workdir!r} ({e.strerror}); "
-                    "choose a writable --workdir") from e
-
-
 def _setup(config):
-  """Mesh, dataset info and model: what training and evaluation share."""
-  validate_config(config)
+  """Mesh, dataset info and model: what training and evaluation share (config validated)."""
   mesh = parallel.create_mesh()
   parallel.local_batch_size(config.batch_size, mesh, "batch_size")
   parallel.local_batch_size(config.eval_batch_size, mesh, "eval_batch_size")
@@ -104,35 +59,24 @@ def _host_batches(make_batches, config, global_batch_size: int, **kwargs):
 
 
 def make_evaluator(model, info, config, mesh):
-  """variables -> metrics over one pass of the eval split (padded rows masked, each example
-  counted once). Videos with several eval views (clips x crops) are scored per video, their
-  views' softmax averaged (dcrn_jax/multiclip.py)."""
-  if info.eval_views > 1:
-    logits_fn = multiclip.make_logits_fn(model, mesh)
+  """variables -> (metrics, predictions) over one pass of the eval split (dcrn_jax/evaluation.py:
+  padded rows masked, each example counted once, a video's views averaged)."""
+  log_probs_fn = evaluation.make_log_probs_fn(model, mesh)
 
-    def evaluate_views(variables):
-      batches = _host_batches(data.eval_batches, config, config.eval_batch_size)
-      return multiclip.evaluate_views(logits_fn, variables, batches, mesh,
-                                      config.data.prefetch_batches)
-    return evaluate_views
-
-  # jit(eval_step) with explicit shardings: variables replicated, batch split on `data`.
-  eval_fn = jax.jit(functools.partial(steps.eval_step, apply_fn=model.apply),
-                    in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
-                    out_shardings=parallel.replicated(mesh),
-                    compiler_options=host.compiler_options())
-
-  def evaluate_examples(variables):
+  def evaluate_split(variables):
     batches = _host_batches(data.eval_batches, config, config.eval_batch_size)
-    totals = None
-    for batch in parallel.prefetch_to_device(batches, mesh, config.data.prefetch_batches):
-      sums = eval_fn(variables, batch)
-      totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-    if totals is None:
-      raise UserError(f"the eval split {config.data.eval_split!r} of {config.data.name!r} is "
-                      "empty")
-    return metrics_lib.finalize_eval(totals)
-  return evaluate_examples
+    try:
+      return evaluation.evaluate(log_probs_fn, variables, batches, mesh,
+                                 config.data.prefetch_batches)
+    except UserError as e:
+      raise UserError(f"{e} ({config.data.name!r}, split {config.data.eval_split!r})") from None
+  return evaluate_split
+
+
+def is_due(step: int, every: int, last_step: int) -> bool:
+  """Whether a periodic action (log, checkpoint, eval) runs after `step`: every `every` steps
+  (0: never) and always after the last step."""
+  return step == last_step or (every > 0 and step % every == 0)
 
 
 def _check_nonfinite(fetched, config, ckpt, skipped_before: int) -> int:
@@ -163,7 +107,7 @@ def fit(config, workdir: str):
   """train_and_evaluate that also returns the final TrainState: (state, metrics)."""
   validate_config(config)  # Config mistakes surface before any dataset is prepared.
   tx, schedule = optim.create_optimizer(config.optim, config.num_train_steps)
-  _prepare_workdir(workdir, config)
+  workdir_lib.prepare(workdir, config)
   mesh, info, model = _setup(config)
   root_rng = jax.random.key(config.seed)
   init_rng, dropout_rng = jax.random.split(root_rng)
@@ -215,9 +159,8 @@ def fit(config, workdir: str):
         progress.mark(step)
       progress.tick(step)
       last = step == config.num_train_steps
-      log_now = step % config.log_every_steps == 0 or last
-      save_now = (config.checkpoint_every_steps
-                  and step % config.checkpoint_every_steps == 0) or last
+      log_now = is_due(step, config.log_every_steps, config.num_train_steps)
+      save_now = is_due(step, config.checkpoint_every_steps, config.num_train_steps)
       if log_now or save_now:
         # One sync for the whole interval; a non-finite step is caught before any later save.
         fetched, pending = jax.device_get(pending), []
@@ -232,8 +175,8 @@ def fit(config, workdir: str):
         progress.log(step, train_metrics)
       if save_now:
         ckpt.save(state, force=True)
-      if (config.eval_every_steps and step % config.eval_every_steps == 0) or last:
-        eval_metrics = evaluate_fn(state.variables)
+      if is_due(step, config.eval_every_steps, config.num_train_steps):
+        eval_metrics, _ = evaluate_fn(state.variables)
         writer.write(step, "test", eval_metrics)
         progress.log(step, eval_metrics, split="test")
         progress.mark(step)  # Eval time is not training time.
@@ -252,7 +195,7 @@ def fit(config, workdir: str):
     writer.close()
     preemption.close()
   if start_step >= config.num_train_steps:  # Already trained that far: report where it is.
-    eval_metrics = evaluate_fn(state.variables)
+    eval_metrics, _ = evaluate_fn(state.variables)
     progress.log(start_step, eval_metrics, split="test")
   ckpt.close()
   if jax.process_index() == 0:
@@ -264,6 +207,7 @@ def fit(config, workdir: str):
 
 def evaluate(config, workdir: str) -> dict:
   """Restores the model (no optimizer state) and evaluates the eval split; writes eval.json."""
+  validate_config(config)
   ckpt_dir = os.path.join(workdir, "checkpoints")
   if not os.path.isdir(ckpt_dir):
     raise UserError(f"no checkpoints in {ckpt_dir}: train first with --mode=train and the same "
@@ -277,14 +221,14 @@ def evaluate(config, workdir: str) -> dict:
   ckpt = checkpoint.Checkpointer(workdir, read_only=True)
   wanted = None if config.eval_checkpoint_step < 0 else config.eval_checkpoint_step
   step, variables = ckpt.restore_variables(wanted, abstract)
-  results = make_evaluator(model, info, config, mesh)(variables)
+  results, _ = make_evaluator(model, info, config, mesh)(variables)
   results["step"] = step
   if jax.process_index() == 0:
     print(f"[eval] step {step} | {metrics_lib.format_metrics(results)} | "
           f"{results['num_examples']} examples of {config.data.name}/{config.data.eval_split}",
           flush=True)
-    with open(os.path.join(workdir, "eval.json"), "w", encoding="utf-8") as f:
-      json.dump(results, f, indent=2, sort_keys=True)
+    workdir_lib.write_json(os.path.join(workdir, "eval.json"), results, indent=2,
+                           sort_keys=True)
     writer = metrics_lib.MetricWriter(workdir)
     writer.write(step, "eval", results)
     writer.close()

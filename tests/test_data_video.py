@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from configs import default
-from dcrn_jax import data, multiclip
+from dcrn_jax import data
 from dcrn_jax.data import clips
 from dcrn_jax.errors import UserError
 
@@ -205,26 +205,6 @@ def test_video_folder_errors_are_user_errors(video_dir, tmp_path):
     data.get_info(_vconfig(str(tmp_path)))
 
 
-# ---------------------------------------------------------------- multi-view scores
-
-
-def test_video_metrics_average_views_per_video():
-  # Video 0 (label 1): one confident wrong view, two mild right ones -> right on average.
-  logits = np.array([[0.0, 2.0, 0.0], [0.0, 2.0, 0.0], [9.0, 0.0, 0.0],
-                     [0.0, 0.0, 5.0], [7.0, 7.0, 7.0]])
-  labels = np.array([1, 1, 1, 2, 0])
-  mask = np.array([1, 1, 1, 1, 0])
-  ids = np.array([0, 0, 0, 1, -1])
-  out = multiclip.video_metrics(logits, labels, mask, ids)
-  assert out["num_examples"] == 2 and out["num_views"] == 4
-  assert out["view_accuracy"] == 0.75
-  probs = np.exp(logits[:3]) / np.exp(logits[:3]).sum(1, keepdims=True)
-  assert out["accuracy"] == (0.5 if probs.mean(0).argmax() != 1 else 1.0)
-  p1 = np.exp(5.0) / (np.exp(5.0) + 2)
-  expected_loss = (-np.log(probs.mean(0)[1]) - np.log(p1)) / 2
-  assert abs(out["loss"] - expected_loss) < 1e-9
-
-
 # ---------------------------------------------------------------- TFDS videos
 
 
@@ -251,37 +231,6 @@ def test_moving_mnist_without_labels_is_a_user_error(tmp_path, mock_tfds):
   with mock_tfds("moving_mnist", 2, splits=("test",)):
     with pytest.raises(UserError, match="no labels.*moving_fashion"):
       data.get_info(_config(name="moving_mnist", data_dir=str(tmp_path / "unused")))
-
-
-def test_evaluate_views_gathers_rows_and_scores_per_video():
-  import jax  # pylint: disable=g-import-not-at-top
-  from dcrn_jax import parallel  # pylint: disable=g-import-not-at-top
-
-  class Stub:  # logits = the first 3 input values, scaled by a "parameter".
-    @staticmethod
-    def apply(variables, x, train):
-      del train
-      return x.reshape(x.shape[0], -1)[:, :3] * variables["w"]
-
-  rng = np.random.default_rng(0)
-  batches = []
-  for first in (0, 2):  # Two batches of 4 rows: videos 0..3, 2 views each, last row padding.
-    ids = np.repeat(np.arange(first, first + 2), 2).astype(np.int32)
-    mask = np.ones(4, np.float32)
-    if first == 2:
-      ids[-1], mask[-1] = -1, 0.0
-    batches.append({"inputs": rng.normal(size=(4, 2, 2, 1)).astype(np.float32),
-                    "label": (ids % 3).astype(np.int32), "mask": mask, "video_id": ids,
-                    "view": np.zeros(4, np.int32)})
-  mesh = parallel.create_mesh()
-  variables = {"w": jax.numpy.float32(2.0)}
-  out = multiclip.evaluate_views(multiclip.make_logits_fn(Stub, mesh), variables,
-                                 iter(batches), mesh)
-  cat = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
-  expected = multiclip.video_metrics(cat["inputs"].reshape(8, -1)[:, :3] * 2.0, cat["label"],
-                                     cat["mask"], cat["video_id"])
-  assert out == pytest.approx(expected)
-  assert out["num_examples"] == 4 and out["num_views"] == 7
 
 
 def test_train_loop_on_a_video_folder_scores_every_test_video_once_over_its_views(

@@ -36,8 +36,8 @@ for override in {overrides!r}:
   for part in path:
     node = node[part]
   node[leaf] = type(node[leaf])(eval(value)) if not isinstance(node[leaf], str) else value
-state, _ = train.fit(config, {workdir!r})
-replicas = {{}}
+state, metrics = train.fit(config, {workdir!r})
+replicas = {{"metric:" + k: np.asarray(v) for k, v in metrics.items()}}
 for path, leaf in jax.tree_util.tree_leaves_with_path(state.params):
   for i, shard in enumerate(leaf.addressable_shards):
     replicas[f"{{jax.tree_util.keystr(path)}}@{{i}}"] = np.asarray(shard.data)
@@ -76,7 +76,7 @@ def test_two_processes_agree_with_each_other_and_with_one_process(tmp_path):
   one = _run_workers(tmp_path, "one", num=1, devices=4, overrides=overrides)[0]
 
   # Each process holds 2 replicas of every (replicated) parameter; all 4 must be identical.
-  names = sorted({k.rsplit("@", 1)[0] for k in one})
+  names = sorted({k.rsplit("@", 1)[0] for k in one if not k.startswith("metric:")})
   assert len(names) > 4
   for name in names:
     replicas = [proc[f"{name}@{i}"] for proc in two for i in range(2)]
@@ -93,6 +93,12 @@ def test_two_processes_agree_with_each_other_and_with_one_process(tmp_path):
   assert r.returncode == 0, r.stderr[-3000:]
   result = json.loads((tmp_path / "two" / "eval.json").read_text())
   assert result["step"] == 24 and result["num_examples"] == 96
+  # The same checkpoint scored by 2 processes (end of training) and by 1 (--mode=eval): the one
+  # evaluation path gathers every process's rows, so the metrics agree.
+  for proc in two:
+    assert float(proc["metric:accuracy"]) == result["accuracy"]
+    assert int(proc["metric:num_examples"]) == 96
+    np.testing.assert_allclose(float(proc["metric:loss"]), result["loss"], rtol=1e-5)
 
 
 def _launch(workdir, *extra):

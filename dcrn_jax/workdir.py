@@ -1,0 +1,106 @@
+"""What a run keeps in WORKDIR besides checkpoints, and reading it back.
+
+    config.json      the full config of the run (written at the start of training)
+    label_map.json   class index -> class name (written by the data room)
+    metrics.jsonl    see metrics.py;   eval.json: see train.evaluate
+
+Tools that start from a trained workdir (predict, export, report) read the config and the
+class names from here, so they need no --config flag.
+"""
+
+import json
+import os
+
+import jax
+import ml_collections
+
+from dcrn_jax.errors import UserError
+
+CONFIG_FILE = "config.json"
+LABEL_MAP_FILE = "label_map.json"
+# Parts of the config a run's checkpoints depend on: changing them in the same workdir is refused.
+RUN_DEFINING = ("model", "seed")
+
+
+def write_json(path: str, obj, **kwargs) -> None:
+  """Writes obj as JSON whole, then renames: a kill never leaves half a file."""
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(obj, f, **kwargs)
+  os.replace(tmp, path)
+
+
+def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
+  """'key.sub: old -> new' for every leaf that differs between two config dicts."""
+  diffs = []
+  for key in sorted(saved.keys() | current.keys()):
+    a, b = saved.get(key, "<absent>"), current.get(key, "<absent>")
+    if isinstance(a, dict) and isinstance(b, dict):
+      diffs += config_differences(a, b, f"{prefix}{key}.")
+    elif a != b:
+      diffs.append(f"{prefix}{key}: {a!r} -> {b!r}")
+  return diffs
+
+
+def _has_checkpoints(workdir: str) -> bool:
+  folder = os.path.join(workdir, "checkpoints")
+  return os.path.isdir(folder) and any(name.isdigit() for name in os.listdir(folder))
+
+
+def prepare(workdir: str, config) -> None:
+  """Creates WORKDIR and records the config; refuses a different model in a trained workdir."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  current = json.loads(config.to_json_best_effort())
+  if _has_checkpoints(workdir) and os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      saved = json.load(f)
+    diffs = config_differences({k: saved.get(k) for k in RUN_DEFINING},
+                               {k: current[k] for k in RUN_DEFINING})
+    if diffs:
+      raise UserError(f"{workdir} holds checkpoints of a run with another config ("
+                      + "; ".join(diffs[:5]) + "): resuming it with this one would mix two "
+                      "runs. Use a new --workdir, or the config saved in " + path)
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    if jax.process_index() == 0:
+      write_json(path, current, indent=2, sort_keys=True)
+  except OSError as e:
+    raise UserError(f"cannot write to workdir {workdir!r} ({e.strerror}); "
+                    "choose a writable --workdir") from e
+
+
+def _read_json(workdir: str, name: str, what: str):
+  path = os.path.join(workdir, name)
+  if not os.path.isfile(path):
+    raise UserError(f"{path} is missing: {workdir} is not the workdir of a training run "
+                    f"(it needs {what}); point --workdir at a folder `python -m dcrn_jax.main "
+                    "--mode=train` wrote")
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except (OSError, json.JSONDecodeError) as e:
+    raise UserError(f"cannot read {path} ({e}); restore it from the run's config file") from e
+
+
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+  """The locked config a run was trained with, from WORKDIR/config.json."""
+  raw = _read_json(workdir, CONFIG_FILE, "the run's config")
+
+  def tuples(x):  # JSON has lists only; configs hold tuples.
+    if isinstance(x, dict):
+      return {k: tuples(v) for k, v in x.items()}
+    return tuple(tuples(v) for v in x) if isinstance(x, list) else x
+
+  config = ml_collections.ConfigDict(tuples(raw))
+  config.lock()
+  return config
+
+
+def read_class_names(workdir: str) -> tuple[str, ...]:
+  """Class names by index, from WORKDIR/label_map.json."""
+  raw = _read_json(workdir, LABEL_MAP_FILE, "the class names")
+  try:
+    return tuple(raw[str(i)] for i in range(len(raw)))
+  except KeyError as e:
+    raise UserError(f"{os.path.join(workdir, LABEL_MAP_FILE)} does not map 0..{len(raw) - 1} "
+                    "to class names") from e
