@@ -8,6 +8,35 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine", "warmup_cosine", "piecewise")
 
 
+# A warmup longer than this fraction of the run is shortened to it (and a line says so), so that
+# a config tried for a few steps (--config.num_train_steps=5) runs instead of failing.
+MAX_WARMUP_FRACTION = 0.5
+
+
+def warmup_steps(optim_config, num_train_steps: int) -> tuple[int, str | None]:
+  """(the warmup the schedule uses, a note for the user if it is shorter than configured)."""
+  c = optim_config
+  if c.warmup_steps < 0:
+    raise UserError(f"optim.warmup_steps={c.warmup_steps} must be >= 0")
+  cap = int(num_train_steps * MAX_WARMUP_FRACTION)
+  if c.schedule != "warmup_cosine" or c.warmup_steps <= cap:
+    return c.warmup_steps, None
+  return cap, (f"optim.warmup_steps={c.warmup_steps} is more than half of num_train_steps="
+               f"{num_train_steps}: warming up over {cap} step(s) instead")
+
+
+def schedule_notes(optim_config, num_train_steps: int) -> list[str]:
+  """Lines to show the user where the schedule differs from what the config seems to say."""
+  c = optim_config
+  notes = [warmup_steps(c, num_train_steps)[1]]
+  if c.schedule == "piecewise":
+    late = [b for b in c.boundaries if b >= num_train_steps]
+    if late:
+      notes.append(f"optim.boundaries {tuple(late)} are at or past num_train_steps="
+                   f"{num_train_steps}: those rate changes never happen in this run")
+  return [n for n in notes if n]
+
+
 def create_schedule(optim_config, num_train_steps: int) -> optax.Schedule:
   """The learning rate as a function of the step, peaking at `learning_rate`."""
   c = optim_config
@@ -17,11 +46,8 @@ def create_schedule(optim_config, num_train_steps: int) -> optax.Schedule:
   if c.schedule == "cosine":
     return optax.cosine_decay_schedule(lr, max(num_train_steps, 1), alpha=c.end_lr_factor)
   if c.schedule == "warmup_cosine":
-    if c.warmup_steps >= num_train_steps:
-      raise UserError(f"optim.warmup_steps={c.warmup_steps} must be smaller than "
-                      f"num_train_steps={num_train_steps}")
     return optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=lr, warmup_steps=c.warmup_steps,
+        init_value=0.0, peak_value=lr, warmup_steps=warmup_steps(c, num_train_steps)[0],
         decay_steps=num_train_steps, end_value=lr * c.end_lr_factor)
   if c.schedule == "piecewise":
     bounds = list(c.boundaries)

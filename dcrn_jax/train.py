@@ -107,6 +107,9 @@ def fit(config, workdir: str):
   """train_and_evaluate that also returns the final TrainState: (state, metrics)."""
   validate_config(config)  # Config mistakes surface before any dataset is prepared.
   tx, schedule = optim.create_optimizer(config.optim, config.num_train_steps)
+  if jax.process_index() == 0:
+    for note in optim.schedule_notes(config.optim, config.num_train_steps):
+      print(f"note: {note}", flush=True)
   workdir_lib.prepare(workdir, config)
   mesh, info, model = _setup(config)
   root_rng = jax.random.key(config.seed)

@@ -65,8 +65,30 @@ def test_gradient_clipping_bounds_the_update():
     (dict(schedule="linear"), "unknown optim.schedule='linear'"),
     (dict(learning_rate=-1.0), "learning_rate"),
     (dict(schedule="piecewise", boundaries=()), "boundaries"),
-    (dict(schedule="warmup_cosine", warmup_steps=500), "warmup_steps"),
+    (dict(schedule="warmup_cosine", warmup_steps=-1), "warmup_steps=-1 must be >= 0"),
 ])
 def test_bad_optimizer_settings_are_user_errors(overrides, match):
   with pytest.raises(UserError, match=match):
     optim.create_optimizer(_optim(**overrides), num_train_steps=100)
+
+
+def test_a_warmup_longer_than_half_the_run_is_shortened_with_a_note():
+  c = _optim(schedule="warmup_cosine", learning_rate=0.1, warmup_steps=50)
+  assert optim.warmup_steps(c, 1500) == (50, None)
+  assert optim.warmup_steps(c, 100) == (50, None)
+  steps, note = optim.warmup_steps(c, 5)
+  assert steps == 2 and note == ("optim.warmup_steps=50 is more than half of num_train_steps=5: "
+                                 "warming up over 2 step(s) instead")
+  s = optim.create_schedule(c, 5)
+  np.testing.assert_allclose([float(s(i)) for i in range(3)], [0.0, 0.05, 0.1], rtol=1e-6)
+  # Other schedules have no warmup to shorten.
+  assert optim.warmup_steps(_optim(schedule="cosine", warmup_steps=50), 5) == (50, None)
+
+
+def test_schedule_notes_name_a_shortened_warmup_and_unreachable_boundaries():
+  assert optim.schedule_notes(_optim(schedule="warmup_cosine", warmup_steps=10), 100) == []
+  assert "warming up over 2 step(s)" in optim.schedule_notes(
+      _optim(schedule="warmup_cosine", warmup_steps=50), 5)[0]
+  notes = optim.schedule_notes(_optim(schedule="piecewise", boundaries=(3, 3000)), 5)
+  assert notes == ["optim.boundaries (3000,) are at or past num_train_steps=5: those rate "
+                   "changes never happen in this run"]
