@@ -15,6 +15,7 @@ damaged checkpoint is a UserError naming the step and what differs.
 import contextlib
 import errno
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -203,6 +204,15 @@ class Checkpointer:
       raise UserError(f"no checkpoint for step {step} in {self.directory}; "
                       f"available steps: {steps}")
     return step, dict(self._restore(step, {"model": abstract_variables}).model)
+
+  def discard_partial(self):
+    """Removes the temporary folders of saves that did not complete (after an abort), so that
+    nothing half-written is left behind; complete checkpoints are untouched."""
+    if not os.path.isdir(self.directory):
+      return
+    for name in os.listdir(self.directory):
+      if ".orbax-checkpoint-tmp" in name:
+        shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
 
   def wait(self):
     self._check_write(self._manager.wait_until_finished, self.latest_step())

@@ -9,7 +9,8 @@
   one line naming the valid ones), then ml_collections applies it with its type checks.
 - `quiet_libraries`: absl/TensorFlow/Orbax/TFDS log lines and Python warnings are hidden unless
   `--verbose`: a user sees our lines only.
-- `user_errors`: a `UserError` becomes one `error: ...` line on stderr and exit code 2.
+- `user_errors`: a `UserError` becomes one `error: ...` line on stderr and exit code 2; a Ctrl-C
+  (`Interrupted`, after the run saved its work) its message and exit code 130.
 """
 
 import contextlib
@@ -23,9 +24,10 @@ import warnings
 from absl import flags, logging
 from ml_collections import config_flags
 
-from dcrn_jax.errors import UserError
+from dcrn_jax.errors import Interrupted, UserError
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C.
 
 
 def fail(message: str):
@@ -118,16 +120,27 @@ def quiet_libraries(verbose: bool) -> None:
 
 @contextlib.contextmanager
 def user_errors(verbose: bool):
-  """A UserError inside the block: one `error:` line, exit code 2 (its traceback if verbose)."""
+  """A UserError inside the block: one `error:` line, exit code 2 (its traceback if verbose);
+  a Ctrl-C: its message, exit code 130."""
   try:
     yield
+  except Interrupted as e:  # Ctrl-C with the work saved: not an error, but not a success.
+    print(str(e), file=sys.stderr, flush=True)
+    _exit_now(EXIT_INTERRUPTED)
+  except KeyboardInterrupt:
+    print("interrupted", file=sys.stderr, flush=True)
+    _exit_now(EXIT_INTERRUPTED)
   except UserError as e:
     if verbose:
       raise
     print(f"error: {e}", file=sys.stderr, flush=True)
-    sys.stdout.flush()
-    # After a failed checkpoint read TensorStore threads may still call into Orbax's closed
-    # event loop and print harmless tracebacks: stderr goes to /dev/null, and the process ends
-    # without interpreter teardown.
-    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
-    os._exit(EXIT_USER_ERROR)  # pylint: disable=protected-access
+    _exit_now(EXIT_USER_ERROR)
+
+
+def _exit_now(code: int):
+  # After a failed checkpoint read TensorStore threads may still call into Orbax's closed event
+  # loop and print harmless tracebacks: stderr goes to /dev/null, and the process ends without
+  # interpreter teardown.
+  sys.stdout.flush()
+  os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+  os._exit(code)  # pylint: disable=protected-access

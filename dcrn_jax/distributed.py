@@ -71,34 +71,50 @@ def initialize(mode: str = "auto", coordinator_address: str | None = None,
   return False
 
 
-class PreemptionWatch:
-  """Tells every process, at the same step, that a SIGTERM arrived and it is time to stop.
+class StopWatch:
+  """Tells every process, at the same step, that the run should stop and save: on SIGTERM (a
+  scheduler preempting the job) or on a first Ctrl-C (SIGINT). A second Ctrl-C raises
+  KeyboardInterrupt at once (abort without writing).
 
-  With the distributed runtime, JAX's coordination service receives the signal on any process
-  and `reached_preemption_sync_point` turns True on all of them at one agreed step. A single
-  process catches SIGTERM itself and stops at its next step.
+  With the distributed runtime, JAX's coordination service receives SIGTERM on any process and
+  `reached_preemption_sync_point` turns True on all of them at one agreed step; a Ctrl-C is
+  turned into that same SIGTERM. A single process catches both signals itself and stops after
+  the step in flight. `should_stop(step)` returns None, "preempted" or "interrupted".
   """
 
   def __init__(self):
     self._multiprocess = jax.process_count() > 1
-    self._signalled = False
-    self._previous = None
+    self._reason = None
+    self._previous = {}
+    wanted = {signal.SIGINT: self._on_sigint}
     if not self._multiprocess:
+      wanted[signal.SIGTERM] = self._on_sigterm
+    for signum, handler in wanted.items():
       try:
-        self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
-      except ValueError:  # Not the main thread (e.g. called from a notebook worker): no watch.
-        self._previous = None
+        self._previous[signum] = signal.signal(signum, handler)
+      except ValueError:  # Not the main thread (e.g. a notebook worker): no watch.
+        pass
 
   def _on_sigterm(self, signum, frame):
     del signum, frame
-    self._signalled = True
+    self._reason = self._reason or "preempted"
 
-  def should_stop(self, step: int) -> bool:
+  def _on_sigint(self, signum, frame):
+    del signum, frame
+    if self._reason == "interrupted":  # The second Ctrl-C: stop now, write nothing more.
+      raise KeyboardInterrupt
+    self._reason = "interrupted"
+    if self._multiprocess:  # Every process then stops at one agreed step, as for preemption.
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  def should_stop(self, step: int) -> str | None:
     if self._multiprocess:
-      return multihost_utils.reached_preemption_sync_point(step)
-    return self._signalled
+      if multihost_utils.reached_preemption_sync_point(step):
+        return self._reason or "preempted"
+      return None
+    return self._reason
 
   def close(self):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
-      self._previous = None
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
+    self._previous = {}

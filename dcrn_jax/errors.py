@@ -7,3 +7,10 @@ class UserError(Exception):
   `dcrn_jax.main` prints the message as one line and exits non-zero; programming errors are not
   wrapped in this type and keep their tracebacks.
   """
+
+
+class Interrupted(UserError):
+  """The user stopped a run (Ctrl-C): the message says where the work was saved.
+
+  `dcrn_jax.main` prints the message (no `error:` prefix) and exits with code 130.
+  """

@@ -14,7 +14,7 @@ import jax
 from dcrn_jax import checkpoint, data, distributed, evaluation, host, metrics as metrics_lib
 from dcrn_jax import optim, parallel
 from dcrn_jax import state as state_lib, steps, workdir as workdir_lib
-from dcrn_jax.errors import UserError
+from dcrn_jax.errors import Interrupted, UserError
 from dcrn_jax.models import create_model
 
 _POSITIVE = ("batch_size", "eval_batch_size", "num_train_steps", "log_every_steps",
@@ -148,7 +148,7 @@ def fit(config, workdir: str):
   writer = metrics_lib.MetricWriter(workdir, resume_step=start_step)
   progress = metrics_lib.Progress(start_step, config.num_train_steps, live=config.progress_bar)
   pending, to_log, eval_metrics, step, skipped = [], [], {}, start_step, 0
-  preemption = distributed.PreemptionWatch()
+  stop = distributed.StopWatch()  # SIGTERM (preemption) and Ctrl-C: save, then stop.
   t_start = time.perf_counter()
   try:
     for step in range(start_step + 1, config.num_train_steps + 1):
@@ -183,20 +183,25 @@ def fit(config, workdir: str):
         writer.write(step, "test", eval_metrics)
         progress.log(step, eval_metrics, split="test")
         progress.mark(step)  # Eval time is not training time.
-      if not last and preemption.should_stop(step):  # The same step on every process.
+      reason = None if last else stop.should_stop(step)  # The same step on every process.
+      if reason:
         ckpt.save(state, force=True)
         ckpt.close()
+        if reason == "interrupted":
+          raise Interrupted(f"interrupted (Ctrl-C): saved a checkpoint at step {step}; run the "
+                            "same command to resume from it")
         if jax.process_index() == 0:
           print(f"preempted (SIGTERM): saved a checkpoint at step {step}; run the same command "
                 "to resume from it", flush=True)
         return state, {"preempted_at_step": step}
-  except KeyboardInterrupt:
-    ckpt.close()
-    raise UserError(f"interrupted at step {step}; the latest checkpoint is step "
-                    f"{ckpt.latest_step()}: run the same command to resume from it") from None
+  except KeyboardInterrupt:  # A second Ctrl-C (or one before the watch): nothing more written.
+    ckpt.discard_partial()
+    raise Interrupted(f"aborted at step {step}; nothing was saved after the latest checkpoint, "
+                      f"step {ckpt.latest_step()}: run the same command to resume from it"
+                      ) from None
   finally:
     writer.close()
-    preemption.close()
+    stop.close()
   if start_step >= config.num_train_steps:  # Already trained that far: report where it is.
     eval_metrics, _ = evaluate_fn(state.variables)
     progress.log(start_step, eval_metrics, split="test")

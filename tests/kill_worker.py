@@ -6,7 +6,10 @@ benchmarks/faults.py). Usage:
 MODE: none (train to the end), step (die while step N is in flight), checkpoint (die in the
 middle of writing the checkpoint of step N, after its files, before the commit), after_save (die
 right after the checkpoint of step N is complete), time (die N milliseconds after training
-starts, wherever the run is then).
+starts, wherever the run is then), sigint (a Ctrl-C while step N is in flight), sigint_twice (a
+Ctrl-C while step N is in flight, and another while the checkpoint that the first one asked for
+is being written). Like `python -m dcrn_jax.main`, the worker exits with one line and code 2 on
+a user error and code 130 after a Ctrl-C.
 The config is tiny_config() below: moving_digits through the real tf.data path, with dropout.
 """
 
@@ -15,13 +18,14 @@ import pathlib
 import signal
 import sys
 import threading
+import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import orbax.checkpoint._src.path.atomicity as atomicity  # pylint: disable=g-import-not-at-top
 
 from configs import video_gru  # pylint: disable=g-import-not-at-top
-from dcrn_jax import checkpoint, data, train  # pylint: disable=g-import-not-at-top
+from dcrn_jax import checkpoint, cli, data, train  # pylint: disable=g-import-not-at-top
 
 
 def tiny_config(data_dir):
@@ -44,17 +48,39 @@ def die():
   os.kill(os.getpid(), signal.SIGKILL)
 
 
+def ctrl_c():
+  os.kill(os.getpid(), signal.SIGINT)
+
+
+def _at_step(n: int, action):
+  """Runs `action` while step n is in flight."""
+  real = data.train_batches
+
+  def batches(*args, start_step=0, **kwargs):
+    # The loop prefetches 2 batches: batch n + 2 is drawn while step n is dispatched.
+    for i, batch in enumerate(real(*args, start_step=start_step, **kwargs)):
+      if start_step + i == n + 2:
+        action()
+      yield batch
+  data.train_batches = batches
+
+
 def arm(mode: str, n: int):
   if mode == "step":
-    real = data.train_batches
+    _at_step(n, die)
+  elif mode in ("sigint", "sigint_twice"):
+    _at_step(n, ctrl_c)
+    if mode == "sigint_twice":
+      every = tiny_config("").checkpoint_every_steps
+      real_finalize = atomicity.AtomicRenameTemporaryPath.finalize
 
-    def batches(*args, start_step=0, **kwargs):
-      # The loop prefetches 2 batches: batch n + 2 is drawn while step n is dispatched.
-      for i, batch in enumerate(real(*args, start_step=start_step, **kwargs)):
-        if start_step + i == n + 2:
-          die()
-        yield batch
-    data.train_batches = batches
+      def finalize(self, *args, **kwargs):
+        step = int(os.path.basename(str(self.get())).split(".")[0])
+        if step % every:  # Not a periodic save: the one the first Ctrl-C asked for.
+          ctrl_c()
+          time.sleep(5)  # The write is still going on when the second Ctrl-C lands.
+        return real_finalize(self, *args, **kwargs)
+      atomicity.AtomicRenameTemporaryPath.finalize = finalize
   elif mode == "checkpoint":
     real_finalize = atomicity.AtomicRenameTemporaryPath.finalize
 
@@ -88,5 +114,6 @@ def arm(mode: str, n: int):
 if __name__ == "__main__":
   workdir, data_dir, mode = sys.argv[1:4]
   arm(mode, int(sys.argv[4]) if len(sys.argv) > 4 else 0)
-  train.train_and_evaluate(tiny_config(data_dir), workdir)
+  with cli.user_errors(verbose=False):
+    train.train_and_evaluate(tiny_config(data_dir), workdir)
   print("finished", flush=True)

@@ -81,6 +81,33 @@ def test_sigkill_then_same_command_ends_bitwise_equal(mode, n, data_dir, referen
   jax.tree.map(np.testing.assert_array_equal, variables, ref_variables)
 
 
+def test_ctrl_c_saves_at_the_interrupt_step_and_the_same_command_resumes_bitwise(
+    data_dir, reference, tmp_path):
+  stopped = worker(tmp_path, data_dir, "sigint", 15)
+  assert stopped.returncode == 130, stopped.stderr[-3000:]
+  line = stopped.stderr.strip().splitlines()[-1]
+  assert line.startswith("interrupted (Ctrl-C): saved a checkpoint at step "), line
+  step = int(line.split("at step ")[1].split(";")[0])
+  assert 15 <= step <= 17  # The step in flight finishes; nothing after it runs.
+  assert sorted(int(c) for c in os.listdir(tmp_path / "checkpoints")) == [6, 12, step]
+  assert last_logged_step(tmp_path) == step
+  resumed = worker(tmp_path, data_dir)
+  assert resumed.returncode == 0 and f"resuming from step {step}" in resumed.stdout
+  final_step, variables = params_at_end(tmp_path, data_dir)
+  ref_step, ref_variables = reference
+  assert final_step == ref_step == 36
+  jax.tree.map(np.testing.assert_array_equal, variables, ref_variables)
+
+
+def test_a_second_ctrl_c_during_that_save_leaves_no_partial_checkpoint(data_dir, tmp_path):
+  stopped = worker(tmp_path, data_dir, "sigint_twice", 15)
+  assert stopped.returncode == 130, stopped.stderr[-3000:]
+  line = stopped.stderr.strip().splitlines()[-1]
+  assert line.startswith("aborted at step ") and "latest checkpoint, step 12" in line, line
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["12", "6"]
+  assert "Traceback" not in stopped.stderr
+
+
 def _with_nan_at(monkeypatch, bad_step):
   real = data.train_batches
 

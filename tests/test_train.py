@@ -79,7 +79,7 @@ def test_interrupted_run_resumes_to_the_same_parameters_and_eval_restores(
 
   resumed = tmp_path / "resumed"
   monkeypatch.setattr(data, "train_batches", interrupted)
-  with pytest.raises(UserError, match="interrupted at step .* latest checkpoint is step 20"):
+  with pytest.raises(UserError, match="aborted at step .* latest checkpoint, step 20"):
     train.train_and_evaluate(config, str(resumed))
   monkeypatch.setattr(data, "train_batches", real_batches)
   assert checkpoint.Checkpointer(str(resumed)).latest_step() == 20
