@@ -1,6 +1,6 @@
 """Multi-view video eval: score every view (clip x crop) of a video, average per video.
 
-Video sources yield each eval video as `info.eval_views` rows sharing a 'video_id' (see
+Video sources yield each eval video as `info.eval_views` rows sharing an 'example_id' (see
 dcrn_jax/data). `evaluate_views` runs the model on every row, gathers logits and ids to every
 host, and averages the softmax scores of each video's views before taking the argmax — the
 usual multi-clip protocol of video toolkits. Single-view accuracy is reported beside it.
@@ -15,9 +15,9 @@ from dcrn_jax import host, parallel
 
 
 def logits_step(variables: dict, batch: dict, *, apply_fn) -> dict:
-  """Per-row logits float32 (B, classes) with the row's label, mask and video_id (B,)."""
+  """Per-row logits float32 (B, classes) with the row's label, mask and example_id (B,)."""
   return {"logits": apply_fn(variables, batch["inputs"], train=False),
-          "label": batch["label"], "mask": batch["mask"], "video_id": batch["video_id"]}
+          "label": batch["label"], "mask": batch["mask"], "example_id": batch["example_id"]}
 
 
 def make_logits_fn(model, mesh):
@@ -76,11 +76,11 @@ def evaluate_views(logits_fn, variables, batches, mesh, prefetch: int = 2) -> di
   Args:
     logits_fn: from `make_logits_fn`.
     variables: the model variables (replicated).
-    batches: this process's eval batches with 'video_id' (data.eval_batches of a video source).
+    batches: this process's eval batches (data.eval_batches of a video source).
     mesh: the device mesh.
     prefetch: batches transferred ahead.
   """
-  parts = {"logits": [], "label": [], "mask": [], "video_id": []}
+  parts = {"logits": [], "label": [], "mask": [], "example_id": []}
   for batch in parallel.prefetch_to_device(batches, mesh, prefetch):
     out = jax.device_get(logits_fn(variables, batch))
     for key in parts:
@@ -88,4 +88,4 @@ def evaluate_views(logits_fn, variables, batches, mesh, prefetch: int = 2) -> di
   if not parts["logits"]:
     return video_metrics(np.zeros((0, 1)), np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
   return video_metrics(*(np.concatenate(parts[k]) for k in ("logits", "label", "mask",
-                                                             "video_id")))
+                                                             "example_id")))
