@@ -1,4 +1,4 @@
-"""Tests of dcrn_jax.data: moving_digits, the tf.data pipelines, synthetic data, errors.
+"""Tests of dcrn_jax.data and moving_digits: the tf.data pipelines, synthetic data, errors.
 
 All offline: datasets are generated into tmp dirs, CIFAR-10 is mocked, network checks are
 pointed at an unroutable address.
@@ -16,7 +16,9 @@ import pytest
 
 from configs import default
 from dcrn_jax import data
-from dcrn_jax.data import render
+from dcrn_jax.data import common
+from dcrn_jax.datasets import bouncing
+from dcrn_jax.datasets.moving_digits import render
 from dcrn_jax.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,9 +40,9 @@ def _md_config(data_dir, **overrides):
 
 def _raw(config, split):
   """The stored examples of a prepared moving_digits split, in file order."""
-  from dcrn_jax.data import moving_digits
   from dcrn_jax.data.tf_import import tfds
-  ds = moving_digits.make_builder(config).as_dataset(split=split, shuffle_files=False)
+  from dcrn_jax.datasets.moving_digits import builder
+  ds = builder.make_builder(config).as_dataset(split=split, shuffle_files=False)
   return list(tfds.as_numpy(ds))
 
 
@@ -91,7 +93,7 @@ def test_render_motion_is_constant_velocity_bouncing_off_edges():
     for k, direction in enumerate(ex["directions"]):
       # A reflected step is never longer than a free one, so the longest step is the speed.
       speed = np.linalg.norm(np.diff(pos[:, k], axis=0), axis=1).max()
-      lo, hi = render.speed_range(16)
+      lo, hi = bouncing.speed_range(16)
       assert lo - 1e-4 <= speed <= hi + 1e-4
       free = pos[0, k] + np.arange(40)[:, None] * speed * unit[direction]
       # Bouncing between 0 and max_pos folds the free path into a triangle wave.
@@ -269,6 +271,80 @@ def test_eval_two_processes_cover_odd_split_once(md, batch_size):
       _check_eval_batch(b, batch_size, (4, 32, 32, 1))
       keys += [k for k, m in zip(_keys(b["inputs"]), b["mask"]) if m]
   assert sorted(keys) == sorted(ex["video"].tobytes() for ex in _raw(md, "test"))
+
+
+def test_eval_example_id_is_the_index_in_the_whole_split(md):
+  stored = [ex["video"].tobytes() for ex in _raw(md, "test")]
+  seen = {}
+  for p in range(3):
+    for b in data.eval_batches(md, local_batch_size=4, process_index=p, process_count=3):
+      assert b["example_id"].dtype == np.int32
+      assert np.all(b["example_id"][b["mask"] == 0] == -1)
+      for k, i, m in zip(_keys(b["inputs"]), b["example_id"], b["mask"]):
+        if m:
+          seen[int(i)] = k
+  assert seen == dict(enumerate(stored))
+
+
+# ---------------------------------------------------------------- the table and the process split
+
+
+def test_unknown_name_error_lists_the_names_in_the_table(tmp_path):
+  with pytest.raises(UserError, match="no_such_dataset_xyz") as error:
+    data.get_info(_config(name="no_such_dataset_xyz", data_dir=str(tmp_path)))
+  assert data.names() and all(name in str(error.value) for name in data.names())
+
+
+def test_table_entries_name_modules_with_what_they_promise():
+  for name, entry in data.SOURCES.items():
+    assert data.lookup(name) is entry
+    module = data.load(entry.module)
+    assert all(callable(getattr(module, f)) for f in ("get_info", "train_batches", "eval_batches"))
+    if entry.builder:
+      assert callable(data.load(entry.builder).make_builder)
+    if entry.offline:
+      offline = data.load(entry.offline)
+      assert callable(offline.prepare_offline) and offline.OFFLINE_HINT
+  assert set(data.names(ours=True)) == {"moving_digits", "moving_fashion"}
+  # Any other name is a TFDS dataset; a TFDS name with a version or config matches its entry,
+  # but ours take their settings from the `data` fields, not from the name.
+  assert data.lookup("cifar10") == data.lookup("mnist:3.0.1") == data.Source(
+      "dcrn_jax.data.tfds_source")
+  assert data.lookup("fashion_mnist:3.0.1") is data.SOURCES["fashion_mnist"]
+  assert not data.lookup("moving_digits:1.0.0").builder
+
+
+@pytest.mark.parametrize("num, count", [(0, 1), (1, 1), (7, 1), (7, 2), (21, 2), (10, 3),
+                                        (2, 3), (13, 4), (12, 12)])
+def test_eval_shares_cover_every_example_once_in_equally_many_batches(num, count):
+  shares = [common.process_share(num, process_index=p, process_count=count, train=False)
+            for p in range(count)]
+  rows = np.concatenate([s.rows() for s in shares])
+  assert sorted(rows.tolist()) == list(range(num))
+  assert max(s.count for s in shares) - min(s.count for s in shares) <= 1
+  for batch_size in (1, 3, 4):
+    for views in (1, 6):
+      batches = {s.num_batches(batch_size, views) for s in shares}
+      assert len(batches) == 1  # The same number on every process.
+      assert batches.pop() == -(-max(s.count for s in shares) * views // batch_size)
+  if count == 1:  # One process: every row, in the split's order.
+    assert shares[0].rows().tolist() == list(range(num))
+
+
+@pytest.mark.parametrize("num, count", [(1, 1), (7, 1), (7, 2), (21, 2), (10, 3), (13, 4)])
+def test_train_shares_are_equal_and_disjoint_and_drop_the_remainder(num, count):
+  shares = [common.process_share(num, process_index=p, process_count=count, train=True)
+            for p in range(count)]
+  assert {s.count for s in shares} == {num // count}
+  rows = np.concatenate([s.rows() for s in shares])
+  assert sorted(rows.tolist()) == list(range(num // count * count))  # The last num % count.
+  if count == 1:
+    assert shares[0].rows().tolist() == list(range(num))
+
+
+def test_train_share_too_small_is_a_user_error():
+  with pytest.raises(UserError, match="too few to give each of 3 processes one"):
+    common.process_share(2, process_index=0, process_count=3, train=True, split="The split")
 
 
 # ---------------------------------------------------------------- synthetic

@@ -9,7 +9,9 @@ import pytest
 
 from configs import default, fashion_mnist_cnn
 from dcrn_jax import data, train
-from dcrn_jax.data import idx, moving_fashion, render, tfds_prepare
+from dcrn_jax.datasets import bouncing
+from dcrn_jax.datasets.fashion_mnist import idx
+from dcrn_jax.datasets.moving_fashion import render as moving_fashion
 from dcrn_jax.errors import UserError
 
 
@@ -31,7 +33,7 @@ def test_render_clip_one_item_moves_and_its_class_is_the_label():
     assert _direction_free(still) and not _direction_free(moving)
     assert np.all(ex["positions"] >= 0) and np.all(ex["positions"] <= 64 - 28)
     steps = np.linalg.norm(np.diff(moving.astype(np.float64), axis=0), axis=1)
-    assert steps.max() <= render.speed_range(64)[1] + 1e-4
+    assert steps.max() <= bouncing.speed_range(64)[1] + 1e-4
     assert ex["label"] == ex["classes"][0] == classes[ex["source_index"][0]]
     assert ex["classes"][0] != ex["classes"][1]
     # A frame shows both items: the still one is drawn at the same place in every frame.
@@ -61,7 +63,7 @@ def test_moving_fashion_builder_from_idx_files(tmp_path, fake_fashion_idx):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not idx.has_files(tfds_prepare.DEBIAN_FASHION_MNIST),
+@pytest.mark.skipif(not idx.has_files(idx.DEBIAN_FASHION_MNIST),
                     reason="needs Debian's dataset-fashion-mnist package (apt-get install "
                            "dataset-fashion-mnist); .ci/run installs it")
 def test_cnn_learns_real_fashion_mnist(tmp_path):

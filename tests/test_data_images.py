@@ -12,7 +12,7 @@ import pytest
 from conftest import write_idx
 from configs import default
 from dcrn_jax import data
-from dcrn_jax.data import idx
+from dcrn_jax.datasets.fashion_mnist import idx
 from dcrn_jax.errors import UserError
 
 

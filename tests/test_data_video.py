@@ -187,11 +187,18 @@ def test_video_folder_two_processes_share_train_and_eval_exactly_once(video_dir)
                                      process_count=2))
     assert len(batches) == 2  # 3 videos x 2 views per process = 6 rows: 2 batches of 4.
     for b in batches:
-      assert set(b) == {"inputs", "label", "mask", "video_id", "view"}
-      assert np.all(b["video_id"][b["mask"] == 0] == -1)
-      rows += [(int(v), int(w), int(l)) for v, w, l, m in
-               zip(b["video_id"], b["view"], b["label"], b["mask"]) if m]
+      assert set(b) == {"inputs", "label", "mask", "example_id"}
+      assert np.all(b["example_id"][b["mask"] == 0] == -1)
+      for x, v, l, m in zip(b["inputs"], b["example_id"], b["label"], b["mask"]):
+        if m:
+          w = sum(r[0] == v for r in rows)  # A video's views are consecutive rows.
+          assert (_frame_numbers(x)[0] == 0) == (w == 0)  # View 0: the clip at the start.
+          rows.append((int(v), w, int(l)))
   assert sorted(rows) == [(v, w, 0 if v < 3 else 3) for v in range(6) for w in range(2)]
+  # example_id indexes info.eval_ids, the eval files.
+  eval_ids = data.get_info(config).eval_ids
+  assert [os.path.basename(os.path.dirname(eval_ids[v])) for v, _, _ in sorted(rows)[::2]] == [
+      "cat"] * 3 + ["owl"] * 3
 
 
 def test_video_folder_errors_are_user_errors(video_dir, tmp_path):
@@ -221,10 +228,9 @@ def test_ucf101_through_the_real_builder_with_mock_data(tmp_path, mock_tfds):
   assert batch["inputs"].shape == (2, 4, 32, 32, 3) and batch["inputs"].dtype == np.float32
   assert 0 <= batch["inputs"].min() and batch["inputs"].max() <= 1
   assert len(batches) == 4  # 5 videos x 6 views = 30 rows.
-  ids = np.concatenate([b["video_id"][b["mask"] > 0] for b in batches])
-  views = np.concatenate([b["view"][b["mask"] > 0] for b in batches])
-  np.testing.assert_array_equal(ids, np.repeat(np.arange(5), 6))
-  np.testing.assert_array_equal(views, np.tile(np.arange(6), 5))
+  ids = np.concatenate([b["example_id"][b["mask"] > 0] for b in batches])
+  np.testing.assert_array_equal(ids, np.repeat(np.arange(5), 6))  # 6 consecutive views each.
+  assert info.eval_ids == ()  # The index is the id.
 
 
 def test_moving_mnist_without_labels_is_a_user_error(tmp_path, mock_tfds):

@@ -1,53 +1,106 @@
-"""Input pipelines: `data.name` picks a source.
+"""The runtime input pipeline: `data.name` picks a source from one table, `SOURCES`.
 
   synthetic       random arrays in memory (no TensorFlow)
   video_folder    <data.video_dir>/<split>/<class>/*.{mp4,avi,mkv,webm}, decoded with PyAV
-  moving_digits, moving_fashion   our TFDS builders, prepared offline
-  anything else   a TFDS dataset by name: images (cifar10, fashion_mnist, ...) or videos (ucf101)
+  moving_digits, moving_fashion   our TFDS builders (dcrn_jax/datasets/), prepared offline
+  fashion_mnist   TFDS's, prepared offline from local idx files when it is not prepared
+  anything else   a TFDS dataset by name: images (cifar10, mnist, ...) or videos (ucf101)
 
-Importing this package does not import TensorFlow: the TensorFlow-backed sources are imported
-only when such a dataset is requested, so the `synthetic` source runs on machines without it.
+Importing this package does not import TensorFlow: a source module is imported only when its
+dataset is requested, so the `synthetic` source runs on machines without TensorFlow.
 
 Every source yields numpy batches, channels-last:
   train: endless {'inputs': float32 (B, *input_shape), 'label': int32 (B,)}
-  eval:  one pass of the same plus 'mask' float32 (B,): 1 for real rows, 0 for zero padding;
-         video sources add 'video_id' and 'view' int32 (B,) (-1 on padding): each eval video is
-         info.eval_views consecutive rows whose scores are to be averaged (dcrn_jax/multiclip.py).
-Inputs are in [0, 1] unless data.normalize_mean/std are set.
+  eval:  one pass of the same plus 'mask' float32 (B,), 1 for real rows and 0 for zero padding,
+         and 'example_id' int32 (B,), the example's index in the whole eval split (-1 on
+         padding). An example with several views (a video's num_test_clips x num_test_crops) is
+         info.eval_views consecutive rows sharing its example_id.
+Inputs are in [0, 1] unless data.normalize_mean/std are set. How the examples are divided among
+processes, for every source: `common.process_share`.
 """
 
 from collections.abc import Iterator
+import dataclasses
+import importlib
 import json
 import os
 import types
 
 import numpy as np
 
-from dcrn_jax.data import synthetic
 from dcrn_jax.data.info import DatasetInfo
 
 __all__ = ["DatasetInfo", "get_info", "train_batches", "eval_batches", "write_label_map"]
 
 LABEL_MAP_FILE = "label_map.json"
+_TFDS = "dcrn_jax.data.tfds_source"
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+  """How a `data.name` is read.
+
+  Attributes:
+    module: the source module: get_info, train_batches and eval_batches, each taking the `data`
+      config first (see this package's functions of the same names).
+    builder: for a TFDS dataset of ours, the module in dcrn_jax/datasets whose
+      make_builder(data_config) returns its TFDS builder; the TFDS source prepares it once.
+    offline: for a TFDS dataset of TFDS's own that we can also write from local files, the
+      module whose prepare_offline(data_config, builder) -> bool does that, and whose
+      OFFLINE_HINT sentence says how when it cannot.
+  """
+
+  module: str
+  builder: str = ""
+  offline: str = ""
+
+
+# The one table of dataset names. A name not in it is read as a TFDS dataset (`_ANY_TFDS`).
+SOURCES = {
+    "synthetic": Source("dcrn_jax.data.synthetic"),
+    "video_folder": Source("dcrn_jax.data.video_folder"),
+    "moving_digits": Source(_TFDS, builder="dcrn_jax.datasets.moving_digits.builder"),
+    "moving_fashion": Source(_TFDS, builder="dcrn_jax.datasets.moving_fashion.builder"),
+    "fashion_mnist": Source(_TFDS, offline="dcrn_jax.datasets.fashion_mnist.builder"),
+}
+_ANY_TFDS = Source(_TFDS)
+
+
+def lookup(name: str) -> Source:
+  """The table's entry for data.name; a name it lacks is a TFDS dataset.
+
+  A TFDS name may carry a '/config' or ':version' part; it then matches the entry of its base
+  name if that entry is TFDS's own dataset (no `builder`: ours take their settings from the
+  `data` fields, not from the name).
+  """
+  if name in SOURCES:
+    return SOURCES[name]
+  entry = SOURCES.get(name.split("/")[0].split(":")[0])
+  if entry is not None and entry.module == _TFDS and not entry.builder:
+    return entry
+  return _ANY_TFDS
+
+
+def names(*, ours: bool = False) -> tuple[str, ...]:
+  """The names in the table, sorted (ours=True: only our TFDS builders)."""
+  return tuple(sorted(n for n, s in SOURCES.items() if s.builder or not ours))
+
+
+def load(module: str) -> types.ModuleType:
+  """Imports a module named in the table (source modules import TensorFlow only when used)."""
+  return importlib.import_module(module)
 
 
 def _source(data_config) -> types.ModuleType:
-  if data_config.name == "synthetic":
-    return synthetic
-  if data_config.name == "video_folder":
-    from dcrn_jax.data import video_folder  # pylint: disable=g-import-not-at-top
-    return video_folder
-  # Deferred: this imports TensorFlow, which only TFDS-backed datasets need.
-  from dcrn_jax.data import tfds_source  # pylint: disable=g-import-not-at-top
-  return tfds_source
+  return load(lookup(data_config.name).module)
 
 
 def get_info(data_config) -> DatasetInfo:
   """Shapes, sizes and class names of the configured dataset.
 
-  Prepares `moving_digits` first if this setting is not yet in data.data_dir (printing a line
-  saying so); raises UserError for unknown names and TFDS datasets that are not prepared and
-  cannot be downloaded.
+  Prepares our datasets (and fashion_mnist from local idx files) first if this setting is not
+  yet in data.data_dir, printing a line saying so; raises UserError for unknown names and TFDS
+  datasets that are not prepared and cannot be downloaded.
   """
   return _source(data_config).get_info(data_config)
 
@@ -62,7 +115,8 @@ def train_batches(data_config, *, local_batch_size: int, seed: int, start_step: 
     local_batch_size: rows per batch on this process.
     seed: the order depends only on (seed, epoch); each epoch is reshuffled.
     start_step: the first batch is batch number start_step of the start_step=0 stream.
-    process_index, process_count: each process reads a disjoint, equal share of the split.
+    process_index, process_count: each process reads a disjoint, equal share of the split
+      (`common.process_share`).
 
   Yields:
     {'inputs': float32 (local_batch_size, *input_shape) in [0, 1],
@@ -78,11 +132,12 @@ def eval_batches(data_config, *, local_batch_size: int, process_index: int = 0,
   """One unshuffled pass over this process's share of data.eval_split.
 
   Every process yields the same number of batches, each of exactly local_batch_size rows; over
-  all processes every eval example appears exactly once with mask 1.
+  all processes every eval example appears exactly once with mask 1 (`common.process_share`).
 
   Yields:
     {'inputs': float32 (local_batch_size, *input_shape) in [0, 1],
-     'label': int32 (local_batch_size,), 'mask': float32 (local_batch_size,)}.
+     'label': int32 (local_batch_size,), 'mask': float32 (local_batch_size,),
+     'example_id': int32 (local_batch_size,)}; see this module's docstring.
   """
   return _source(data_config).eval_batches(
       data_config, local_batch_size=local_batch_size, process_index=process_index,

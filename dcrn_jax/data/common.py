@@ -1,6 +1,16 @@
-"""Checks and batch plumbing shared by every data source (numpy only, no TensorFlow)."""
+"""Checks, the process split and batch plumbing shared by every source (numpy only).
+
+How processes divide a split, the one rule of every source (`process_share`): process p of P
+reads rows p, p + P, p + 2P, ... of the split, in the split's stored order. Strided rather than
+in blocks, so that a split stored sorted by class (a video folder) gives every process every
+class. Training keeps N // P rows per process, so every epoch has the same length on every
+process (the last N % P rows of the split are never trained on when P does not divide N). Eval
+keeps every row: the first N % P processes hold one row more, and every process yields the same
+number of batches, padded with masked rows. With one process this is every row, in order.
+"""
 
 from collections.abc import Iterable, Iterator
+import dataclasses
 import math
 
 import numpy as np
@@ -49,30 +59,67 @@ def epoch_and_offset(start_step: int, local_batch_size: int, examples_per_epoch:
   return divmod(start_step * local_batch_size, examples_per_epoch)
 
 
-def num_eval_batches(shares: Iterable[int], local_batch_size: int) -> int:
-  """Batches every process yields for eval: enough for the largest per-process share."""
-  return math.ceil(max(shares, default=0) / local_batch_size)
+@dataclasses.dataclass(frozen=True)
+class Share:
+  """One process's rows of a split: first, first + step, ..., count of them.
+
+  Attributes:
+    first: the first row (the process index).
+    step: the stride (the number of processes).
+    count: how many rows this process reads.
+    largest: the largest count of any process (eval: every process yields as many batches as
+      that one needs).
+  """
+
+  first: int
+  step: int
+  count: int
+  largest: int
+
+  def rows(self) -> np.ndarray:
+    """int64 (count,): the rows of the split this process reads, in order."""
+    return self.first + self.step * np.arange(self.count, dtype=np.int64)
+
+  def num_batches(self, local_batch_size: int, views: int = 1) -> int:
+    """Eval batches of local_batch_size rows every process yields (views rows per example)."""
+    return math.ceil(self.largest * views / local_batch_size)
+
+
+def process_share(num_examples: int, *, process_index: int, process_count: int, train: bool,
+                  split: str = "the split") -> Share:
+  """This process's rows of a split of num_examples rows, by the rule in the module docstring.
+
+  Raises UserError when training leaves a process without any row (`split` names it then).
+  """
+  if train:
+    count = num_examples // process_count
+    if count == 0:
+      raise UserError(
+          f"{split} has {num_examples} example(s): too few to give each of {process_count} "
+          "processes one. Use a larger split, or fewer processes.")
+    return Share(first=process_index, step=process_count, count=count, largest=count)
+  return Share(first=process_index, step=process_count,
+               count=len(range(process_index, num_examples, process_count)),
+               largest=len(range(0, num_examples, process_count)))
 
 
 def padded_eval_batches(batches: Iterable[dict[str, np.ndarray]], *,
                         local_batch_size: int, num_batches: int,
-                        input_shape: tuple[int, ...],
-                        id_keys: tuple[str, ...] = ()) -> Iterator[dict[str, np.ndarray]]:
+                        input_shape: tuple[int, ...]) -> Iterator[dict[str, np.ndarray]]:
   """Pads a finite stream of eval batches to exactly `num_batches` full batches.
 
   Args:
-    batches: dicts of 'inputs' float32 (b, *input_shape), 'label' int (b,) and each of
-      id_keys int (b,), with b <= local_batch_size.
+    batches: dicts of 'inputs' float32 (b, *input_shape), 'label' int (b,) and 'example_id'
+      int (b,), with b <= local_batch_size.
     local_batch_size: rows of every yielded batch.
     num_batches: how many batches to yield; all-masked batches make up any shortfall so that
       every process runs the same number of eval steps (collectives would hang otherwise).
     input_shape: shape of one example, for the padding rows.
-    id_keys: int32 keys passed through (e.g. 'video_id'); padding rows hold -1 there.
 
   Yields:
     {'inputs': float32 (local_batch_size, *input_shape), 'label': int32 (local_batch_size,),
-     'mask': float32 (local_batch_size,), and id_keys int32 (local_batch_size,)}, mask 1 for
-    real rows and 0 for zero padding.
+     'mask': float32 (local_batch_size,), 'example_id': int32 (local_batch_size,)}: mask 1 for
+    real rows; padding rows are zeros with mask 0 and example_id -1.
   """
   count = 0
   for given in batches:
@@ -81,29 +128,20 @@ def padded_eval_batches(batches: Iterable[dict[str, np.ndarray]], *,
       raise RuntimeError(
           f"Eval share larger than its split metadata says ({count + 1} batches of up to {n} "
           f"rows, expected {num_batches} of {local_batch_size}).")
-    batch = _empty_batch(local_batch_size, input_shape, id_keys)
-    for key in ("inputs", "label") + tuple(id_keys):
+    batch = _empty_batch(local_batch_size, input_shape)
+    for key in ("inputs", "label", "example_id"):
       batch[key][:n] = given[key]
     batch["mask"][:n] = 1.0
     count += 1
     yield batch
   for _ in range(count, num_batches):
-    yield _empty_batch(local_batch_size, input_shape, id_keys)
+    yield _empty_batch(local_batch_size, input_shape)
 
 
-def _empty_batch(batch_size: int, input_shape: tuple[int, ...],
-                 id_keys: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-  batch = {
+def _empty_batch(batch_size: int, input_shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+  return {
       "inputs": np.zeros((batch_size, *input_shape), np.float32),
       "label": np.zeros((batch_size,), np.int32),
       "mask": np.zeros((batch_size,), np.float32),
+      "example_id": np.full((batch_size,), -1, np.int32),
   }
-  for key in id_keys:
-    batch[key] = np.full((batch_size,), -1, np.int32)
-  return batch
-
-
-def even_shares(num_examples: int, process_count: int) -> list[int]:
-  """Sizes of process_count contiguous blocks covering num_examples, differing by at most 1."""
-  base, extra = divmod(num_examples, process_count)
-  return [base + (i < extra) for i in range(process_count)]

@@ -14,8 +14,10 @@ class DatasetInfo:
     num_eval_examples: size of `data.eval_split`, all processes together.
     class_names: num_classes human-readable names, indexed by label.
     eval_views: rows per eval example. 1 for images and stored clips; for videos the
-      num_test_clips x num_test_crops views of each video, whose scores are averaged (eval
-      batches then carry 'video_id'; see dcrn_jax/multiclip.py).
+      num_test_clips x num_test_crops views of each video, consecutive rows sharing the
+      example's 'example_id', whose scores are averaged.
+    eval_ids: a human-readable id per eval example, indexed by 'example_id' (video_folder: the
+      file path); empty when the integer index is the id (TFDS datasets, synthetic).
   """
 
   num_classes: int
@@ -24,3 +26,4 @@ class DatasetInfo:
   num_eval_examples: int
   class_names: tuple[str, ...]
   eval_views: int = 1
+  eval_ids: tuple[str, ...] = ()

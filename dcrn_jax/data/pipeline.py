@@ -72,47 +72,50 @@ def train_stream(records, *, num_records: int, process: Callable, data_config,
   return as_numpy_dicts(ds)
 
 
-def eval_stream(records, *, shares: list[int], process_index: int, views: int,
-                process: Callable, data_config, local_batch_size: int,
-                input_shape: tuple[int, ...],
-                with_ids: bool) -> Iterator[dict[str, np.ndarray]]:
+def select(records, share: common.Share):
+  """The rows of `share` (`common.process_share`) from `records`, a whole split in order.
+
+  Every process reads the whole split and keeps its own rows; their inputs are still encoded,
+  so the rows skipped cost reading and parsing, not decoding.
+  """
+  if share.step == 1:  # One process: the whole split, untouched.
+    return records
+  return records.shard(share.step, share.first).take(share.count)
+
+
+def eval_stream(records, *, share: common.Share, views: int, process: Callable, data_config,
+                local_batch_size: int,
+                input_shape: tuple[int, ...]) -> Iterator[dict[str, np.ndarray]]:
   """One pass over this process's eval records, every record as `views` views, padded.
 
   Args:
-    records: this process's share of the eval split, shares[process_index] elements; its
-      records are examples sum(shares[:process_index]) onwards of the whole split.
-    shares: every process's number of records (every process yields as many batches).
-    process_index: this process.
+    records: this process's rows of the eval split (share.count records, in order).
+    share: which rows of the split they are: record j is example share.rows()[j].
     views: views per record; process(record, view) makes view number `view`.
     process: (record, view int64 ()) -> {'inputs': float32 input_shape, 'label': int32 ()}.
     data_config: the `data` config (prefetch_batches).
     local_batch_size: rows per batch.
     input_shape: shape of one example's inputs.
-    with_ids: add 'video_id' (the record's index in the whole split) and 'view' to batches.
 
   Yields:
-    {'inputs', 'label', 'mask'[, 'video_id', 'view']} of exactly local_batch_size rows; see
+    {'inputs', 'label', 'mask', 'example_id'} of exactly local_batch_size rows, the same number
+    of batches on every process; a record's views are consecutive rows with its example_id. See
     `common.padded_eval_batches`.
   """
-  first_id = sum(shares[:process_index])
-  ds = records.enumerate(start=first_id)
-
+  ds = records.enumerate()
   if views == 1:  # No per-record sub-dataset: that costs more than the example itself.
-    ds = ds.map(lambda video_id, record: (video_id, tf.constant(0, tf.int64), record))
+    ds = ds.map(lambda j, record: (j, tf.constant(0, tf.int64), record))
   else:
-    ds = ds.flat_map(lambda video_id, record: tf.data.Dataset.range(views).map(
-        lambda view: (video_id, view, record)))
+    ds = ds.flat_map(lambda j, record: tf.data.Dataset.range(views).map(
+        lambda view: (j, view, record)))
 
-  def make(video_id, view, record):
+  def make(j, view, record):
     example = dict(process(record, view))
-    if with_ids:
-      example["video_id"] = tf.cast(video_id, tf.int32)
-      example["view"] = tf.cast(view, tf.int32)
+    example["example_id"] = tf.cast(share.first + share.step * j, tf.int32)
     return example
 
   ds = ds.map(make, num_parallel_calls=tf.data.AUTOTUNE).batch(local_batch_size)
   ds = ds.prefetch(data_config.prefetch_batches).with_options(options())
   return common.padded_eval_batches(
       as_numpy_dicts(ds), local_batch_size=local_batch_size,
-      num_batches=common.num_eval_batches([s * views for s in shares], local_batch_size),
-      input_shape=input_shape, id_keys=("video_id", "view") if with_ids else ())
+      num_batches=share.num_batches(local_batch_size, views), input_shape=input_shape)

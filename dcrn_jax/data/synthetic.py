@@ -69,28 +69,26 @@ def train_batches(data_config, *, local_batch_size: int, seed: int, start_step: 
                   process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
   """Endless {'inputs': float32 (B, *shape) in [0, 1], 'label': int32 (B,)} batches.
 
-  Process i owns the contiguous block i of N // process_count examples; each epoch permutes
-  that block with a generator seeded by (seed, epoch) alone.
+  The process owns its rows of the pool (`common.process_share`); each epoch permutes them with
+  a generator seeded by (seed, epoch) alone.
   """
   common.check_batch_args(local_batch_size=local_batch_size, process_index=process_index,
                           process_count=process_count, start_step=start_step)
   inputs, labels = _pool(data_config, data_config.train_split)
-  per_process = len(labels) // process_count
-  if per_process == 0:
-    raise UserError(
-        f"data.synthetic_num_examples={len(labels)} leaves no training example for each of "
-        f"{process_count} processes; raise it to at least {process_count}.")
-  epoch, offset = common.epoch_and_offset(start_step, local_batch_size, per_process)
+  share = common.process_share(len(labels), process_index=process_index,
+                               process_count=process_count, train=True,
+                               split="The synthetic train split (data.synthetic_num_examples)")
+  epoch, offset = common.epoch_and_offset(start_step, local_batch_size, share.count)
   return _train_stream(inputs, labels, local_batch_size=local_batch_size,
                        seed=common.unsigned_seed(seed), epoch=epoch, offset=offset,
-                       first=process_index * per_process, per_process=per_process)
+                       rows=share.rows())
 
 
-def _train_stream(inputs, labels, *, local_batch_size, seed, epoch, offset, first, per_process):
+def _train_stream(inputs, labels, *, local_batch_size, seed, epoch, offset, rows):
   pending = np.zeros((0,), np.int64)
   while True:
     while len(pending) < local_batch_size:
-      order = first + np.random.default_rng([seed, epoch]).permutation(per_process)
+      order = rows[np.random.default_rng([seed, epoch]).permutation(len(rows))]
       pending = np.concatenate([pending, order[offset:]])
       epoch, offset = epoch + 1, 0
     index, pending = pending[:local_batch_size], pending[local_batch_size:]
@@ -99,24 +97,24 @@ def _train_stream(inputs, labels, *, local_batch_size, seed, epoch, offset, firs
 
 def eval_batches(data_config, *, local_batch_size: int, process_index: int = 0,
                  process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
-  """One pass over the eval pool, split over processes like `tfds.even_splits`.
+  """One pass over this process's rows of the eval pool (`common.process_share`).
 
-  Yields {'inputs', 'label', 'mask'} batches of exactly local_batch_size rows; see
-  `common.padded_eval_batches`.
+  Yields {'inputs', 'label', 'mask', 'example_id'} batches of exactly local_batch_size rows;
+  see `common.padded_eval_batches`.
   """
   common.check_batch_args(local_batch_size=local_batch_size, process_index=process_index,
                           process_count=process_count)
   inputs, labels = _pool(data_config, data_config.eval_split)
-  shares = [len(range(i, len(labels), process_count)) for i in range(process_count)]
-  start = sum(shares[:process_index])
-  stop = start + shares[process_index]
+  share = common.process_share(len(labels), process_index=process_index,
+                               process_count=process_count, train=False)
+  rows = share.rows()
 
   def batches():
-    for lo in range(start, stop, local_batch_size):
-      hi = min(lo + local_batch_size, stop)
-      yield {"inputs": _to_float(inputs[lo:hi]), "label": labels[lo:hi]}
+    for lo in range(0, len(rows), local_batch_size):
+      index = rows[lo:lo + local_batch_size]
+      yield {"inputs": _to_float(inputs[index]), "label": labels[index],
+             "example_id": index.astype(np.int32)}
 
   return common.padded_eval_batches(
       batches(), local_batch_size=local_batch_size,
-      num_batches=common.num_eval_batches(shares, local_batch_size),
-      input_shape=inputs.shape[1:])
+      num_batches=share.num_batches(local_batch_size), input_shape=inputs.shape[1:])

@@ -1,10 +1,13 @@
-"""TFDS-backed sources: our builders (moving_digits, moving_fashion) and any TFDS dataset.
+"""The TFDS source: our builders (dcrn_jax/datasets/) and any TFDS dataset by name.
 
 Three kinds of input feature are read:
   image: a fixed-size `Image` (cifar10, mnist, fashion_mnist, ...): augmented for training.
-  clip:  our fixed-size uint8 clips (moving_digits, moving_fashion): read as stored.
+  clip:  a fixed-size uint8 (T, H, W, C) `Tensor` as supervised input (our moving_digits and
+         moving_fashion): read as stored.
   video: a TFDS `Video` (ucf101, ...): clips sampled as in `clips`, frames decoded on demand.
 
+The table in dcrn_jax/data says which names are ours (prepared here once, offline) and which
+TFDS datasets can be written from local files; any other name is looked up in TFDS.
 Importing this module imports TensorFlow (through `tf_import`, which hides accelerators from it).
 """
 
@@ -14,7 +17,8 @@ import threading
 
 import numpy as np
 
-from dcrn_jax.data import augment, clips, common, pipeline, tfds_prepare
+import dcrn_jax.data as data_lib
+from dcrn_jax.data import augment, clips, common, pipeline
 from dcrn_jax.data.info import DatasetInfo
 from dcrn_jax.data.tf_import import tf, tfds
 from dcrn_jax.errors import UserError
@@ -42,24 +46,55 @@ def _host_reachable(host: str, port: int, timeout_s: float) -> bool:
   return bool(result)
 
 
+def _is_prepared(builder) -> bool:
+  # TFDS's is_prepared() logs a warning for a variant folder without dataset_info.json, which
+  # every missing folder is; a missing folder is simply not prepared.
+  return builder.data_path.exists() and builder.is_prepared()
+
+
+def _prepared_ours(data_config, make_builder):
+  """Our builder for data_config, prepared into data.data_dir first if this setting is not."""
+  builder = make_builder(data_config)
+  if _is_prepared(builder):
+    return builder
+  builder.check_sources()
+  print(f"Preparing {data_config.name}/{builder.builder_config.name} into {builder.data_dir} "
+        "(once per setting; no download).", flush=True)
+  try:
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+  except Exception as e:  # pylint: disable=broad-except
+    # Several processes sharing one data dir all prepare; only the first rename wins.
+    builder = make_builder(data_config)
+    if _is_prepared(builder):
+      return builder
+    if isinstance(e, (OSError, tf.errors.OpError)):
+      raise UserError(
+          f"Could not write {data_config.name} into {builder.data_dir} ({e}). Set "
+          "data.data_dir to a writable folder with enough space.") from e
+    raise
+  return builder
+
+
 def _builder(data_config):
   """Returns the dataset's TFDS builder, prepared (preparing it first if that is possible)."""
-  ours = tfds_prepare.our_builder(data_config)
-  if ours is not None:
-    return ours
   name = data_config.name
+  entry = data_lib.lookup(name)
+  if entry.builder:
+    return _prepared_ours(data_config, data_lib.load(entry.builder).make_builder)
   try:
     builder = tfds.builder(name, data_dir=data_config.data_dir or None)
   except tfds.core.DatasetNotFoundError as e:
     raise UserError(
-        f"Unknown dataset name data.name={name!r}: it is neither 'synthetic', 'video_folder', "
-        "'moving_digits', 'moving_fashion' nor a TFDS dataset. Use one of those, e.g. cifar10, "
-        "fashion_mnist or ucf101 (tfds.list_builders() lists all TFDS names).") from e
+        f"Unknown dataset name data.name={name!r}: it is neither in dcrn_jax's table of sources "
+        f"({', '.join(data_lib.names())}) nor a TFDS dataset. Use one of those, or a TFDS name "
+        "such as cifar10, mnist or ucf101 (tfds.list_builders() lists them all).") from e
   except ValueError as e:  # A bad config or version part, e.g. 'cifar10:9.9.9'.
     raise UserError(f"data.name={name!r} is not usable with TFDS: {e}") from e
-  if builder.is_prepared():
+  if _is_prepared(builder):
     return builder
-  if tfds_prepare.prepare_from_local_files(data_config, builder):
+  offline = data_lib.load(entry.offline) if entry.offline else None
+  if offline and offline.prepare_offline(data_config, builder):
     return tfds.builder(name, data_dir=data_config.data_dir or None)
   root = builder.data_dir_root
   if not _host_reachable(*_DOWNLOAD_HOST, _CONNECT_TIMEOUT_S):
@@ -68,7 +103,7 @@ def _builder(data_config):
         f"here ({_DOWNLOAD_HOST[0]} is unreachable: no network). Prepare it on a machine with "
         f"network (`tfds build {name} --data_dir=DIR`) and copy DIR/{name.split(':')[0]} "
         f"into {root}, or set data.data_dir to a folder that holds it."
-        + tfds_prepare.local_hint(name))
+        + (offline.OFFLINE_HINT if offline else ""))
   print(f"Downloading and preparing TFDS dataset {name!r} into {root}.", flush=True)
   try:
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
@@ -82,18 +117,28 @@ def _builder(data_config):
   return builder
 
 
+def _stored_clip_key(builder) -> str | None:
+  """The supervised input's key if it is a fixed-size uint8 (T, H, W, C) Tensor, else None."""
+  keys = builder.info.supervised_keys
+  key = keys[0] if keys and isinstance(keys[0], str) else None
+  feature = builder.info.features[key] if key in builder.info.features.keys() else None
+  if (isinstance(feature, tfds.features.Tensor) and len(feature.shape) == 4
+      and None not in feature.shape and feature.np_dtype == np.uint8):
+    return key
+  return None
+
+
 def _input_feature(data_config, builder) -> tuple[str, str]:
   """(kind, feature key) of the dataset's input; UserError if it is no classification data."""
   features = builder.info.features
   if "label" not in features or not isinstance(features["label"], tfds.features.ClassLabel):
-    hint = (" moving_mnist has no labels (it is a frame-prediction set); for clips with a class "
-            "label use moving_digits or moving_fashion (ours, offline)."
-            if data_config.name.startswith("moving_mnist") else "")
     raise UserError(
         f"The TFDS dataset {data_config.name!r} has no 'label' class feature (features: "
-        f"{sorted(features)}); dcrn_jax trains classifiers." + hint)
-  if tfds_prepare.is_ours(data_config.name):
-    return "clip", "video"
+        f"{sorted(features)}): it has no labels, and dcrn_jax trains classifiers. For clips "
+        f"with a class label, use one of ours (offline): {', '.join(data_lib.names(ours=True))}.")
+  clip_key = _stored_clip_key(builder)
+  if clip_key:
+    return "clip", clip_key
   for key, feature in features.items():
     if isinstance(feature, tfds.features.Video):
       if feature.shape[-1] is None:
@@ -225,21 +270,19 @@ def train_batches(data_config, *, local_batch_size: int, seed: int, start_step: 
                   process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
   """Endless {'inputs': float32 (B, *input_shape), 'label': int32 (B,)} batches.
 
-  The process reads its even share of the train split (the remainder of N / process_count is
-  dropped so every process has equally long epochs); see `pipeline.train_stream` for the order.
+  The process reads its rows of the train split (`common.process_share`); see
+  `pipeline.train_stream` for the order.
   """
   common.check_batch_args(local_batch_size=local_batch_size, process_index=process_index,
                           process_count=process_count, start_step=start_step)
   builder, kind, key, shape = _open(data_config)
-  split = tfds.split_for_jax_process(data_config.train_split, process_index=process_index,
-                                     process_count=process_count, drop_remainder=True)
-  per_process = _split_size(data_config, builder, split)
-  if per_process == 0:
-    raise UserError(
-        f"Split {data_config.train_split!r} of {data_config.name!r} has too few examples to give "
-        f"each of {process_count} processes one; use a larger split.")
+  split = data_config.train_split
+  share = common.process_share(
+      _split_size(data_config, builder, split), process_index=process_index,
+      process_count=process_count, train=True,
+      split=f"The train split {split!r} of {data_config.name!r}")
   return pipeline.train_stream(
-      _records(builder, key, split), num_records=per_process,
+      pipeline.select(_records(builder, key, split), share), num_records=share.count,
       process=_process_fn(data_config, builder, kind, key, shape, train=True),
       data_config=data_config, local_batch_size=local_batch_size, seed=seed,
       start_step=start_step)
@@ -247,23 +290,21 @@ def train_batches(data_config, *, local_batch_size: int, seed: int, start_step: 
 
 def eval_batches(data_config, *, local_batch_size: int, process_index: int = 0,
                  process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
-  """One unshuffled pass over this process's even share of the eval split.
+  """One unshuffled pass over this process's rows of the eval split (`common.process_share`).
 
-  Yields {'inputs', 'label', 'mask'} batches of exactly local_batch_size rows, the same number
-  on every process (see `common.padded_eval_batches`); video datasets yield each video as
-  `eval_views` rows, with 'video_id' and 'view' (see `pipeline.eval_stream`).
+  Yields {'inputs', 'label', 'mask', 'example_id'} batches of exactly local_batch_size rows, the
+  same number on every process; video datasets yield each video as `eval_views` consecutive
+  rows (see `pipeline.eval_stream`).
   """
   common.check_batch_args(local_batch_size=local_batch_size, process_index=process_index,
                           process_count=process_count)
   builder, kind, key, shape = _open(data_config)
-  splits = [tfds.split_for_jax_process(data_config.eval_split, process_index=i,
-                                       process_count=process_count)
-            for i in range(process_count)]
-  shares = [_split_size(data_config, builder, s) for s in splits]
+  split = data_config.eval_split
+  share = common.process_share(
+      _split_size(data_config, builder, split), process_index=process_index,
+      process_count=process_count, train=False)
   views = clips.spec_from_config(data_config).views if kind == "video" else 1
   return pipeline.eval_stream(
-      _records(builder, key, splits[process_index]), shares=shares,
-      process_index=process_index, views=views,
+      pipeline.select(_records(builder, key, split), share), share=share, views=views,
       process=_process_fn(data_config, builder, kind, key, shape, train=False),
-      data_config=data_config, local_batch_size=local_batch_size, input_shape=shape,
-      with_ids=kind == "video")
+      data_config=data_config, local_batch_size=local_batch_size, input_shape=shape)

@@ -1,9 +1,10 @@
 """`video_folder`: the user's own videos, <data.video_dir>/<split>/<class_name>/*.{mp4,avi,...}.
 
 Files are decoded with PyAV inside tf.data (`tf.numpy_function` in a parallel map), clips are
-sampled as `clips` says, and batches are cut and padded like every other source. Training
-splits the sorted file list over processes by striding (every process sees every class); eval
-splits it into contiguous blocks and keeps each video's views together.
+sampled as `clips` says, and batches are cut and padded like every other source. Processes
+divide the sorted file list by `common.process_share` (strided, so every process sees every
+class); an eval video's views are consecutive rows, and its example_id indexes info.eval_ids,
+the file paths.
 
 Importing this module imports TensorFlow.
 """
@@ -56,7 +57,7 @@ def get_info(data_config) -> DatasetInfo:
       num_classes=len(train.class_names),
       input_shape=(spec.num_frames, spec.size, spec.size, _CHANNELS),
       num_train_examples=len(train.paths), num_eval_examples=len(evals.paths),
-      class_names=train.class_names, eval_views=spec.views)
+      class_names=train.class_names, eval_views=spec.views, eval_ids=evals.paths)
 
 
 def _records(videos: video_files.VideoSplit, rows: np.ndarray):
@@ -97,35 +98,32 @@ def train_batches(data_config, *, local_batch_size: int, seed: int, start_step: 
                   process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
   """Endless {'inputs': float32 (B, T, S, S, 3), 'label': int32 (B,)} batches.
 
-  Process i reads videos i, i + P, ... of the sorted list, N // P of them (equal epochs).
+  The process reads its videos of the sorted list (`common.process_share`).
   """
   common.check_batch_args(local_batch_size=local_batch_size, process_index=process_index,
                           process_count=process_count, start_step=start_step)
   spec = _check(data_config)
   videos = _scan(data_config, data_config.train_split)
-  per_process = len(videos.paths) // process_count
-  if per_process == 0:
-    raise UserError(f"{len(videos.paths)} readable train videos cannot give each of "
-                    f"{process_count} processes one; add videos or use fewer processes.")
-  rows = np.arange(process_index, len(videos.paths), process_count)[:per_process]
+  share = common.process_share(
+      len(videos.paths), process_index=process_index, process_count=process_count, train=True,
+      split=f"The readable train videos in {_split_dir(data_config, data_config.train_split)}")
   return pipeline.train_stream(
-      _records(videos, rows), num_records=per_process,
+      _records(videos, share.rows()), num_records=share.count,
       process=_process_fn(data_config, spec, train=True), data_config=data_config,
       local_batch_size=local_batch_size, seed=seed, start_step=start_step)
 
 
 def eval_batches(data_config, *, local_batch_size: int, process_index: int = 0,
                  process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
-  """One pass of every eval video as spec.views rows with 'video_id' and 'view', padded."""
+  """One pass of this process's eval videos, each as spec.views rows sharing its example_id."""
   common.check_batch_args(local_batch_size=local_batch_size, process_index=process_index,
                           process_count=process_count)
   spec = _check(data_config)
   videos = _scan(data_config, data_config.eval_split)
-  shares = common.even_shares(len(videos.paths), process_count)
-  first = sum(shares[:process_index])
-  rows = np.arange(first, first + shares[process_index])
+  share = common.process_share(len(videos.paths), process_index=process_index,
+                               process_count=process_count, train=False)
   return pipeline.eval_stream(
-      _records(videos, rows), shares=shares, process_index=process_index, views=spec.views,
+      _records(videos, share.rows()), share=share, views=spec.views,
       process=_process_fn(data_config, spec, train=False), data_config=data_config,
       local_batch_size=local_batch_size,
-      input_shape=(spec.num_frames, spec.size, spec.size, _CHANNELS), with_ids=True)
+      input_shape=(spec.num_frames, spec.size, spec.size, _CHANNELS))

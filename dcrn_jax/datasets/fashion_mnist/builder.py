@@ -7,11 +7,16 @@ keys — into <data_dir>/fashion_mnist/<version>/. From then on `tfds.builder('f
 reads it like a download.
 """
 
-from dcrn_jax.data import idx
-from dcrn_jax.data.local_builder import LocalBuilder
-from dcrn_jax.data.tf_import import tfds
+from dcrn_jax.data.tf_import import tf, tfds
+from dcrn_jax.datasets.fashion_mnist import idx
+from dcrn_jax.datasets.local_builder import LocalBuilder
+from dcrn_jax.errors import UserError
 
 NAME = "fashion_mnist"
+# Appended to the error for an unprepared fashion_mnist that cannot be downloaded.
+OFFLINE_HINT = (" Or prepare it offline from its idx files: `apt-get install "
+                f"dataset-fashion-mnist` (files in {idx.DEBIAN_FASHION_MNIST}), or set "
+                "data.manual_dir to a folder with them.")
 
 
 class LocalFashionMNIST(LocalBuilder, tfds.image_classification.FashionMNIST,
@@ -46,3 +51,29 @@ def prepare(data_dir: str | None, idx_dir: str) -> None:
   builder = LocalFashionMNIST(idx_dir=idx_dir, data_dir=data_dir)
   builder.download_and_prepare(
       download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+
+
+def prepare_offline(data_config, builder) -> bool:
+  """Prepares TFDS's unprepared fashion_mnist `builder` from local idx files; True if done.
+
+  Only TFDS's current version can be written this way, and only if `idx.fashion_dir` holds the
+  files (a data.manual_dir without them is a UserError saying which file is missing).
+  """
+  if str(builder.version) != str(LocalFashionMNIST.VERSION):
+    return False
+  source = idx.fashion_dir(data_config)
+  if not idx.has_files(source):
+    if data_config.manual_dir:  # Asked for explicitly: say what is wrong with it.
+      for pair in idx.FILES.values():
+        for stem in pair:
+          idx.find_file(source, stem)
+    return False
+  print(f"Preparing fashion_mnist into {builder.data_dir_root} from the idx files in {source} "
+        "(once; no download).", flush=True)
+  try:
+    prepare(data_config.data_dir or None, source)
+  except (OSError, tf.errors.OpError) as e:
+    raise UserError(
+        f"Could not write fashion_mnist into {builder.data_dir_root} ({e}). Set data.data_dir "
+        "to a writable folder with about 40 MB free.") from e
+  return True

@@ -1,4 +1,4 @@
-"""Reading MNIST-format idx files (numpy only): the format Fashion-MNIST ships in.
+"""Reading MNIST-format idx files (numpy only): the format Fashion-MNIST ships in, and where.
 
 An idx file is a big-endian header — two zero bytes, a type code, the number of dimensions, one
 uint32 per dimension — followed by the array. Files may be gzip-compressed (`.gz`), as Debian's
@@ -13,11 +13,18 @@ import numpy as np
 from dcrn_jax.errors import UserError
 
 _UINT8 = 0x08
+# Where Debian's `dataset-fashion-mnist` package puts the four Fashion-MNIST idx files.
+DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 # The four files of an MNIST-format dataset, by TFDS split.
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+
+
+def fashion_dir(data_config) -> str:
+  """The folder to read Fashion-MNIST idx files from: data.manual_dir, else Debian's folder."""
+  return data_config.manual_dir or DEBIAN_FASHION_MNIST
 
 
 def read_idx(path: str) -> np.ndarray:

@@ -1,16 +1,23 @@
-"""`moving_digits`: our TFDS dataset of moving handwritten-digit clips, generated offline.
+"""The `moving_digits` TFDS builder: one builder config per setting of the `data` fields.
 
-Preparing it needs no download: the digits ship inside scikit-learn and `render` draws the
-clips. Each combination of settings is its own builder config, so several can live side by side
-in one data dir: <data_dir>/moving_digits/<config name>/<version>/.
+`render.py` draws the clips (numpy); this file only describes and writes them. Preparing needs no
+download. Settings live side by side in one data dir: <data_dir>/moving_digits/<config>/<version>/.
 """
 
 import numpy as np
 
-from dcrn_jax.data import render
-from dcrn_jax.data.local_builder import LocalBuilder
 from dcrn_jax.data.tf_import import tfds
+from dcrn_jax.datasets.local_builder import LocalBuilder
+from dcrn_jax.datasets.moving_digits import render
 from dcrn_jax.errors import UserError
+
+# Stored in every prepared copy's dataset_info.json: changing it changes the prepared files.
+DESCRIPTION = (
+    "`moving_digits`: our TFDS dataset of moving handwritten-digit clips, generated offline.\n"
+    "\n"
+    "Preparing it needs no download: the digits ship inside scikit-learn and `render` draws the\n"
+    "clips. Each combination of settings is its own builder config, so several can live side by "
+    "side\nin one data dir: <data_dir>/moving_digits/<config name>/<version>/.\n")
 
 
 class MovingDigitsConfig(tfds.core.BuilderConfig):
@@ -47,7 +54,7 @@ class MovingDigits(LocalBuilder, tfds.core.GeneratorBasedBuilder):
     k = c.num_digits
     return tfds.core.DatasetInfo(
         builder=self,
-        description=__doc__,
+        description=DESCRIPTION,
         features=tfds.features.FeaturesDict({
             # zlib: clips are mostly black, so this is small on disk and cheap to decode.
             "video": tfds.features.Tensor(

@@ -18,6 +18,12 @@ class LocalBuilder:
     # Python < 3.9 (tfds 4.9.10); the answer is the file that defines the builder either way.
     return epath.Path(os.path.abspath(inspect.getfile(cls)))
 
+  def check_sources(self) -> None:
+    """Raises UserError if the local files that preparing reads are missing (none by default).
+
+    Called before preparing, so a user learns what to install before a partial write starts.
+    """
+
   # TFDS prints "Downloading and preparing dataset ..." around preparation; nothing is
   # downloaded here, and dcrn_jax prints its own line saying what is prepared where.
   def _log_download_bytes(self) -> None:

@@ -1,4 +1,4 @@
-"""Pure-numpy rendering of `moving_digits` clips (no TensorFlow; the TFDS builder wraps it).
+"""Pure-numpy rendering of `moving_digits` clips (no TensorFlow; `builder.py` wraps it).
 
 A clip shows one or two real handwritten digits (scikit-learn's bundled 8x8 `load_digits`
 images, upscaled) moving at constant speed along one of 8 compass directions and bouncing off
@@ -9,6 +9,8 @@ from collections.abc import Iterator
 import math
 
 import numpy as np
+
+from dcrn_jax.datasets import bouncing
 
 DIRECTION_NAMES = ("east", "north_east", "north", "north_west", "west", "south_west", "south",
                    "south_east")
@@ -24,41 +26,11 @@ def digit_size(image_size: int) -> int:
   return max(4, round(image_size * 3 / 8))
 
 
-def speed_range(image_size: int) -> tuple[float, float]:
-  """Speeds in px/frame: 2 to 4 at 64 px, proportional to the frame size."""
-  return 2 * image_size / 64, 4 * image_size / 64
-
-
 def direction_vectors() -> np.ndarray:
   """Unit (row, col) steps of the 8 directions, float64 (8, 2); north is decreasing row."""
   angles = np.arange(8) * (math.pi / 4)
   # Rounding turns cos(90 deg) = 6e-17 into an exact 0, so straight moves stay on one axis.
   return np.round(np.stack([-np.sin(angles), np.cos(angles)], axis=1), 12)
-
-
-def resize_bilinear(images: np.ndarray, size: int) -> np.ndarray:
-  """Bilinear upscaling with aligned corners: float (N, h, w) -> float64 (N, size, size)."""
-  def weights(n):
-    coords = np.linspace(0, n - 1, size)
-    low = np.minimum(np.floor(coords).astype(int), n - 2)
-    return low, coords - low
-
-  rows, row_frac = weights(images.shape[1])
-  cols, col_frac = weights(images.shape[2])
-  x = images[:, rows] * (1 - row_frac)[:, None] + images[:, rows + 1] * row_frac[:, None]
-  return x[:, :, cols] * (1 - col_frac) + x[:, :, cols + 1] * col_frac
-
-
-def bounce_step(pos: np.ndarray, vel: np.ndarray, max_pos: float):
-  """One frame of motion in the box [0, max_pos]^2: returns the new (pos, vel), float (k, 2).
-
-  A position that leaves the box is reflected back inside and that velocity component flips.
-  One reflection suffices because a step is far shorter than the free range.
-  """
-  pos = pos + vel
-  low, high = pos < 0, pos > max_pos
-  pos = np.where(low, -pos, np.where(high, 2 * max_pos - pos, pos))
-  return pos, np.where(low | high, -vel, vel)
 
 
 def load_digit_bank(image_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -71,7 +43,7 @@ def load_digit_bank(image_size: int) -> tuple[np.ndarray, np.ndarray]:
   # Imported here: scikit-learn is slow to import and only dataset preparation needs it.
   from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
   digits = load_digits()
-  images = resize_bilinear(digits.images / 16.0, digit_size(image_size))
+  images = bouncing.resize_bilinear(digits.images / 16.0, digit_size(image_size))
   return (np.clip(np.rint(images * 255), 0, 255).astype(np.uint8),
           digits.target.astype(np.int64))
 
@@ -114,25 +86,16 @@ def render_example(rng: np.random.Generator, bank: np.ndarray, classes: np.ndarr
   else:
     digit_classes = rng.choice(NUM_DIGIT_CLASSES, size=num_digits, replace=False)
     source_index = np.array([rng.choice(sources[classes[sources] == c]) for c in digit_classes])
-  size = bank.shape[1]
-  max_pos = image_size - size
+  max_pos = image_size - bank.shape[1]
   directions = rng.integers(0, 8, size=num_digits)
-  speeds = rng.uniform(*speed_range(image_size), size=num_digits)
+  speeds = rng.uniform(*bouncing.speed_range(image_size), size=num_digits)
   pos = rng.uniform(0, max_pos, size=(num_digits, 2))
   vel = speeds[:, None] * direction_vectors()[directions]
-
-  video = np.zeros((num_frames, image_size, image_size), np.uint8)
-  positions = np.zeros((num_frames, num_digits, 2), np.float32)
-  for t in range(num_frames):
-    positions[t] = pos
-    for (row, col), src in zip(np.rint(pos).astype(int), source_index):
-      window = video[t, row:row + size, col:col + size]
-      np.maximum(window, bank[src], out=window)  # Overlapping digits combine with max().
-    pos, vel = bounce_step(pos, vel, max_pos)
-
+  video, positions = bouncing.draw(bank[source_index], pos, vel, num_frames=num_frames,
+                                   image_size=image_size)
   digits = classes[source_index]
   return {
-      "video": video[..., None],
+      "video": video,
       "label": int(directions[np.argmin(digits)]),
       "digits": digits.astype(np.int64),
       "directions": directions.astype(np.int64),
