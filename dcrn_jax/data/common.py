@@ -1,12 +1,13 @@
 """Checks, the process split and batch plumbing shared by every source (numpy only).
 
 How processes divide a split, the one rule of every source (`process_share`): process p of P
-reads rows p, p + P, p + 2P, ... of the split, in the split's stored order. Strided rather than
-in blocks, so that a split stored sorted by class (a video folder) gives every process every
-class. Training keeps N // P rows per process, so every epoch has the same length on every
-process (the last N % P rows of the split are never trained on when P does not divide N). Eval
-keeps every row: the first N % P processes hold one row more, and every process yields the same
-number of batches, padded with masked rows. With one process this is every row, in order.
+reads one contiguous block of the split, in the split's stored order (as `tfds.even_splits`
+cuts it, so a TFDS source reads only its own block from disk). Training keeps N // P rows per
+process, so every epoch has the same length on every process (the last N % P rows of the split
+are never trained on when P does not divide N). Eval keeps every row: the first N % P processes
+hold one row more, and every process yields the same number of batches, padded with masked rows.
+With one process this is every row, in order. A source whose stored order is grouped (a video
+folder sorted by class) orders its rows so that any block mixes the groups.
 """
 
 from collections.abc import Iterable, Iterator
@@ -61,24 +62,22 @@ def epoch_and_offset(start_step: int, local_batch_size: int, examples_per_epoch:
 
 @dataclasses.dataclass(frozen=True)
 class Share:
-  """One process's rows of a split: first, first + step, ..., count of them.
+  """One process's rows of a split: first, first + 1, ..., count of them.
 
   Attributes:
-    first: the first row (the process index).
-    step: the stride (the number of processes).
+    first: the first row.
     count: how many rows this process reads.
     largest: the largest count of any process (eval: every process yields as many batches as
       that one needs).
   """
 
   first: int
-  step: int
   count: int
   largest: int
 
   def rows(self) -> np.ndarray:
     """int64 (count,): the rows of the split this process reads, in order."""
-    return self.first + self.step * np.arange(self.count, dtype=np.int64)
+    return self.first + np.arange(self.count, dtype=np.int64)
 
   def num_batches(self, local_batch_size: int, views: int = 1) -> int:
     """Eval batches of local_batch_size rows every process yields (views rows per example)."""
@@ -91,16 +90,15 @@ def process_share(num_examples: int, *, process_index: int, process_count: int, 
 
   Raises UserError when training leaves a process without any row (`split` names it then).
   """
+  base, extra = divmod(num_examples, process_count)
   if train:
-    count = num_examples // process_count
-    if count == 0:
+    if base == 0:
       raise UserError(
           f"{split} has {num_examples} example(s): too few to give each of {process_count} "
           "processes one. Use a larger split, or fewer processes.")
-    return Share(first=process_index, step=process_count, count=count, largest=count)
-  return Share(first=process_index, step=process_count,
-               count=len(range(process_index, num_examples, process_count)),
-               largest=len(range(0, num_examples, process_count)))
+    return Share(first=process_index * base, count=base, largest=base)
+  return Share(first=process_index * base + min(process_index, extra),
+               count=base + (process_index < extra), largest=base + (extra > 0))
 
 
 def padded_eval_batches(batches: Iterable[dict[str, np.ndarray]], *,

@@ -72,17 +72,6 @@ def train_stream(records, *, num_records: int, process: Callable, data_config,
   return as_numpy_dicts(ds)
 
 
-def select(records, share: common.Share):
-  """The rows of `share` (`common.process_share`) from `records`, a whole split in order.
-
-  Every process reads the whole split and keeps its own rows; their inputs are still encoded,
-  so the rows skipped cost reading and parsing, not decoding.
-  """
-  if share.step == 1:  # One process: the whole split, untouched.
-    return records
-  return records.shard(share.step, share.first).take(share.count)
-
-
 def eval_stream(records, *, share: common.Share, views: int, process: Callable, data_config,
                 local_batch_size: int,
                 input_shape: tuple[int, ...]) -> Iterator[dict[str, np.ndarray]]:
@@ -111,7 +100,7 @@ def eval_stream(records, *, share: common.Share, views: int, process: Callable, 
 
   def make(j, view, record):
     example = dict(process(record, view))
-    example["example_id"] = tf.cast(share.first + share.step * j, tf.int32)
+    example["example_id"] = tf.cast(share.first + j, tf.int32)
     return example
 
   ds = ds.map(make, num_parallel_calls=tf.data.AUTOTUNE).batch(local_batch_size)

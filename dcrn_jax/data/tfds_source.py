@@ -197,8 +197,13 @@ def get_info(data_config) -> DatasetInfo:
       class_names=tuple(label.names), eval_views=views)
 
 
-def _records(builder, key, split):
-  """(still-encoded input, label) pairs of `split`: encoded records keep shuffle buffers small."""
+def _records(builder, key, split, *, process_index: int, process_count: int, train: bool):
+  """(still-encoded input, label) pairs of this process's block of `split`
+  (`common.process_share`): encoded records keep shuffle buffers small. TFDS reads only the
+  block's part of the files."""
+  if process_count > 1:
+    split = tfds.split_for_jax_process(split, process_index=process_index,
+                                       process_count=process_count, drop_remainder=train)
   # No auto-cache: a train stream is always stopped mid-epoch, and TF then warns that the
   # cache was discarded; the page cache serves repeated reads anyway.
   ds = builder.as_dataset(split=split, shuffle_files=False,
@@ -282,7 +287,8 @@ def train_batches(data_config, *, local_batch_size: int, seed: int, start_step: 
       process_count=process_count, train=True,
       split=f"The train split {split!r} of {data_config.name!r}")
   return pipeline.train_stream(
-      pipeline.select(_records(builder, key, split), share), num_records=share.count,
+      _records(builder, key, split, process_index=process_index,
+               process_count=process_count, train=True), num_records=share.count,
       process=_process_fn(data_config, builder, kind, key, shape, train=True),
       data_config=data_config, local_batch_size=local_batch_size, seed=seed,
       start_step=start_step)
@@ -305,6 +311,7 @@ def eval_batches(data_config, *, local_batch_size: int, process_index: int = 0,
       process_count=process_count, train=False)
   views = clips.spec_from_config(data_config).views if kind == "video" else 1
   return pipeline.eval_stream(
-      pipeline.select(_records(builder, key, split), share), share=share, views=views,
+      _records(builder, key, split, process_index=process_index,
+               process_count=process_count, train=False), share=share, views=views,
       process=_process_fn(data_config, builder, kind, key, shape, train=False),
       data_config=data_config, local_batch_size=local_batch_size, input_shape=shape)

@@ -1,15 +1,17 @@
 """`video_folder`: the user's own videos, <data.video_dir>/<split>/<class_name>/*.{mp4,avi,...}.
 
 Files are decoded with PyAV inside tf.data (`tf.numpy_function` in a parallel map), clips are
-sampled as `clips` says, and batches are cut and padded like every other source. Processes
-divide the sorted file list by `common.process_share` (strided, so every process sees every
-class); an eval video's views are consecutive rows, and its example_id indexes info.eval_ids,
-the file paths.
+sampled as `clips` says, and batches are cut and padded like every other source. A split's
+rows are its files taken round robin over the classes (the first file of every class, then the
+second, ...), so the contiguous block each process reads (`common.process_share`) mixes the
+classes; an eval video's views are consecutive rows, and its example_id indexes
+info.eval_ids, the file paths in that order.
 
 Importing this module imports TensorFlow.
 """
 
 from collections.abc import Iterator
+import dataclasses
 import os
 
 import numpy as np
@@ -40,7 +42,19 @@ def _scan(data_config, split: str) -> video_files.VideoSplit:
   if not result.paths:
     raise UserError(f"No readable video in {_split_dir(data_config, split)} (skipped: "
                     f"{len(result.skipped)}); see the warnings above.")
-  return result
+  return _round_robin(result)
+
+
+def _round_robin(videos: video_files.VideoSplit) -> video_files.VideoSplit:
+  """The videos reordered: every class's first file (by name), then every class's second, ..."""
+  labels = np.asarray(videos.labels)
+  rank = np.zeros(len(labels), np.int64)
+  for label in np.unique(labels):
+    rank[labels == label] = np.arange(np.sum(labels == label))
+  order = np.lexsort((labels, rank))
+  columns = ("paths", "labels", "num_frames", "heights", "widths")
+  return dataclasses.replace(videos, **{c: tuple(getattr(videos, c)[i] for i in order)
+                                        for c in columns})
 
 
 def _check(data_config) -> clips.ClipSpec:
@@ -98,7 +112,7 @@ def train_batches(data_config, *, local_batch_size: int, seed: int, start_step: 
                   process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
   """Endless {'inputs': float32 (B, T, S, S, 3), 'label': int32 (B,)} batches.
 
-  The process reads its videos of the sorted list (`common.process_share`).
+  The process reads its block of the split's videos (`common.process_share`).
   """
   common.check_batch_args(local_batch_size=local_batch_size, process_index=process_index,
                           process_count=process_count, start_step=start_step)
