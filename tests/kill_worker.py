@@ -75,7 +75,8 @@ def arm(mode: str, n: int):
       real_finalize = atomicity.AtomicRenameTemporaryPath.finalize
 
       def finalize(self, *args, **kwargs):
-        step = int(os.path.basename(str(self.get())).split(".")[0])
+        name = os.path.basename(str(self.get()))  # N.orbax-checkpoint-tmp...: a step's folder.
+        step = int(name.split(".")[0]) if name.split(".")[0].isdigit() else 0
         if step % every:  # Not a periodic save: the one the first Ctrl-C asked for.
           ctrl_c()
           time.sleep(5)  # The write is still going on when the second Ctrl-C lands.
