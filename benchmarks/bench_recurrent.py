@@ -70,22 +70,26 @@ class FlaxConvLSTM(nn.Module):
   """What recurrent.ConvLSTM was before the fast layers: nn.RNN over Flax's ConvLSTMCell."""
   features: int
   kernel_size: int = 3
+  return_carry: bool = False  # the classifiers stack their layers with Stack, which needs it
   dtype: object = jnp.float32
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, initial_carry=None):
     k = (self.kernel_size, self.kernel_size)
-    return nn.RNN(nn.ConvLSTMCell(self.features, k, dtype=self.dtype))(x)
+    return nn.RNN(nn.ConvLSTMCell(self.features, k, dtype=self.dtype),
+                  return_carry=self.return_carry)(x, initial_carry=initial_carry)
 
 
 class FlaxGRU(nn.Module):
   """nn.RNN over Flax's GRUCell."""
   hidden_size: int
+  return_carry: bool = False
   dtype: object = jnp.float32
 
   @nn.compact
-  def __call__(self, x):
-    return nn.RNN(nn.GRUCell(self.hidden_size, dtype=self.dtype))(x)
+  def __call__(self, x, initial_carry=None):
+    return nn.RNN(nn.GRUCell(self.hidden_size, dtype=self.dtype),
+                  return_carry=self.return_carry)(x, initial_carry=initial_carry)
 
 
 class LayerClassifier(nn.Module):

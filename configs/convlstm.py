@@ -1,7 +1,7 @@
 """Stacked ConvLSTM classifier on moving_digits: a stride-4 conv stem, two ConvLSTM layers.
 
-Training a ConvLSTM through nn.scan is slow on CPU (see README: a faster layer is planned), so
-this config keeps the recurrent maps small (16x16).
+The stem turns the 64x64 frames into 16x16 maps, which keeps the two 16-feature ConvLSTM layers
+(dcrn_jax/models/recurrent.py) cheap to train on a CPU.
 """
 
 from configs import default

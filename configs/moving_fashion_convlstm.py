@@ -3,8 +3,8 @@
 Clips of 10 frames of 64x64 show two items of different classes; one bounces around, the other
 stands still, and the label is the moving item's class (10 classes): one frame cannot tell it.
 Prepared offline from the Fashion-MNIST idx files (see configs/fashion_mnist_cnn.py). As in
-configs/convlstm.py, a stride-4 stem keeps the recurrent maps at 16x16 because training a
-ConvLSTM through nn.scan is slow on CPU.
+configs/convlstm.py, a stride-4 stem keeps the recurrent maps at 16x16, which keeps training on
+a CPU short.
 """
 
 from configs import default

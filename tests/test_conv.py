@@ -54,6 +54,18 @@ def test_conv_matches_flax_conv_values_and_gradients(shape, features, kernel, st
     np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5 * float(jnp.abs(b).max()))
 
 
+def test_conv_accelerator_form_matches_flax_gradients(monkeypatch):
+  # What GPUs/TPUs get (conv.cpu_forms() False): autodiff's weight-gradient convolution.
+  monkeypatch.setattr(conv, "cpu_forms", lambda: False)
+  x = _rand((3, 10, 10, 2))
+  ours, flax = conv.Conv(3, (3, 3)), nn.Conv(3, (3, 3))
+  params = flax.init(jax.random.key(1), x)
+  g_ours = jax.jit(jax.grad(_loss(ours), argnums=(0, 1)))(params, x)
+  g_flax = jax.jit(jax.grad(_loss(flax), argnums=(0, 1)))(params, x)
+  for a, b in zip(jax.tree.leaves(g_ours), jax.tree.leaves(g_flax)):
+    np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5 * float(jnp.abs(b).max()))
+
+
 def test_conv_weight_gradient_blocks_sum_to_the_whole():
   # A batch large enough to be split into several blocks for the weight gradient.
   x, dy = _rand((64, 16, 16, 16)), _rand((64, 16, 16, 8), 1)
@@ -107,7 +119,7 @@ def test_image_encoder_gradients_equal_the_same_network_built_from_flax_layers()
       return nn.relu(nn.Dense(5, name="embed")(x.reshape(x.shape[0], -1)))
 
   x = _rand((3, 16, 16, 1))
-  ours = encoders.ImageEncoder((4, 6), embed_dim=5, stem_stride=2)
+  ours = encoders.ImageEncoder(features=(4, 6), embed_dim=5, stem_stride=2)
   params = ours.init(jax.random.key(0), x, train=True)["params"]
   mapped = {"stem": params["stem"], "conv0_0": params["blocks"]["conv0_0"],
             "embed": params["embed"]}

@@ -1,5 +1,7 @@
-"""Model output shapes, parameter counts, dtypes, dropout/batch-norm behaviour, config errors."""
+"""Model output shapes, parameter counts, parameter names, dtypes, dropout/batch-norm behaviour,
+keyword-only construction, config errors."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,8 +9,9 @@ import pytest
 
 from configs import default
 from dcrn_jax import UserError
-from dcrn_jax.models import (CNNClassifier, ConvLSTMClassifier, FrameRNNClassifier,
-                             RowLSTMClassifier, create_model)
+from dcrn_jax.models import (GRU, CNNClassifier, ConvLSTMClassifier, FrameEncoder,
+                             FrameRNNClassifier, ImageEncoder, RowLSTMClassifier, create_model)
+from dcrn_jax.models.classifiers import Head
 from dcrn_jax.state import init_variables
 
 CLIP = (3, 16, 16, 1)  # (T, H, W, C)
@@ -125,3 +128,87 @@ def test_create_model_rejects_wrong_names_and_input_ranks():
     create_model(_model_config("cnn"), num_classes=3, input_shape=CLIP)
   with pytest.raises(UserError, match="dropout"):
     create_model(_model_config("cnn", dropout=1.5), num_classes=3, input_shape=IMAGE)
+
+
+# Parameter and batch-statistics paths of each model with two recurrent layers, batch norm and a
+# stem: checkpoints written by earlier versions restore only while these stay the same.
+_ENCODER_PATHS = ["blocks/bn0_0/bias", "blocks/bn0_0/scale", "blocks/conv0_0/kernel", "embed/bias",
+                  "embed/kernel", "stem/bias", "stem/kernel"]
+_STATS = ["blocks/bn0_0/mean", "blocks/bn0_0/var"]
+_HEAD_PATHS = ["params/head/logits/bias", "params/head/logits/kernel"]
+_LSTM = ["bias", "input_kernel", "recurrent_kernel"]
+PATHS = {
+    "cnn": [f"batch_stats/encoder/{p}" for p in _STATS]
+           + [f"params/encoder/{p}" for p in _ENCODER_PATHS] + _HEAD_PATHS,
+    "row_lstm": _HEAD_PATHS + [f"params/lstm{i}/{p}" for i in (0, 1) for p in _LSTM],
+    "cnn_gru": [f"batch_stats/encoder/cnn/{p}" for p in _STATS]
+               + [f"params/encoder/cnn/{p}" for p in _ENCODER_PATHS]
+               + [f"params/gru{i}/{p}" for i in (0, 1)
+                  for p in ("bias", "input_kernel", "recurrent_bias", "recurrent_kernel")]
+               + _HEAD_PATHS,
+    "cnn_lstm": [f"batch_stats/encoder/cnn/{p}" for p in _STATS]
+                + [f"params/encoder/cnn/{p}" for p in _ENCODER_PATHS] + _HEAD_PATHS
+                + [f"params/lstm{i}/{p}" for i in (0, 1) for p in _LSTM],
+    "convlstm": ["batch_stats/stem_bn/mean", "batch_stats/stem_bn/var"]
+                + [f"params/convlstm{i}/{p}" for i in (0, 1) for p in _LSTM] + _HEAD_PATHS
+                + ["params/stem/kernel", "params/stem_bn/bias", "params/stem_bn/scale"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(PATHS))
+def test_parameter_names_stay_those_of_earlier_checkpoints(name):
+  shape = CLIP if name in ("cnn_gru", "cnn_lstm", "convlstm") else IMAGE
+  m = _model_config(name, num_layers=2, batch_norm=True, stem_stride=2)
+  model = create_model(m, num_classes=7, input_shape=shape)
+  variables = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1,) + shape))
+  paths = ["/".join(str(k.key) for k in path)
+           for path, _ in jax.tree_util.tree_flatten_with_path(variables)[0]]
+  assert paths == PATHS[name]
+
+
+class _HandStackedGRUClassifier(nn.Module):
+  """FrameRNNClassifier as it was before it used Stack: dropout and a GRU per layer, in a loop."""
+
+  @nn.compact
+  def __call__(self, clips, *, train):
+    cnn = ImageEncoder(features=(4, 8), embed_dim=6, parent=None)
+    x = FrameEncoder(cnn=cnn, name="encoder")(clips, train=train)
+    for i in range(2):
+      x = nn.Dropout(0.5, deterministic=not train)(x)
+      x = GRU(5, name=f"gru{i}")(x)
+    return Head(num_classes=3, dropout=0.5, name="head")(x[:, -1], train=train)
+
+
+def test_stacked_classifier_keeps_the_parameters_and_dropout_of_the_hand_stacked_one():
+  # Same parameter paths and initial values, and the same dropout masks (Flax derives dropout
+  # keys from module paths): a training step gives bitwise the same logits.
+  model = FrameRNNClassifier(num_classes=3, conv_features=(4, 8), embed_dim=6, hidden_size=5,
+                             num_layers=2, dropout=0.5)
+  x = jax.random.uniform(jax.random.key(1), (2,) + CLIP)
+  variables = model.init(jax.random.key(0), x)
+  old_variables = _HandStackedGRUClassifier().init(jax.random.key(0), x, train=False)
+  jax.tree.map(np.testing.assert_array_equal, variables, old_variables)
+  rngs = {"dropout": jax.random.key(4)}
+  np.testing.assert_array_equal(
+      model.apply(variables, x, train=True, rngs=rngs),
+      _HandStackedGRUClassifier().apply(variables, x, train=True, rngs=rngs))
+
+
+def test_encoders_and_classifiers_are_built_by_keyword():
+  encoder = ImageEncoder(features=(4,), embed_dim=6)
+  assert FrameEncoder(cnn=encoder).cnn is encoder
+  for build in (lambda: ImageEncoder((4,)), lambda: FrameEncoder(encoder),
+                lambda: CNNClassifier(3), lambda: FrameRNNClassifier(3, "gru"),
+                lambda: ConvLSTMClassifier(3), lambda: RowLSTMClassifier(3)):
+    with pytest.raises(TypeError, match="positional"):
+      build()
+
+
+def test_create_model_passes_config_fields_as_keywords():
+  model = create_model(_model_config("convlstm", convlstm_kernel=5, dropout=0.25,
+                                     dtype="bfloat16"), num_classes=4, input_shape=CLIP)
+  assert isinstance(model, ConvLSTMClassifier)
+  assert (model.kernel_size, model.convlstm_features, model.dropout, model.dtype) == (
+      5, (4, 3), 0.25, jnp.bfloat16)
+  model = create_model(_model_config("cnn_lstm", num_layers=2), num_classes=4, input_shape=CLIP)
+  assert (model.cell, model.num_layers, model.conv_features) == ("lstm", 2, (4, 8))

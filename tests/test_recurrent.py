@@ -1,8 +1,21 @@
-"""The fast recurrent layers against references written by others (Flax cells under nn.RNN, PyTorch
-nn.GRU / nn.LSTM) with the same weights mapped over: outputs, final carries and gradients (with
-respect to inputs and every parameter), float32. Then the options: reverse, initial carry,
-remat_chunk, unroll, Bidirectional, Stack, bfloat16, initialisation, and a compiled size that does
-not depend on the number of steps."""
+"""The fast recurrent layers against their specification, the plain references of
+`models/reference.py` (an LSTM/GRU step in a lax.scan, differentiated by autodiff), and against
+references written by others (Flax cells under nn.RNN, PyTorch nn.GRU / nn.LSTM) with the same
+weights mapped over: outputs, final carries and gradients (with respect to inputs, initial carries
+and every parameter). Then the options: reverse, initial carry, remat_chunk, unroll,
+Bidirectional, Stack, bfloat16, initialisation, and a compiled size that does not depend on the
+number of steps.
+
+Tolerances, relative to each array's largest magnitude:
+  float32   2e-5 (TOL): implementations differ only in summation order.
+  bfloat16  the layer computing in bfloat16 against the float32 reference: 3e-2 (BF16_TOL) for
+            outputs and carries, 5e-2 (BF16_GRAD_TOL) for gradients. bfloat16 keeps 8 bits of
+            mantissa (relative rounding ~4e-3 per matmul/convolution input), and errors add up
+            over the steps and through the backward pass (the largest seen: 1.1e-2 for outputs,
+            1.7e-2 for gradients).
+"""
+
+import inspect
 
 import flax.linen as nn
 import jax
@@ -10,13 +23,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dcrn_jax.models import GRU, LSTM, ConvGRU, ConvLSTM
+from dcrn_jax.models import GRU, LSTM, ConvGRU, ConvLSTM, conv, reference, rnn_scan
 from dcrn_jax.models.recurrent import Bidirectional, Stack
 from dcrn_jax.models.rnn_maps import Conv2DMap, DenseMap
 
-# float32 summation order differs between implementations: errors are relative to each array's
-# largest magnitude.
-TOL = 2e-5
+TOL = 2e-5  # float32 (see the module docstring)
+BF16_TOL, BF16_GRAD_TOL = 3e-2, 5e-2
 B, T, HW, C, F = 2, 5, 6, 3, 4
 
 
@@ -58,7 +70,7 @@ _COMPILED = {}  # Tests that run the same model on the same shapes share one com
 
 def _outputs_and_grads(model, params, x):
   """(model outputs, (d loss / d params, d loss / d x)), in one compiled call."""
-  key = (repr(model), x.shape, getattr(Conv2DMap, "per_step"))
+  key = (repr(model), x.shape, conv.cpu_forms())
   if key not in _COMPILED:
     def f(p, x):
       out = model.apply({"params": p}, x)
@@ -82,10 +94,12 @@ def _flax_convlstm_to_ours(p):
 
 @pytest.fixture(params=["per_step", "batched"])
 def conv_mode(request, monkeypatch):
-  """Runs a test with the convolution's input-side work done step by step in the loops (what
-  CPUs get) and batched outside them (what accelerators get)."""
+  """Runs a test with the forms CPUs get (the convolution's input-side work step by step in the
+  loops, weight gradients as matmuls) and those accelerators get (batched outside the loops,
+  autodiff's weight-gradient convolutions): `conv.cpu_forms()` decides both."""
   if request.param == "batched":
-    monkeypatch.setattr(Conv2DMap, "per_step", property(lambda self: False))
+    monkeypatch.setattr(conv, "cpu_forms", lambda: False)
+  assert Conv2DMap((3, 3)).per_step == (request.param == "per_step")
   return request.param
 
 
@@ -223,8 +237,8 @@ def test_conv_map_gradient_forms_equal_autodiff(kernel, channels):
         dimension_numbers=("NHWC", "HWIO", "NHWC")).reshape(y_shape), x, w)
     dx, dw = vjp(dy)
     ours = (m(x, w), m.input_grad(dy, m.transpose_weight(w)), m.weight_grad(x, dy),
-            m._weight_grad_conv(x, dy))  # the accelerator branch, unused on CPU
-    return (y, dx, dw, dw), ours
+            m.weight_grad_matmuls(x, dy), m.weight_grad_conv(x, dy))  # CPU and accelerator forms
+    return (y, dx, dw, dw, dw), ours
 
   y_shape = (2, 3, 5, 6, 8)
   for ref, ours in zip(*forms(x, w, dy)):
@@ -279,6 +293,78 @@ class _Fn:
 
   def apply(self, variables, x):
     return self.fn(variables["params"], x)
+
+
+# ---------------------------------------------------------------------------------------------
+# The plain references (models/reference.py), the specification: every output, final carry and
+# gradient (inputs, initial carries, every parameter), float32 and bfloat16.
+
+
+def _initial_carry(layer, x, seed):
+  state = x.shape[:1] + x.shape[2:-1] + (layer.features if hasattr(layer, "features")
+                                         else layer.hidden_size,)
+  h = _normal(state, seed)
+  return (_normal(state, seed + 1), h) if isinstance(layer, (LSTM, ConvLSTM)) else h
+
+
+def _value_and_grads(fn, params, x, carry):
+  """(outputs, d loss / d (params, x, carry)) of fn(params, x, carry) -> (carry, outputs)."""
+  def f(p, x, c):
+    out = fn(p, x, c)
+    return _loss(out, jax.random.key(7)), out
+  (_, out), grads = jax.jit(jax.value_and_grad(f, argnums=(0, 1, 2), has_aux=True))(params, x,
+                                                                                     carry)
+  return out, grads
+
+
+_REFERENCE = {}  # (reference, mapping, shape) -> its outputs and gradients, for every mode
+
+
+def _check_against_reference(layer, ref, mapping, x, dtype):
+  carry = _initial_carry(layer, x, seed=3)
+  params = _random_params(layer, x)
+  ours = layer.clone(return_carry=True, dtype=dtype)
+  out, grads = _value_and_grads(
+      lambda p, x, c: ours.apply({"params": p}, x, initial_carry=c), params, x, carry)
+  key = (ref, mapping, x.shape)
+  if key not in _REFERENCE:
+    _REFERENCE[key] = _value_and_grads(lambda p, x, c: ref(p, x, c, mapping=mapping), params, x,
+                                       carry)
+  out_ref, grads_ref = _REFERENCE[key]
+  tol, grad_tol = (TOL, TOL) if dtype == jnp.float32 else (BF16_TOL, BF16_GRAD_TOL)
+  assert jax.tree.structure(out) == jax.tree.structure(out_ref)
+  for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(out_ref)):  # final carry, outputs
+    assert a.dtype in (dtype, jnp.float32)
+    _close(a.astype(jnp.float32), b, tol)
+  assert jax.tree.structure(grads) == jax.tree.structure(grads_ref)
+  for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref)):  # params, x, carry
+    assert a.dtype == jnp.float32
+    _close(a, b, grad_tol)
+
+
+DTYPES = pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["f32", "bf16"])
+
+
+@DTYPES
+@pytest.mark.parametrize("layer,ref", [(LSTM(5), reference.lstm_reference),
+                                       (GRU(5), reference.gru_reference)])
+def test_dense_layers_equal_the_plain_reference(layer, ref, dtype):
+  _check_against_reference(layer, ref, reference.dense, _normal((3, 7, 6)), dtype)
+
+
+@DTYPES
+@pytest.mark.parametrize("layer,ref", [(ConvLSTM(F), reference.lstm_reference),
+                                       (ConvGRU(F), reference.gru_reference)])
+def test_conv_layers_equal_the_plain_reference(layer, ref, dtype, conv_mode):
+  _check_against_reference(layer, ref, reference.conv, _normal((B, T, HW, HW, C)), dtype)
+
+
+def test_cotangent_namedtuples_follow_the_argument_order():
+  # custom_vjp wants the backward pass's cotangents as a plain tuple in argument order; the
+  # NamedTuples they are built from must list the same names in the same order.
+  for fn, grads in [(rnn_scan.lstm_sequence, rnn_scan.LSTMGrads),
+                    (rnn_scan.gru_sequence, rnn_scan.GRUGrads)]:
+    assert tuple(inspect.signature(fn.fun).parameters)[1:] == grads._fields
 
 
 # ---------------------------------------------------------------------------------------------
@@ -352,6 +438,34 @@ def test_bidirectional_and_stack_compose_their_layers():
   _close(y2, top)
   _close(h0, mid[:, -1])
   _close(h1, top[:, -1])
+
+
+def test_stack_uses_layers_bound_to_another_module_as_given():
+  class Outer(nn.Module):
+    return_carry: bool = True
+
+    @nn.compact
+    def __call__(self, x):
+      layers = [LSTM(5, return_carry=self.return_carry, name="first"),
+                GRU(3, return_carry=True, name="second")]
+      return Stack(layers=layers, between=[lambda y: 2.0 * y])(x)
+
+  x = _normal((3, 6, 4))
+  params = _random_params(Outer(), x)
+  assert set(params) == {"first", "second"}  # the layers' own names, in Outer
+  y = Outer().apply({"params": params}, x)
+  mid = LSTM(5).apply({"params": params["first"]}, x)
+  _close(y, GRU(3).apply({"params": params["second"]}, 2.0 * mid))
+  with pytest.raises(ValueError, match="return_carry=True"):
+    Outer(return_carry=False).init(jax.random.key(0), x)
+
+
+def test_layer_options_are_keyword_only():
+  assert LSTM(5, return_carry=True).return_carry and ConvLSTM(4, 5).kernel_size == 5
+  with pytest.raises(TypeError):
+    LSTM(5, True)  # pylint: disable=too-many-function-args
+  with pytest.raises(TypeError):
+    ConvGRU(4, 3, True)  # pylint: disable=too-many-function-args
 
 
 def test_bfloat16_compute_keeps_float32_params_state_and_gradients():

@@ -2,20 +2,24 @@
 
 Every model maps inputs to float32 logits (B, num_classes) and takes `train` (dropout on, batch
 norm updating its statistics) as a keyword. Clips are (B, T, H, W, C); images are (B, H, W, C).
+Every field is keyword-only. Recurrent layers are stacked with `Stack`; they are created in the
+classifier's own compact method, so their parameters sit at `gru0`, `convlstm1`, ... (the paths of
+earlier checkpoints).
 """
 
-from typing import Any, Sequence
+import dataclasses
+from typing import Any, Sequence, Tuple
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from dcrn_jax.errors import UserError
 from dcrn_jax.models.conv import Conv
-from dcrn_jax.models.encoders import ConvBlocks, FrameEncoder, ImageEncoder
-from dcrn_jax.models.recurrent import GRU, LSTM, ConvLSTM
+from dcrn_jax.models.encoders import FrameEncoder, ImageEncoder
+from dcrn_jax.models.recurrent import GRU, LSTM, ConvLSTM, Stack
 
 
-class Head(nn.Module):
+class Head(nn.Module, kw_only=True):
   """(B, D) -> logits (B, num_classes): dropout, optional hidden ReLU layer, dense."""
 
   num_classes: int
@@ -32,7 +36,28 @@ class Head(nn.Module):
     return nn.Dense(self.num_classes, dtype=self.dtype, name="logits")(x).astype(jnp.float32)
 
 
-class CNNClassifier(nn.Module):
+def _image_encoder(model: nn.Module, **kwargs) -> ImageEncoder:
+  """The ImageEncoder described by a classifier's conv_features, convs_per_block, embed_dim,
+  batch_norm, stem_stride and dtype."""
+  return ImageEncoder(features=model.conv_features, convs_per_block=model.convs_per_block,
+                      embed_dim=model.embed_dim, batch_norm=model.batch_norm,
+                      stem_stride=model.stem_stride, dtype=model.dtype, **kwargs)
+
+
+def _head(model: nn.Module) -> Head:
+  return Head(num_classes=model.num_classes, hidden=model.head_hidden, dropout=model.dropout,
+              dtype=model.dtype, name="head")
+
+
+def _stack(layers: Sequence[nn.Module], x, *, dropout: float, train: bool):
+  """Dropout, then the layers (created with return_carry=True by the calling module) one after
+  another with dropout between them."""
+  drop = lambda: nn.Dropout(dropout, deterministic=not train)
+  x = drop()(x)
+  return Stack(layers=layers, between=[drop() for _ in layers[1:]])(x)
+
+
+class CNNClassifier(nn.Module, kw_only=True):
   """Image baseline: conv/pool blocks -> flatten + dense -> head. (B, H, W, C) -> (B, classes)."""
 
   num_classes: int
@@ -47,20 +72,11 @@ class CNNClassifier(nn.Module):
 
   @nn.compact
   def __call__(self, images, *, train: bool = False):
-    x = ImageEncoder(self.conv_features, self.convs_per_block, self.embed_dim, self.batch_norm,
-                     self.stem_stride, self.dtype, name="encoder")(images.astype(self.dtype),
-                                                                   train=train)
-    return Head(self.num_classes, self.head_hidden, self.dropout, self.dtype,
-                name="head")(x, train=train)
+    x = _image_encoder(self, name="encoder")(images.astype(self.dtype), train=train)
+    return _head(self)(x, train=train)
 
 
-def _recurrent_layer(cell: str, hidden_size: int, dtype: Any, name: str) -> nn.Module:
-  if cell == "gru":
-    return GRU(hidden_size, dtype=dtype, name=name)
-  return LSTM(hidden_size, dtype=dtype, name=name)
-
-
-class FrameRNNClassifier(nn.Module):
+class FrameRNNClassifier(nn.Module, kw_only=True):
   """CNN frame encoder + stacked GRU/LSTM over time (CNN+GRU, CNN+LSTM, the LRCN family).
 
   (B, T, H, W, C) -> per-frame features (B, T, D) -> recurrence -> last step -> head.
@@ -81,17 +97,17 @@ class FrameRNNClassifier(nn.Module):
 
   @nn.compact
   def __call__(self, clips, *, train: bool = False):
-    x = FrameEncoder(self.conv_features, self.convs_per_block, self.embed_dim, self.batch_norm,
-                     self.stem_stride, self.dtype, name="encoder")(clips.astype(self.dtype),
-                                                                   train=train)
-    for i in range(self.num_layers):
-      x = nn.Dropout(self.dropout, deterministic=not train)(x)
-      x = _recurrent_layer(self.cell, self.hidden_size, self.dtype, f"{self.cell}{i}")(x)
-    return Head(self.num_classes, self.head_hidden, self.dropout, self.dtype,
-                name="head")(x[:, -1], train=train)
+    # Unbound (parent=None), so that the FrameEncoder adopts it: parameters at encoder/cnn/...
+    cnn = _image_encoder(self, parent=None)
+    x = FrameEncoder(cnn=cnn, name="encoder")(clips.astype(self.dtype), train=train)
+    layer = GRU if self.cell == "gru" else LSTM
+    layers = [layer(self.hidden_size, return_carry=True, dtype=self.dtype, name=f"{self.cell}{i}")
+              for i in range(self.num_layers)]
+    x = _stack(layers, x, dropout=self.dropout, train=train)
+    return _head(self)(x[:, -1], train=train)
 
 
-class ConvLSTMClassifier(nn.Module):
+class ConvLSTMClassifier(nn.Module, kw_only=True):
   """Stacked ConvLSTM: a strided conv stem per frame, ConvLSTM layers, then pool + head.
 
   (B, T, H, W, C) -> stem (B, T, H/s, W/s, F0) -> ConvLSTM x L -> last step's map, globally
@@ -120,14 +136,14 @@ class ConvLSTMClassifier(nn.Module):
                        name="stem_bn")(x)
     x = nn.relu(x)
     x = x.reshape((b, t) + x.shape[1:])
-    for i, feats in enumerate(self.convlstm_features):
-      x = ConvLSTM(feats, self.kernel_size, dtype=self.dtype, name=f"convlstm{i}")(x)
+    layers = [ConvLSTM(feats, self.kernel_size, return_carry=True, dtype=self.dtype,
+                       name=f"convlstm{i}") for i, feats in enumerate(self.convlstm_features)]
+    x = Stack(layers=layers)(x)
     x = jnp.mean(x[:, -1], axis=(1, 2))
-    return Head(self.num_classes, self.head_hidden, self.dropout, self.dtype,
-                name="head")(x, train=train)
+    return _head(self)(x, train=train)
 
 
-class RowLSTMClassifier(nn.Module):
+class RowLSTMClassifier(nn.Module, kw_only=True):
   """Reads an image as a sequence of rows: (B, H, W, C) -> H steps of W*C -> LSTM -> head."""
 
   num_classes: int
@@ -141,48 +157,54 @@ class RowLSTMClassifier(nn.Module):
   def __call__(self, images, *, train: bool = False):
     b, h = images.shape[:2]
     x = images.astype(self.dtype).reshape(b, h, -1)
-    for i in range(self.num_layers):
-      x = nn.Dropout(self.dropout, deterministic=not train)(x)
-      x = LSTM(self.hidden_size, dtype=self.dtype, name=f"lstm{i}")(x)
-    return Head(self.num_classes, self.head_hidden, self.dropout, self.dtype,
-                name="head")(x[:, -1], train=train)
+    layers = [LSTM(self.hidden_size, return_carry=True, dtype=self.dtype, name=f"lstm{i}")
+              for i in range(self.num_layers)]
+    x = _stack(layers, x, dropout=self.dropout, train=train)
+    return _head(self)(x[:, -1], train=train)
 
 
-# name -> (example rank it expects: 4 for clips (T, H, W, C), 3 for images (H, W, C)).
-MODEL_INPUT_RANK = {"cnn": 3, "row_lstm": 3, "cnn_gru": 4, "cnn_lstm": 4, "convlstm": 4}
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+  model: type
+  rank: int  # of one example: 4 for clips (T, H, W, C), 3 for images (H, W, C)
+  fields: Tuple[str, ...]  # config.model fields passed on as keywords (renamed by _KEYWORDS)
+  fixed: Tuple[Tuple[str, Any], ...] = ()  # keywords that the name itself sets
+
+
+_ENCODER = ("conv_features", "convs_per_block", "embed_dim", "stem_stride", "batch_norm")
+_HEAD = ("head_hidden", "dropout", "dtype")
+# config.model.name -> how create_model builds it; the one place config fields become keywords.
+MODELS = {
+    "cnn": _Entry(CNNClassifier, 3, _ENCODER + _HEAD),
+    "cnn_gru": _Entry(FrameRNNClassifier, 4, _ENCODER + ("hidden_size", "num_layers") + _HEAD,
+                      (("cell", "gru"),)),
+    "cnn_lstm": _Entry(FrameRNNClassifier, 4, _ENCODER + ("hidden_size", "num_layers") + _HEAD,
+                       (("cell", "lstm"),)),
+    "convlstm": _Entry(ConvLSTMClassifier, 4, ("convlstm_features", "convlstm_kernel",
+                                               "stem_stride", "batch_norm") + _HEAD),
+    "row_lstm": _Entry(RowLSTMClassifier, 3, ("hidden_size", "num_layers") + _HEAD),
+}
+_KEYWORDS = {"convlstm_kernel": "kernel_size"}  # config field -> keyword, where they differ
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 def create_model(model_config, *, num_classes: int, input_shape: Sequence[int]) -> nn.Module:
   """Builds the model named by `model_config.name` for examples of `input_shape` (no batch)."""
-  name = model_config.name
-  if name not in MODEL_INPUT_RANK:
-    raise UserError(f"unknown model.name={name!r}; choose one of {sorted(MODEL_INPUT_RANK)}")
-  if len(input_shape) != MODEL_INPUT_RANK[name]:
-    kind = "clips (T, H, W, C)" if MODEL_INPUT_RANK[name] == 4 else "images (H, W, C)"
-    raise UserError(f"model.name={name!r} takes {kind} but the dataset gives examples of shape "
-                    f"{tuple(input_shape)}; pick a model for this data or a dataset for this model")
-  if model_config.dtype not in _DTYPES:
-    raise UserError(f"unknown model.dtype={model_config.dtype!r}; choose one of {sorted(_DTYPES)}")
-  if model_config.stem_stride < 1:
-    raise UserError(f"model.stem_stride={model_config.stem_stride} must be >= 1")
-  if not 0.0 <= model_config.dropout < 1.0:
-    raise UserError(f"model.dropout={model_config.dropout} must be in [0, 1)")
   m = model_config
-  common = dict(num_classes=num_classes, head_hidden=m.head_hidden, dropout=m.dropout,
-                dtype=_DTYPES[m.dtype])
-  if name == "cnn":
-    return CNNClassifier(conv_features=tuple(m.conv_features), convs_per_block=m.convs_per_block,
-                         embed_dim=m.embed_dim, stem_stride=m.stem_stride,
-                         batch_norm=m.batch_norm, **common)
-  if name in ("cnn_gru", "cnn_lstm"):
-    return FrameRNNClassifier(cell=name[4:], conv_features=tuple(m.conv_features),
-                              convs_per_block=m.convs_per_block, embed_dim=m.embed_dim,
-                              stem_stride=m.stem_stride, hidden_size=m.hidden_size,
-                              num_layers=m.num_layers,
-                              batch_norm=m.batch_norm, **common)
-  if name == "convlstm":
-    return ConvLSTMClassifier(convlstm_features=tuple(m.convlstm_features),
-                              kernel_size=m.convlstm_kernel, stem_stride=m.stem_stride,
-                              batch_norm=m.batch_norm, **common)
-  return RowLSTMClassifier(hidden_size=m.hidden_size, num_layers=m.num_layers, **common)
+  if m.name not in MODELS:
+    raise UserError(f"unknown model.name={m.name!r}; choose one of {sorted(MODELS)}")
+  entry = MODELS[m.name]
+  if len(input_shape) != entry.rank:
+    kind = "clips (T, H, W, C)" if entry.rank == 4 else "images (H, W, C)"
+    raise UserError(f"model.name={m.name!r} takes {kind} but the dataset gives examples of shape "
+                    f"{tuple(input_shape)}; pick a model for this data or a dataset for this model")
+  if m.dtype not in _DTYPES:
+    raise UserError(f"unknown model.dtype={m.dtype!r}; choose one of {sorted(_DTYPES)}")
+  if m.stem_stride < 1:
+    raise UserError(f"model.stem_stride={m.stem_stride} must be >= 1")
+  if not 0.0 <= m.dropout < 1.0:
+    raise UserError(f"model.dropout={m.dropout} must be in [0, 1)")
+  kwargs = {_KEYWORDS.get(f, f): tuple(m[f]) if isinstance(m[f], (list, tuple)) else m[f]
+            for f in entry.fields}
+  kwargs["dtype"] = _DTYPES[m.dtype]
+  return entry.model(num_classes=num_classes, **dict(entry.fixed), **kwargs)

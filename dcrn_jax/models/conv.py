@@ -6,15 +6,16 @@ initialisers, so checkpoints and initial values are the same); `max_pool` matche
 XLA ops; only the gradients are computed differently:
 
   - the weight gradient of a convolution, which autodiff emits as a "backward-filter" convolution
-    that XLA:CPU runs 1.5-3x slower than the forward one, is written as matmuls over shifted views
-    of the input (one per kernel tap, or one over the k*k*C patch matrix when that is small),
-    block by block over the batch so that each block stays in cache. Accelerators keep
-    autodiff's form (`lax.platform_dependent`), which cuDNN and friends run well;
-  - the gradient of max-pooling, which autodiff emits as select-and-scatter (on XLA:CPU ~40x the
-    cost of the pooling itself), is a mask of each window's maximum: the first maximal element
-    of a window gets the gradient, as with select-and-scatter.
+    that XLA:CPU runs slower than the forward one, is written as matmuls over shifted views of
+    the input (one per kernel tap, or one over the k*k*C patch matrix when that is small), block
+    by block over the batch so that each block stays in cache. Accelerators keep autodiff's
+    form, which cuDNN and friends run well: `cpu_forms()` below is the one place where the
+    models choose between CPU and accelerator code;
+  - the gradient of max-pooling, which autodiff emits as select-and-scatter (on XLA:CPU many
+    times the cost of the pooling itself), is a mask of each window's maximum: the first maximal
+    element of a window gets the gradient, as with select-and-scatter.
 
-Measured on a 2-core CPU (benchmarks/bench_recurrent.py, cnn_gru workload): see the README.
+Measured speed-ups: the README (Speed on CPU) and benchmarks/RESULTS.md.
 """
 
 from typing import Any, Callable, Sequence, Tuple, Union
@@ -34,6 +35,18 @@ PATCHES_MAX = 144
 _BLOCK_BYTES = 4 << 20
 
 Pads = Tuple[Tuple[int, int], Tuple[int, int]]
+
+
+def cpu_forms() -> bool:
+  """Whether the models run their XLA:CPU forms: the one place that chooses between CPU and
+  accelerator code, decided when tracing, from the default backend.
+
+  True (CPU): weight gradients of convolutions are matmuls over shifted inputs (`Conv` here, the
+  recurrent layers' maps in `rnn_maps`), and the convolutional recurrences do their input-side
+  work step by step inside their loops (`rnn_scan`). False (GPU, TPU): autodiff's
+  weight-gradient convolutions, and the recurrences' input-side work batched over all steps.
+  """
+  return jax.default_backend() == "cpu"
 
 
 def weight_grad_taps(x, dy, kernel_size: Tuple[int, int], strides: Tuple[int, int],
@@ -99,13 +112,10 @@ def _conv2d_bwd(strides, pads, res, dy):
   x, w = res
   dx = jax.vjp(lambda x_: _conv(x_, w, strides, pads), x)[1](dy)[0]
 
-  def autodiff(x, dy):
-    return jax.vjp(lambda w_: _conv(x, w_, strides, pads), w)[1](dy)[0].astype(_F32)
-
-  def matmuls(x, dy):
-    return weight_grad_blocked(x, dy, w.shape[:2], strides, pads)
-
-  dw = lax.platform_dependent(x, dy, cpu=matmuls, default=autodiff)
+  if cpu_forms():
+    dw = weight_grad_blocked(x, dy, w.shape[:2], strides, pads)
+  else:
+    dw = jax.vjp(lambda w_: _conv(x, w_, strides, pads), w)[1](dy)[0]
   return dx, dw.astype(w.dtype)
 
 

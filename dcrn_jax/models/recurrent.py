@@ -4,16 +4,17 @@
 convolutional, (B, T, H, W, C) -> (B, T, H, W, features), 'SAME' padding, channels-last), plus
 `Bidirectional` and `Stack` wrappers.
 
-How they are fast: one `lax.scan` over time (compile time does not depend on T) with the gates
-fused; training uses a hand-written backward pass (`rnn_scan`) that recomputes nothing, whose loop
-contains only forward-form matmuls/convolutions (autodiff's transposed convolutions inside a loop
-are what makes `nn.RNN(nn.ConvLSTMCell)` slow to train on XLA:CPU), and whose weight gradients are
-matmuls (`rnn_maps`). Dense layers project all T inputs in one matmul before the loop and take
-their input and weight gradients in one matmul each after it; convolutional ones do the same on
-accelerators, and on CPU, where that measured slower (cache), one convolution per step over
-[x_t, h]. On a 2-core CPU, training is 10-20x faster than through `nn.RNN` (benchmarks/).
+The math is in `reference.py` (a plain LSTM/GRU step in a `lax.scan`, the specification the tests
+hold these layers to). How they run it fast: one `lax.scan` over time (compile time does not
+depend on T) with the gates fused; training uses a hand-written backward pass (`rnn_scan`) that
+recomputes nothing, whose loop contains only forward-form matmuls/convolutions (autodiff's
+transposed convolutions inside a loop are what makes `nn.RNN(nn.ConvLSTMCell)` slow to train on
+XLA:CPU), and whose weight gradients are matmuls on CPU (`rnn_maps`). Dense layers project all T
+inputs in one matmul before the loop and take their input and weight gradients in one matmul
+each after it; convolutional ones do the same on accelerators and, on CPU, one convolution per
+step over [x_t, h] (`conv.cpu_forms()` decides). Measured speed: README, Speed on CPU.
 
-Options common to all four layers:
+Options common to all four layers (keyword-only, held by `RecurrentLayer`):
   return_carry  return (final carry, outputs) instead of outputs (the order of Flax's nn.RNN).
   reverse       run from the last step to the first; outputs stay aligned with their inputs.
   unroll        steps per loop iteration (lax.scan's unroll); speed only, never compile-time T.
@@ -23,6 +24,8 @@ Options common to all four layers:
                 T, for one more forward pass.
   dtype         compute dtype of matmuls/convolutions and outputs (e.g. bfloat16); gate
                 arithmetic, the LSTM cell state and weight gradients stay float32.
+  param_dtype, kernel_init, recurrent_kernel_init (None: per-gate orthogonal for the dense
+                layers, lecun_normal for the convolutional ones).
   forget_bias   (LSTMs) initial bias of the forget gate; 1.0 keeps memory early in training.
 
 Parameters: `input_kernel` (D or kh x kw x C, G*F), `recurrent_kernel` (F or kh x kw x F, G*F),
@@ -31,6 +34,7 @@ Parameters: `input_kernel` (D or kh x kw x C, G*F), `recurrent_kernel` (F or kh 
 Carries: LSTM (c, h) with c float32; GRU h. Both (N, F) or (N, H, W, F).
 """
 
+import dataclasses
 from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 import flax.linen as nn
@@ -39,7 +43,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from dcrn_jax.models.rnn_maps import Conv2DMap, DenseMap
-from dcrn_jax.models.rnn_scan import gru_sequence, lstm_sequence
+from dcrn_jax.models.rnn_scan import (GRUWeights, LSTMCarry, LSTMWeights, Loop, gru_sequence,
+                                      lstm_sequence)
 
 Initializer = Callable[..., Any]
 
@@ -96,142 +101,139 @@ def _over_time(run, x, carry, *, reverse: bool, remat_chunk: int):
   return jnp.swapaxes(ys, 0, 1), carry
 
 
-def _lstm(layer, m, x, features, initial_carry):
-  """Parameters and the whole-sequence run shared by LSTM and ConvLSTM."""
-  w_in = layer.param("input_kernel", layer.kernel_init,
-                     layer.kernel_shape(x.shape[-1], 4 * features), layer.param_dtype)
-  w_rec = layer.param("recurrent_kernel", layer.recurrent_kernel_init,
-                      layer.kernel_shape(features, 4 * features), layer.param_dtype)
-  bias = layer.param("bias", _lstm_bias(layer.forget_bias), (4 * features,), layer.param_dtype)
-  state = x.shape[:1] + x.shape[2:-1] + (features,)
-  if initial_carry is None:
-    initial_carry = (jnp.zeros(state, jnp.float32), jnp.zeros(state, layer.dtype))
-  # The loop carries keep these dtypes whatever the caller passed.
-  initial_carry = (initial_carry[0].astype(jnp.float32), initial_carry[1].astype(layer.dtype))
+class RecurrentLayer(nn.Module):
+  """What LSTM, GRU, ConvLSTM and ConvGRU share: their options and the run over time.
 
-  def run(xs, carry):
-    return lstm_sequence(m, layer.unroll, layer.dtype, xs, w_in, bias, w_rec, *carry)
+  Each layer creates its own parameters in its `__call__` and hands them, with the initial carry,
+  to `_run`, which applies `rnn_scan`'s whole-sequence function over time.
+  """
 
-  ys, carry = _over_time(run, x, initial_carry, reverse=layer.reverse,
-                         remat_chunk=layer.remat_chunk)
-  return (carry, ys) if layer.return_carry else ys
-
-
-def _gru(layer, m, x, features, initial_carry):
-  """Parameters and the whole-sequence run shared by GRU and ConvGRU."""
-  w_in = layer.param("input_kernel", layer.kernel_init,
-                     layer.kernel_shape(x.shape[-1], 3 * features), layer.param_dtype)
-  w_rec = layer.param("recurrent_kernel", layer.recurrent_kernel_init,
-                      layer.kernel_shape(features, 3 * features), layer.param_dtype)
-  bias = layer.param("bias", nn.initializers.zeros_init(), (3 * features,), layer.param_dtype)
-  b_rec = layer.param("recurrent_bias", nn.initializers.zeros_init(), (features,),
-                      layer.param_dtype)
-  if initial_carry is None:
-    initial_carry = jnp.zeros(x.shape[:1] + x.shape[2:-1] + (features,), layer.dtype)
-  initial_carry = initial_carry.astype(layer.dtype)
-
-  def run(xs, h):
-    return gru_sequence(m, layer.unroll, layer.dtype, xs, w_in, bias, w_rec, b_rec, h)
-
-  ys, carry = _over_time(run, x, initial_carry, reverse=layer.reverse,
-                         remat_chunk=layer.remat_chunk)
-  return (carry, ys) if layer.return_carry else ys
-
-
-class LSTM(nn.Module):
-  """LSTM over time: (B, T, D) -> (B, T, hidden_size); carry (c, h), each (B, hidden_size)."""
-
-  hidden_size: int
+  _: dataclasses.KW_ONLY
   return_carry: bool = False
   reverse: bool = False
   unroll: int = 1
   remat_chunk: int = 0
-  forget_bias: float = 1.0
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
   kernel_init: Initializer = nn.initializers.lecun_normal()
-  recurrent_kernel_init: Initializer = _per_gate(nn.initializers.orthogonal(), 4)
+  recurrent_kernel_init: Optional[Initializer] = None  # None: the layer's default
 
-  def kernel_shape(self, fan_in, fan_out):
-    return (fan_in, fan_out)
+  def _recurrent_init(self, default: Initializer) -> Initializer:
+    return default if self.recurrent_kernel_init is None else self.recurrent_kernel_init
+
+  def _lstm_carry(self, x, features: int, initial_carry) -> LSTMCarry:
+    if initial_carry is None:
+      state = x.shape[:1] + x.shape[2:-1] + (features,)
+      initial_carry = (jnp.zeros(state, jnp.float32), jnp.zeros(state, self.dtype))
+    c, h = initial_carry  # The loop carries keep these dtypes whatever the caller passed.
+    return LSTMCarry(c.astype(jnp.float32), h.astype(self.dtype))
+
+  def _gru_carry(self, x, features: int, initial_carry):
+    if initial_carry is None:
+      initial_carry = jnp.zeros(x.shape[:1] + x.shape[2:-1] + (features,), self.dtype)
+    return initial_carry.astype(self.dtype)
+
+  def _run(self, sequence, m, x, weights, carry):
+    """`sequence` (lstm_sequence or gru_sequence) over x (B, T, ...) -> outputs (B, T, ...),
+    after the final carry if return_carry (an LSTM's as a plain tuple (c, h))."""
+    loop = Loop(m, self.unroll, self.dtype)
+    ys, carry = _over_time(lambda xs, c: sequence(loop, xs, weights, c), x, carry,
+                           reverse=self.reverse, remat_chunk=self.remat_chunk)
+    if isinstance(carry, LSTMCarry):
+      carry = tuple(carry)
+    return (carry, ys) if self.return_carry else ys
+
+
+class LSTM(RecurrentLayer):
+  """LSTM over time: (B, T, D) -> (B, T, hidden_size); carry (c, h), each (B, hidden_size).
+  The math: `reference.lstm_reference` with dense maps."""
+
+  hidden_size: int
+  _: dataclasses.KW_ONLY
+  forget_bias: float = 1.0
 
   @nn.compact
   def __call__(self, x, initial_carry=None):
     _check_rank(x, 3, "LSTM", "(B, T, D)")
-    return _lstm(self, DenseMap(), x, self.hidden_size, initial_carry)
+    d, f = x.shape[-1], self.hidden_size
+    rec_init = self._recurrent_init(_per_gate(nn.initializers.orthogonal(), 4))
+    weights = LSTMWeights(
+        input_kernel=self.param("input_kernel", self.kernel_init, (d, 4 * f), self.param_dtype),
+        recurrent_kernel=self.param("recurrent_kernel", rec_init, (f, 4 * f), self.param_dtype),
+        bias=self.param("bias", _lstm_bias(self.forget_bias), (4 * f,), self.param_dtype))
+    return self._run(lstm_sequence, DenseMap(), x, weights, self._lstm_carry(x, f, initial_carry))
 
 
-class GRU(nn.Module):
-  """GRU over time: (B, T, D) -> (B, T, hidden_size); carry h (B, hidden_size)."""
+class GRU(RecurrentLayer):
+  """GRU over time: (B, T, D) -> (B, T, hidden_size); carry h (B, hidden_size).
+  The math: `reference.gru_reference` with dense maps."""
 
   hidden_size: int
-  return_carry: bool = False
-  reverse: bool = False
-  unroll: int = 1
-  remat_chunk: int = 0
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
-  kernel_init: Initializer = nn.initializers.lecun_normal()
-  recurrent_kernel_init: Initializer = _per_gate(nn.initializers.orthogonal(), 3)
-
-  def kernel_shape(self, fan_in, fan_out):
-    return (fan_in, fan_out)
+  _: dataclasses.KW_ONLY
 
   @nn.compact
   def __call__(self, x, initial_carry=None):
     _check_rank(x, 3, "GRU", "(B, T, D)")
-    return _gru(self, DenseMap(), x, self.hidden_size, initial_carry)
+    d, f = x.shape[-1], self.hidden_size
+    rec_init = self._recurrent_init(_per_gate(nn.initializers.orthogonal(), 3))
+    zeros = nn.initializers.zeros_init()
+    weights = GRUWeights(
+        input_kernel=self.param("input_kernel", self.kernel_init, (d, 3 * f), self.param_dtype),
+        recurrent_kernel=self.param("recurrent_kernel", rec_init, (f, 3 * f), self.param_dtype),
+        bias=self.param("bias", zeros, (3 * f,), self.param_dtype),
+        recurrent_bias=self.param("recurrent_bias", zeros, (f,), self.param_dtype))
+    return self._run(gru_sequence, DenseMap(), x, weights, self._gru_carry(x, f, initial_carry))
 
 
-class ConvLSTM(nn.Module):
+class ConvLSTM(RecurrentLayer):
   """Convolutional LSTM over time: (B, T, H, W, C) -> (B, T, H, W, features); carry (c, h),
-  each (B, H, W, features). Both convolutions are stride 1, 'SAME', of `kernel_size`."""
+  each (B, H, W, features). Both convolutions are stride 1, 'SAME', of `kernel_size`.
+  The math: `reference.lstm_reference` with convolutions."""
 
   features: int
   kernel_size: Union[int, Sequence[int]] = 3
-  return_carry: bool = False
-  reverse: bool = False
-  unroll: int = 1
-  remat_chunk: int = 0
+  _: dataclasses.KW_ONLY
   forget_bias: float = 1.0
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
-  kernel_init: Initializer = nn.initializers.lecun_normal()
-  recurrent_kernel_init: Initializer = nn.initializers.lecun_normal()
-
-  def kernel_shape(self, fan_in, fan_out):
-    return _kernel_pair(self.kernel_size) + (fan_in, fan_out)
 
   @nn.compact
   def __call__(self, x, initial_carry=None):
     _check_rank(x, 5, "ConvLSTM", "(B, T, H, W, C)")
-    return _lstm(self, Conv2DMap(_kernel_pair(self.kernel_size)), x, self.features,
-                 initial_carry)
+    k, c, f = _kernel_pair(self.kernel_size), x.shape[-1], self.features
+    rec_init = self._recurrent_init(nn.initializers.lecun_normal())
+    weights = LSTMWeights(
+        input_kernel=self.param("input_kernel", self.kernel_init, k + (c, 4 * f),
+                                self.param_dtype),
+        recurrent_kernel=self.param("recurrent_kernel", rec_init, k + (f, 4 * f),
+                                    self.param_dtype),
+        bias=self.param("bias", _lstm_bias(self.forget_bias), (4 * f,), self.param_dtype))
+    return self._run(lstm_sequence, Conv2DMap(k), x, weights,
+                     self._lstm_carry(x, f, initial_carry))
 
 
-class ConvGRU(nn.Module):
+class ConvGRU(RecurrentLayer):
   """Convolutional GRU over time: (B, T, H, W, C) -> (B, T, H, W, features); carry h
-  (B, H, W, features). Both convolutions are stride 1, 'SAME', of `kernel_size`."""
+  (B, H, W, features). Both convolutions are stride 1, 'SAME', of `kernel_size`.
+  The math: `reference.gru_reference` with convolutions."""
 
   features: int
   kernel_size: Union[int, Sequence[int]] = 3
-  return_carry: bool = False
-  reverse: bool = False
-  unroll: int = 1
-  remat_chunk: int = 0
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
-  kernel_init: Initializer = nn.initializers.lecun_normal()
-  recurrent_kernel_init: Initializer = nn.initializers.lecun_normal()
-
-  def kernel_shape(self, fan_in, fan_out):
-    return _kernel_pair(self.kernel_size) + (fan_in, fan_out)
+  _: dataclasses.KW_ONLY
 
   @nn.compact
   def __call__(self, x, initial_carry=None):
     _check_rank(x, 5, "ConvGRU", "(B, T, H, W, C)")
-    return _gru(self, Conv2DMap(_kernel_pair(self.kernel_size)), x, self.features,
-                initial_carry)
+    k, c, f = _kernel_pair(self.kernel_size), x.shape[-1], self.features
+    rec_init = self._recurrent_init(nn.initializers.lecun_normal())
+    zeros = nn.initializers.zeros_init()
+    weights = GRUWeights(
+        input_kernel=self.param("input_kernel", self.kernel_init, k + (c, 3 * f),
+                                self.param_dtype),
+        recurrent_kernel=self.param("recurrent_kernel", rec_init, k + (f, 3 * f),
+                                    self.param_dtype),
+        bias=self.param("bias", zeros, (3 * f,), self.param_dtype),
+        recurrent_bias=self.param("recurrent_bias", zeros, (f,), self.param_dtype))
+    return self._run(gru_sequence, Conv2DMap(k), x, weights,
+                     self._gru_carry(x, f, initial_carry))
 
 
 class Bidirectional(nn.Module):
@@ -255,16 +257,30 @@ class Bidirectional(nn.Module):
 
 class Stack(nn.Module):
   """Recurrent layers one after another, each reading the previous one's outputs:
-  (B, T, ...) -> (B, T, ...) of the last layer. Carries are tuples, one per layer."""
+  (B, T, ...) -> (B, T, ...) of the last layer. Carries are tuples, one per layer.
+
+  Layers given unbound (`Stack([LSTM(64), LSTM(64)])`) become Stack's own children, `layer0`,
+  `layer1`, ... Layers created inside another module's compact method are bound to that module:
+  they are used as given, keep their names and parameters there (how the classifiers keep their
+  parameter paths), and must be built with return_carry=True. `between[i]`, if given, is applied
+  to layer i's outputs before layer i + 1 reads them (e.g. dropout).
+  """
 
   layers: Sequence[nn.Module]
   return_carry: bool = False
+  between: Sequence[Callable[[jax.Array], jax.Array]] = ()
 
   @nn.compact
   def __call__(self, x, initial_carry: Optional[Sequence[Any]] = None):
     carries = []
     for i, layer in enumerate(self.layers):
-      layer = layer.clone(parent=self, name=f"layer{i}", return_carry=True)
+      if i > 0 and self.between:
+        x = self.between[i - 1](x)
+      if layer.parent is self:  # Given unbound (Flax made it ours): our child layer{i}.
+        layer = layer.clone(parent=self, name=f"layer{i}", return_carry=True)
+      elif not layer.return_carry:
+        raise ValueError(f"Stack: layer {layer.name} belongs to another module and must be "
+                         "built with return_carry=True")
       carry, x = layer(x, None if initial_carry is None else initial_carry[i])
       carries.append(carry)
     return (tuple(carries), x) if self.return_carry else x

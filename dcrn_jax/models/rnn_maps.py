@@ -6,13 +6,15 @@ For `y = m(x, w)` a map gives:
   - `m.input_grad(dy, m.transpose_weight(w))`: dL/dx written as a *forward* map with a transposed
     kernel, so that inside a time loop XLA only ever sees forward dots/convolutions;
   - `m.weight_grad(x, dy)`: dL/dw summed over every leading axis, in float32;
-  - `m.per_step`: whether the recurrences (rnn_scan) should do the input-side work (input
-    projection, input and weight gradients) step by step inside their loops (True) or batched
-    over all steps outside them (False).
+  - `m.per_step`: whether the recurrences (rnn_scan) do the input-side work (input projection,
+    input and weight gradients) step by step inside their loops (True) or batched over all
+    steps outside them (False).
 
 Why: XLA:CPU runs the transposed convolutions that autodiff emits (the input-gradient and above all
-the weight-gradient forms) 2-5x slower than forward convolutions, and ~100x slower inside
-`lax.scan`. Forward-form convolutions and plain matmuls run at full speed everywhere.
+the weight-gradient forms) slower than forward convolutions, and far slower inside `lax.scan`
+(figures: the README, Fast recurrent layers). Forward-form convolutions and plain matmuls run at
+full speed everywhere. Which forms a convolution uses on which platform is decided in one place,
+`conv.cpu_forms()`.
 """
 
 import dataclasses
@@ -59,9 +61,8 @@ class Conv2DMap:
   @property
   def per_step(self):
     # CPU: a step's maps keep the cores busy and stay in cache, which measured faster than
-    # batching over all steps (see rnn_scan). Accelerators prefer the few large batched ops
-    # (not measured: no GPU was available when this was written).
-    return jax.default_backend() == "cpu"
+    # batching over all steps. Accelerators prefer the few large batched ops.
+    return conv.cpu_forms()
 
   @property
   def _pads(self):
@@ -86,30 +87,20 @@ class Conv2DMap:
     return self._conv(dy, w_t, tuple((hi, lo) for lo, hi in self._pads))
 
   def weight_grad(self, x, dy):
-    return lax.platform_dependent(x, dy, cpu=self._weight_grad_matmuls,
-                                  default=self._weight_grad_conv)
+    if conv.cpu_forms():
+      return self.weight_grad_matmuls(x, dy)
+    return self.weight_grad_conv(x, dy)
 
-  def _weight_grad_matmuls(self, x, dy):
-    # dw[i, j] = shift_ij(x)^T @ dy (conv.weight_grad_taps), contracting over every pixel of
-    # every frame: on XLA:CPU 1.5-3x faster than the weight-gradient convolution autodiff emits.
-    # For 5-D inputs it runs block by block over the first axis (time), so that each block of dy
-    # is read from memory once and stays in cache for all k*k taps.
+  def weight_grad_matmuls(self, x, dy):
+    """dw[i, j] = shift_ij(x)^T @ dy (conv.weight_grad_taps), contracting over every pixel of
+    every frame: XLA:CPU runs these matmuls faster than the weight-gradient convolution."""
     (kh, kw), c, g = self.kernel_size, x.shape[-1], dy.shape[-1]
-
-    def block(xb, dyb):
-      return conv.weight_grad_taps(xb.reshape((-1,) + xb.shape[-3:]),
-                                   dyb.reshape((-1,) + dyb.shape[-3:]), self.kernel_size,
-                                   (1, 1), self._pads)
-
-    if x.ndim == 5:
-      dw, _ = lax.scan(lambda dw, xy: (dw + block(*xy), None),
-                       jnp.zeros((kh * kw * c, g), _F32), (x, dy))
-    else:
-      dw = block(x, dy)
+    dw = conv.weight_grad_taps(x.reshape((-1,) + x.shape[-3:]), dy.reshape((-1,) + dy.shape[-3:]),
+                               self.kernel_size, (1, 1), self._pads)
     return dw.reshape((kh, kw, c, g))
 
-  def _weight_grad_conv(self, x, dy):
-    # Accelerators (cuDNN and friends) have fast weight-gradient convolutions: use autodiff's.
+  def weight_grad_conv(self, x, dy):
+    """Autodiff's weight-gradient convolution, which accelerators (cuDNN and friends) run well."""
     x = x.reshape((-1,) + x.shape[-3:])
     dy = dy.reshape((-1,) + dy.shape[-3:])
     w0 = jnp.zeros(self.kernel_size + (x.shape[-1], dy.shape[-1]), x.dtype)

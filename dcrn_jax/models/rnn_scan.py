@@ -1,36 +1,56 @@
 """Whole-sequence LSTM and GRU recurrences with a hand-written backward pass (`jax.custom_vjp`).
 
+The specification is `reference.py`: the same math as a plain step in a `lax.scan`, differentiated
+by autodiff; tests/test_recurrent.py checks outputs, carries and every gradient of these functions
+against it. Everything here is about speed on XLA:CPU, where autodiff of that plain scan is slow.
+
 Both run time-major, over a map `m` from `rnn_maps` (dense or convolution):
 
   x (T, N, ..., C) -> hs (T, N, ..., F)     `...` empty for dense layers, (H, W) for conv ones.
 
 The loop is one `lax.scan` (compile time does not depend on T); the forward scan saves each
-step's gate activations for training, so the backward pass recomputes no matmul or convolution,
-and the backward scan's heavy ops are forward-form maps (`m.input_grad`, kernels transposed once
-before the loop). Where the input-side work goes depends on the map (`m.per_step`):
+step's gate activations for training (`LSTMResiduals`, `GRUResiduals`), so the backward pass
+recomputes no matmul or convolution, and the backward scan's heavy ops are forward-form maps
+(`m.input_grad`, kernels transposed once before the loop). Where the input-side work goes
+depends on the map (`m.per_step`, decided by `conv.cpu_forms()`), so each cell has two backward
+loops:
   - batched (dense layers; convolutions on accelerators): the input projection of all T steps is
     one op before the loop; the backward loop yields each step's gate gradients, and the input
     gradient and both weight gradients are then one batched op each over all T*N rows;
   - per step (convolutions on CPU): the step's input and hidden state go through one
     convolution with the two kernels stacked ([x_t, h] -> gates; GRUs need two), the backward
     step's input and hidden-state gradients are one convolution too, and both weight gradients
-    accumulate in the loop while the step's gate gradients are still in cache. In a full XLA:CPU
-    train step the batched 16-frame convolutions ran up to 2.5x slower per FLOP than per-step ones
-    (cache), and batching after the loop writes and re-reads T gate-gradient maps: this path
-    measured ~10 % faster at 32x32 maps and for ConvGRU, the same at 16x16.
+    accumulate in the loop while the step's gate gradients are still in cache (faster in the
+    full train step on CPU: README, Fast recurrent layers).
 
-Precision: matmuls/convolutions and saved activations use the compute dtype `dtype` (e.g.
+The differentiable arguments and their cotangents are NamedTuples (`LSTMWeights`, `LSTMCarry`,
+`LSTMGrads`, ...): the backward pass builds its cotangents by field name, and JAX checks their
+structure against the arguments', so no order can drift silently.
+
+Precision: matmuls/convolutions and saved activations use the compute dtype `Loop.dtype` (e.g.
 bfloat16); gate arithmetic, the LSTM cell state and weight/bias gradients are float32. Gate
 orders: LSTM i, f, g, o; GRU r, z, n (as PyTorch and Flax's OptimizedLSTMCell / GRUCell).
 """
 
+import dataclasses
 from functools import partial
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
 _F32 = jnp.float32
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Loop:
+  """The static settings of a recurrence (not differentiated)."""
+
+  m: Any  # a map of rnn_maps: DenseMap() or Conv2DMap(kernel_size)
+  unroll: int = 1  # lax.scan's unroll
+  dtype: Any = _F32  # compute dtype of the maps, saved activations and outputs
 
 
 def _shift_in(first, rest):
@@ -41,8 +61,8 @@ def _shift_in(first, rest):
 def _sum_lead(x):
   """Sum over every axis but the last, in float32: a bias gradient.
 
-  Written as ones @ x: XLA:CPU runs this small-output reduction as a matrix-vector product many
-  times faster than as a reduce (which it fuses with, and computes on, one core)."""
+  Written as ones @ x: XLA:CPU runs this small-output reduction as a matrix-vector product much
+  faster than as a reduce (which it fuses with, and computes on, one core)."""
   x2 = x.reshape(-1, x.shape[-1])
   return lax.dot_general(jnp.ones(x2.shape[:1], x2.dtype), x2, (((0,), (0,)), ((), ())),
                          preferred_element_type=_F32)
@@ -50,7 +70,7 @@ def _sum_lead(x):
 
 def _sigmoid(x):
   # The same function as jax.nn.sigmoid; XLA:CPU computes tanh with a fast polynomial but
-  # lowers the logistic to exp and a division, ~2x slower on the gate tensors.
+  # lowers the logistic to exp and a division, which is slower on the gate tensors.
   return 0.5 * jnp.tanh(0.5 * x) + 0.5
 
 
@@ -58,8 +78,9 @@ def _by_gate(x, gates):
   """(..., G*F) -> (..., G, F), and an index of the gate along axis -2 to select with.
 
   The gate arithmetic is written on the whole fused array with `where` on this index, not on
-  split-and-concatenated pieces: XLA:CPU then emits one loop over all gates per step instead of
-  one per gate plus a concatenation, which matters when a step's maps are small."""
+  split-and-concatenated pieces as in reference.py: XLA:CPU then emits one loop over all gates
+  per step instead of one per gate plus a concatenation, which matters when a step's maps are
+  small."""
   x = x.reshape(x.shape[:-1] + (gates, x.shape[-1] // gates))
   return x, lax.broadcasted_iota(jnp.int32, (gates, 1), 0)
 
@@ -68,7 +89,41 @@ def _by_gate(x, gates):
 # LSTM: c' = f*c + i*g, h' = o*tanh(c'); carry (c, h) with c float32.
 
 
-def _lstm_forward(m, unroll, dtype, x, w_in, b, w_rec, c0, h0, save):
+class LSTMWeights(NamedTuple):
+  """An LSTM layer's parameters, gates fused on the last axis in the order i, f, g, o."""
+
+  input_kernel: Array  # (C, 4F) or (kh, kw, C, 4F)
+  recurrent_kernel: Array  # (F, 4F) or (kh, kw, F, 4F)
+  bias: Array  # (4F,)
+
+
+class LSTMCarry(NamedTuple):
+  c: Array  # (N, ..., F) float32
+  h: Array  # (N, ..., F) compute dtype
+
+
+class LSTMResiduals(NamedTuple):
+  """What the forward pass keeps for the backward pass."""
+
+  acts: Array  # (T, N, ..., 4F) each step's gate activations i, f, g, o, compute dtype
+  c_in: Array  # (T, N, ..., F) each step's incoming cell state, float32
+  hs: Array  # (T, N, ..., F) the outputs
+  x: Array
+  weights: LSTMWeights
+  carry: LSTMCarry  # the initial carry
+
+
+class LSTMGrads(NamedTuple):
+  """Cotangents of lstm_sequence's differentiable arguments, in the order of its signature."""
+
+  x: Array
+  weights: LSTMWeights
+  carry: LSTMCarry
+
+
+def _lstm_forward(loop: Loop, x, weights: LSTMWeights, carry: LSTMCarry, save: bool):
+  m, dtype = loop.m, loop.dtype
+  w_in, w_rec, b = weights
   if m.per_step:
     xs, w = x.astype(dtype), jnp.concatenate([w_in, w_rec], axis=-2).astype(dtype)
     gates = lambda x_t, h: m(jnp.concatenate([x_t, h], -1), w).astype(_F32)
@@ -86,33 +141,32 @@ def _lstm_forward(m, unroll, dtype, x, w_in, b, w_rec, c0, h0, save):
     # The incoming c (not the new one) is saved: the backward step recomputes c' = f*c + i*g
     # exactly, and no shifted copy of the cell states is needed.
     saved = (acts.reshape(c.shape[:-1] + (-1,)).astype(dtype), c) if save else None
-    return (c_new, h_new), (h_new, saved)
+    return LSTMCarry(c_new, h_new), (h_new, saved)
 
-  carry, (hs, saved) = lax.scan(step, (c0.astype(_F32), h0.astype(dtype)), xs, unroll=unroll)
+  carry = LSTMCarry(carry.c.astype(_F32), carry.h.astype(dtype))
+  carry, (hs, saved) = lax.scan(step, carry, xs, unroll=loop.unroll)
   return hs, carry, saved
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
-def lstm_sequence(m, unroll, dtype, x, w_in, b, w_rec, c0, h0):
-  """LSTM over time. m: map (rnn_maps); unroll: lax.scan's; dtype: compute dtype.
+@partial(jax.custom_vjp, nondiff_argnums=(0,))
+def lstm_sequence(loop: Loop, x, weights: LSTMWeights, carry: LSTMCarry):
+  """LSTM over time: x (T, N, ..., C) -> (hs (T, N, ..., F) in `loop.dtype`, final LSTMCarry).
 
-  x (T, N, ..., C); w_in (C, 4F) or (kh, kw, C, 4F); b (4F,); w_rec (F, 4F) or (kh, kw, F, 4F);
-  c0, h0 (N, ..., F). Returns (hs (T, N, ..., F) in `dtype`, (c_T float32, h_T)).
-  """
-  hs, carry, _ = _lstm_forward(m, unroll, dtype, x, w_in, b, w_rec, c0, h0, save=False)
+  The math: reference.lstm_reference (time-major here)."""
+  hs, carry, _ = _lstm_forward(loop, x, weights, carry, save=False)
   return hs, carry
 
 
-def _lstm_fwd(m, unroll, dtype, x, w_in, b, w_rec, c0, h0):
-  hs, carry, (acts, c_in) = _lstm_forward(m, unroll, dtype, x, w_in, b, w_rec, c0, h0, True)
-  return (hs, carry), (acts, c_in, hs, x, w_in, b, w_rec, c0, h0)
+def _lstm_fwd(loop, x, weights, carry):
+  hs, carry_out, (acts, c_in) = _lstm_forward(loop, x, weights, carry, save=True)
+  return (hs, carry_out), LSTMResiduals(acts, c_in, hs, x, weights, carry)
 
 
-def _lstm_bwd(m, unroll, dtype, res, cts):
-  acts, c_in, hs, x, w_in, b, w_rec, c0, h0 = res
-  dhs, (dc_last, dh_last) = cts
-  xc, h_in, cin = x.astype(dtype), _shift_in(h0, hs), x.shape[-1]
-  w_cat = jnp.concatenate([w_in, w_rec], axis=-2).astype(dtype)  # inputs stacked: [x, h]
+def _lstm_bwd(loop: Loop, res: LSTMResiduals, cts):
+  m, dtype = loop.m, loop.dtype
+  dhs, d_last = cts  # d_last: an LSTMCarry
+  w_in, w_rec, b = res.weights
+  xc, h_in, cin = res.x.astype(dtype), _shift_in(res.carry.h, res.hs), res.x.shape[-1]
 
   def gate_grads(dc, dh, a, c_prev, dy):
     a, gate = _by_gate(a.astype(_F32), 4)
@@ -127,8 +181,9 @@ def _lstm_bwd(m, unroll, dtype, res, cts):
     dpre = d_act * jnp.where(gate == 2, 1.0 - a * a, a * (1.0 - a))
     return dc * f, dpre.reshape(dy.shape[:-1] + (-1,)).astype(dtype)
 
-  init = (dc_last.astype(_F32), dh_last.astype(_F32))
-  if m.per_step:
+  init = (d_last.c.astype(_F32), d_last.h.astype(_F32))
+  if m.per_step:  # Input and weight gradients inside the loop, from the stacked [x_t, h].
+    w_cat = jnp.concatenate([w_in, w_rec], axis=-2).astype(dtype)
     w_cat_t = m.transpose_weight(w_cat)
 
     def step(carry, inputs):
@@ -140,9 +195,9 @@ def _lstm_bwd(m, unroll, dtype, res, cts):
       return (dc, d_in[..., cin:].astype(_F32), dw, db + _sum_lead(dpre)), d_in[..., :cin]
 
     init += (jnp.zeros(w_cat.shape, _F32), jnp.zeros(b.shape, _F32))
-    (dc0, dh0, dw, db), dx = lax.scan(step, init, (acts, c_in, dhs, xc, h_in), reverse=True,
-                                      unroll=unroll)
-  else:
+    (dc0, dh0, dw, db), dx = lax.scan(step, init, (res.acts, res.c_in, dhs, xc, h_in),
+                                      reverse=True, unroll=loop.unroll)
+  else:  # The loop yields the gate gradients; input and weight gradients batched after it.
     w_rec_t = m.transpose_weight(w_rec.astype(dtype))
 
     def step(carry, inputs):
@@ -150,13 +205,18 @@ def _lstm_bwd(m, unroll, dtype, res, cts):
       dc, dpre = gate_grads(dc, dh, *inputs)
       return (dc, m.input_grad(dpre, w_rec_t).astype(_F32)), dpre
 
-    (dc0, dh0), dpre = lax.scan(step, init, (acts, c_in, dhs), reverse=True, unroll=unroll)
+    (dc0, dh0), dpre = lax.scan(step, init, (res.acts, res.c_in, dhs), reverse=True,
+                                unroll=loop.unroll)
     dx = m.input_grad(dpre, m.transpose_weight(w_in.astype(dtype)))
     dw = m.weight_grad(jnp.concatenate([xc, h_in], -1), dpre)
     db = _sum_lead(dpre)
-  dw_in, dw_rec = dw[..., :cin, :], dw[..., cin:, :]
-  return (dx.astype(x.dtype), dw_in.astype(w_in.dtype), db.astype(b.dtype),
-          dw_rec.astype(w_rec.dtype), dc0.astype(c0.dtype), dh0.astype(h0.dtype))
+  grads = LSTMGrads(
+      x=dx.astype(res.x.dtype),
+      weights=LSTMWeights(input_kernel=dw[..., :cin, :].astype(w_in.dtype),
+                          recurrent_kernel=dw[..., cin:, :].astype(w_rec.dtype),
+                          bias=db.astype(b.dtype)),
+      carry=LSTMCarry(c=dc0.astype(res.carry.c.dtype), h=dh0.astype(res.carry.h.dtype)))
+  return tuple(grads)  # custom_vjp takes a plain tuple, one entry per differentiable argument
 
 
 lstm_sequence.defvjp(_lstm_fwd, _lstm_bwd)
@@ -167,7 +227,36 @@ lstm_sequence.defvjp(_lstm_fwd, _lstm_bwd)
 # [xr, xz, xn] = m(x, w_in) + b and [hr, hz, hn] = m(h, w_rec).
 
 
-def _gru_forward(m, unroll, dtype, x, w_in, b, w_rec, b_rec, h0, save):
+class GRUWeights(NamedTuple):
+  """A GRU layer's parameters, gates fused on the last axis in the order r, z, n."""
+
+  input_kernel: Array  # (C, 3F) or (kh, kw, C, 3F)
+  recurrent_kernel: Array  # (F, 3F) or (kh, kw, F, 3F)
+  bias: Array  # (3F,)
+  recurrent_bias: Array  # (F,): of the n gate, inside r * (W_hn h + b_hn)
+
+
+class GRUResiduals(NamedTuple):
+  """What the forward pass keeps for the backward pass."""
+
+  acts: Array  # (T, N, ..., 4F) each step's r, z, n and hn = W_hn h + b_hn, compute dtype
+  hs: Array  # (T, N, ..., F) the outputs
+  x: Array
+  weights: GRUWeights
+  h0: Array  # the initial carry
+
+
+class GRUGrads(NamedTuple):
+  """Cotangents of gru_sequence's differentiable arguments, in the order of its signature."""
+
+  x: Array
+  weights: GRUWeights
+  h0: Array
+
+
+def _gru_forward(loop: Loop, x, weights: GRUWeights, h0, save: bool):
+  m, dtype = loop.m, loop.dtype
+  w_in, w_rec, b, b_rec = weights
   w = w_rec.astype(dtype)
   if m.per_step:
     xs, w_x = x.astype(dtype), w_in.astype(dtype)
@@ -185,32 +274,32 @@ def _gru_forward(m, unroll, dtype, x, w_in, b, w_rec, b_rec, h0, save):
     saved = jnp.concatenate([r, z, n, hn], -1).astype(dtype) if save else None
     return h_new, (h_new, saved)
 
-  h, (hs, saved) = lax.scan(step, h0.astype(dtype), xs, unroll=unroll)
+  h, (hs, saved) = lax.scan(step, h0.astype(dtype), xs, unroll=loop.unroll)
   return hs, h, saved
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
-def gru_sequence(m, unroll, dtype, x, w_in, b, w_rec, b_rec, h0):
-  """GRU over time. m: map (rnn_maps); unroll: lax.scan's; dtype: compute dtype.
+@partial(jax.custom_vjp, nondiff_argnums=(0,))
+def gru_sequence(loop: Loop, x, weights: GRUWeights, h0):
+  """GRU over time: x (T, N, ..., C), h0 (N, ..., F) -> (hs (T, N, ..., F), final h).
 
-  x (T, N, ..., C); w_in (C, 3F) or (kh, kw, C, 3F); b (3F,); w_rec (F, 3F) or (kh, kw, F, 3F);
-  b_rec (F,): recurrent bias of the n gate; h0 (N, ..., F). Returns (hs (T, N, ..., F), h_T).
-  """
-  hs, h, _ = _gru_forward(m, unroll, dtype, x, w_in, b, w_rec, b_rec, h0, save=False)
+  The math: reference.gru_reference (time-major here)."""
+  hs, h, _ = _gru_forward(loop, x, weights, h0, save=False)
   return hs, h
 
 
-def _gru_fwd(m, unroll, dtype, x, w_in, b, w_rec, b_rec, h0):
-  hs, h, acts = _gru_forward(m, unroll, dtype, x, w_in, b, w_rec, b_rec, h0, save=True)
-  return (hs, h), (acts, hs, x, w_in, b, w_rec, b_rec, h0)
+def _gru_fwd(loop, x, weights, h0):
+  hs, h, acts = _gru_forward(loop, x, weights, h0, save=True)
+  return (hs, h), GRUResiduals(acts, hs, x, weights, h0)
 
 
-def _gru_bwd(m, unroll, dtype, res, cts):
-  acts, hs, x, w_in, b, w_rec, b_rec, h0 = res
+def _gru_bwd(loop: Loop, res: GRUResiduals, cts):
+  m, dtype = loop.m, loop.dtype
   dhs, dh_last = cts
-  xc, h_in = x.astype(dtype), _shift_in(h0, hs)
+  w_in, w_rec, b, b_rec = res.weights
+  xc, h_in = res.x.astype(dtype), _shift_in(res.h0, res.hs)
   w_in_t = m.transpose_weight(w_in.astype(dtype))
   w_rec_t = m.transpose_weight(w_rec.astype(dtype))
+  f = b_rec.shape[-1]
 
   def gate_grads(dh, a, h_prev, dy):
     """-> (dh through z, gradients of the input pre-activations, of the recurrent ones)."""
@@ -223,32 +312,37 @@ def _gru_bwd(m, unroll, dtype, res, cts):
     return (dh * z, jnp.concatenate([dr, dz, dn], -1).astype(dtype),
             jnp.concatenate([dr, dz, dn * r], -1).astype(dtype))
 
-  if m.per_step:
+  if m.per_step:  # Input and weight gradients inside the loop.
     def step(carry, inputs):
       dh, dw_in, dw_rec, db, db_rec = carry
       a, h_prev, dy, x_t = inputs
       dh, dxg, dhh = gate_grads(dh, a, h_prev, dy)
       dh = dh + m.input_grad(dhh, w_rec_t).astype(_F32)
       carry = (dh, dw_in + m.weight_grad(x_t, dxg), dw_rec + m.weight_grad(h_prev, dhh),
-               db + _sum_lead(dxg), db_rec + _sum_lead(dhh)[2 * b_rec.shape[-1]:])
+               db + _sum_lead(dxg), db_rec + _sum_lead(dhh)[2 * f:])
       return carry, m.input_grad(dxg, w_in_t)
 
     init = (dh_last.astype(_F32), jnp.zeros(w_in.shape, _F32), jnp.zeros(w_rec.shape, _F32),
             jnp.zeros(b.shape, _F32), jnp.zeros(b_rec.shape, _F32))
-    (dh0, dw_in, dw_rec, db, db_rec), dx = lax.scan(step, init, (acts, h_in, dhs, xc),
-                                                    reverse=True, unroll=unroll)
-  else:
+    (dh0, dw_in, dw_rec, db, db_rec), dx = lax.scan(step, init, (res.acts, h_in, dhs, xc),
+                                                    reverse=True, unroll=loop.unroll)
+  else:  # The loop yields the gate gradients; input and weight gradients batched after it.
     def step(dh, inputs):
       dh, dxg, dhh = gate_grads(dh, *inputs)
       return dh + m.input_grad(dhh, w_rec_t).astype(_F32), (dxg, dhh)
 
-    dh0, (dxg, dhh) = lax.scan(step, dh_last.astype(_F32), (acts, h_in, dhs), reverse=True,
-                               unroll=unroll)
+    dh0, (dxg, dhh) = lax.scan(step, dh_last.astype(_F32), (res.acts, h_in, dhs), reverse=True,
+                               unroll=loop.unroll)
     dx = m.input_grad(dxg, w_in_t)
     dw_in, dw_rec = m.weight_grad(xc, dxg), m.weight_grad(h_in, dhh)
-    db, db_rec = _sum_lead(dxg), _sum_lead(dhh[..., 2 * b_rec.shape[-1]:])
-  return (dx.astype(x.dtype), dw_in.astype(w_in.dtype), db.astype(b.dtype),
-          dw_rec.astype(w_rec.dtype), db_rec.astype(b_rec.dtype), dh0.astype(h0.dtype))
+    db, db_rec = _sum_lead(dxg), _sum_lead(dhh[..., 2 * f:])
+  grads = GRUGrads(
+      x=dx.astype(res.x.dtype),
+      weights=GRUWeights(input_kernel=dw_in.astype(w_in.dtype),
+                         recurrent_kernel=dw_rec.astype(w_rec.dtype), bias=db.astype(b.dtype),
+                         recurrent_bias=db_rec.astype(b_rec.dtype)),
+      h0=dh0.astype(res.h0.dtype))
+  return tuple(grads)  # custom_vjp takes a plain tuple, one entry per differentiable argument
 
 
 gru_sequence.defvjp(_gru_fwd, _gru_bwd)
