@@ -6,6 +6,7 @@ of the wrong type is refused. Add a field here first if an experiment needs a ne
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -23,12 +24,28 @@ def get_config() -> ml_collections.ConfigDict:
   # price that a kill during a write falls back one more checkpoint. False: a kill never costs
   # more than checkpoint_every_steps steps.
   config.async_checkpointing = False
-  config.eval_checkpoint_step = -1  # --mode=eval restores this step; -1 means the latest.
+  # --mode=eval restores this checkpoint: "latest" (or -1), "best" (the best by best_metric among
+  # those kept), or a step number. Typed `object` so that it takes a word or a number.
+  config.eval_checkpoint_step = config_dict.FieldReference("latest", field_type=object)
   config.label_smoothing = 0.0
   # A step whose loss or gradient norm is NaN/Inf is never applied. "stop": end the run with an
   # error naming that step and the last good checkpoint; "skip": go on and count such steps.
   config.on_nonfinite = "stop"
   config.progress_bar = True  # A live line on a terminal; periodic lines otherwise.
+
+  # Durations in epochs (dcrn_jax/durations.py): each is the alternative to the *_steps field of
+  # the same name, converted to steps once before training from the train split's size and the
+  # examples per update (batch_size x optim.accumulate_steps); the result is printed. Exactly one
+  # of num_train_steps and num_epochs is > 0; a periodic action is given in steps or in epochs,
+  # not both (0 = not given this way). Fractions are fine (eval_every_epochs=0.5).
+  config.num_epochs = 0.0
+  config.log_every_epochs = 0.0
+  config.eval_every_epochs = 0.0
+  config.checkpoint_every_epochs = 0.0
+  # Keep the best checkpoint too: the eval metric that ranks checkpoints (e.g. "accuracy",
+  # "loss"; its direction comes from evaluation.METRIC_DIRECTIONS). Every evaluation then saves
+  # a checkpoint, and the best one is kept besides the latest max_checkpoints_to_keep; "" = off.
+  config.best_metric = ""
 
   config.model = ml_collections.ConfigDict()
   # One of: cnn, cnn_gru, cnn_lstm, convlstm, row_lstm (see dcrn_jax/models/classifiers.py).
@@ -108,6 +125,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.optim.momentum = 0.9  # sgd (Nesterov off) and rmsprop.
   config.optim.weight_decay = 0.0  # Decoupled for adamw; L2 added to gradients otherwise.
   config.optim.grad_clip_norm = 1.0  # Global-norm clipping; 0 disables it.
+  # Gradient accumulation: each update averages the gradients of this many micro-batches of
+  # batch_size (optax.MultiSteps); steps, schedules and *_every_steps count updates. 1 = off.
+  config.optim.accumulate_steps = 1
+  # An exponential moving average of the parameters, updated after every update and kept in the
+  # checkpoints; 0 = off, e.g. 0.999. With ema_eval, evaluation (and predict, export) use the
+  # averaged weights; during training both are evaluated and logged (split test_ema).
+  config.optim.ema_decay = 0.0
+  config.optim.ema_eval = True
 
   config.lock()
   return config

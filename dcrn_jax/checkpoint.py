@@ -1,8 +1,15 @@
 """Orbax checkpoints under WORKDIR/checkpoints: save, resume the latest, restore for eval.
 
-Each step's checkpoint has two items so eval can restore the model alone:
+Each step's checkpoint has two items so eval can restore the model alone, and a third when
+the run keeps a moving average of the weights:
   model: {'params', 'batch_stats'}          what eval needs
   train: {'opt_state', 'step'}              what resuming training needs besides the model
+  ema:   {'params'}                         the averaged parameters (optim.ema_decay > 0)
+Checkpoints written without EMA have no `ema` item and restore as before.
+
+With best_metric, the checkpoints saved with eval metrics are also ranked by Orbax (best_fn,
+best_mode; the BestN preservation policy beside LatestN): the best one is kept besides the
+latest max_to_keep, and `step_to_restore('best')` finds it, also after a restart.
 Saves are synchronous by default, so a kill never costs more than one checkpoint interval;
 with async_save the write overlaps the next steps and `close` waits for the last one.
 
@@ -25,7 +32,7 @@ import orbax.checkpoint as ocp
 
 from dcrn_jax.errors import UserError
 
-_ITEMS = ("model", "train")
+_ITEMS = ("model", "train", "ema")
 _SHOWN = 4  # Differences listed in a mismatch message.
 
 
@@ -98,12 +105,27 @@ def _stderr_held_back():
 class Checkpointer:
 
   def __init__(self, workdir: str, *, max_to_keep: int = 3, read_only: bool = False,
-               async_save: bool = False):
+               async_save: bool = False, best_metric: str = "", best_mode: str = "max"):
+    """best_metric: rank the checkpoints saved with metrics by this one (best_mode 'max' or
+    'min') and keep the best besides the latest max_to_keep; "" = keep the latest only."""
     self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    self.best_metric = best_metric
+    best = {}
+    if best_metric:
+      # A checkpoint saved with metrics that lack the name (an earlier run's) ranks last.
+      worst = float("-inf") if best_mode == "max" else float("inf")
+      best_fn = lambda metrics: float(metrics.get(best_metric, worst))
+      best = dict(best_fn=best_fn, best_mode=best_mode)
+      if not read_only:
+        policies = ocp.checkpoint_managers
+        best["preservation_policy"] = policies.AnyPreservationPolicy([
+            policies.LatestN(n=max_to_keep),
+            policies.BestN(get_metric_fn=best_fn, reverse=best_mode == "min", n=1,
+                           keep_checkpoints_without_metrics=False)])
     # A reader (eval) neither creates the directory nor deletes old steps or partial writes.
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=None if read_only else max_to_keep, create=not read_only,
-        cleanup_tmp_directories=not read_only, enable_async_checkpointing=async_save)
+        max_to_keep=None if read_only or best_metric else max_to_keep, create=not read_only,
+        cleanup_tmp_directories=not read_only, enable_async_checkpointing=async_save, **best)
     try:
       self._manager = ocp.CheckpointManager(
           self.directory, options=options,
@@ -130,18 +152,63 @@ class Checkpointer:
           f"Intact checkpoints: {intact or 'none'}; free space (or fix the path) and run the "
           "same command to resume") from e
 
-  def save(self, state, *, force: bool = False) -> bool:
+  def best_step(self) -> int | None:
+    """The step of the best checkpoint by best_metric among those kept, or None."""
+    # Orbax ranks only the checkpoints saved with metrics (None when there is none).
+    return self._manager.best_step() if self.best_metric else None
+
+  def step_to_restore(self, which) -> int:
+    """The step that `which` names: "latest" (or -1), "best", or a step number; a UserError
+    saying what exists when there is no such checkpoint."""
+    steps = self.all_steps()
+    if not steps:
+      raise UserError(f"no checkpoint in {self.directory}: train first "
+                      "(--mode=train with the same --workdir), or point --workdir at a run")
+    if which in ("latest", -1):
+      return max(steps)
+    if which == "best":
+      if not self.best_metric:
+        raise UserError("the best checkpoint is ranked by best_metric, which is not set: give "
+                        "the one the run was trained with, e.g. --config.best_metric=accuracy")
+      step = self.best_step()
+      if step is None:
+        raise UserError(
+            f"no best checkpoint in {self.directory}: no checkpoint there was saved with eval "
+            f"metrics (the run was trained without best_metric); available steps: {steps}, or "
+            "use --config.eval_checkpoint_step=latest")
+      return step
+    if int(which) not in steps:
+      raise UserError(f"no checkpoint for step {which} in {self.directory}; "
+                      f"available steps: {steps}")
+    return int(which)
+
+  def save(self, state, *, force: bool = False, metrics: dict | None = None) -> bool:
     """Saves `state` at its step (in the background with async_save); returns whether it did.
 
+    metrics: the eval metrics of this step, which rank it for best_metric (None: unranked).
     A previous save still in flight is finished first, so its errors surface here.
     """
     step = int(jax.device_get(state.step))
     if step in self._manager.all_steps():
       return False
-    args = ocp.args.Composite(
+    items = dict(
         model=ocp.args.StandardSave({"params": state.params, "batch_stats": state.batch_stats}),
         train=ocp.args.StandardSave({"opt_state": state.opt_state, "step": state.step}))
-    return self._check_write(lambda: self._manager.save(step, force=force, args=args), step)
+    if state.ema_params:
+      items["ema"] = ocp.args.StandardSave({"params": state.ema_params})
+    if metrics is not None:
+      metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+    return self._check_write(
+        lambda: self._manager.save(step, force=force, args=ocp.args.Composite(**items),
+                                   metrics=metrics), step)
+
+  def has_ema(self, step: int) -> bool:
+    """Whether the checkpoint of `step` holds averaged parameters."""
+    try:
+      with _stderr_held_back():
+        return "ema" in self._manager.item_metadata(step).keys()
+    except Exception:  # pylint: disable=broad-except
+      return False  # A damaged checkpoint: the restore that follows names the problem.
 
   def _restore(self, step: int, wanted: dict):
     """Restores the items in `wanted` (name -> abstract tree) after checking their shapes."""
@@ -180,30 +247,41 @@ class Checkpointer:
       raise damaged(e) from e
 
   def restore_train_state(self, step: int, abstract_state):
-    """The full TrainState at `step`, placed with the shardings carried by `abstract_state`."""
+    """The full TrainState at `step`, placed with the shardings carried by `abstract_state`.
+
+    When the state keeps a moving average that the checkpoint lacks (EMA turned on when
+    resuming), the average starts from the restored parameters.
+    """
     s = abstract_state
-    restored = self._restore(step, {
-        "model": {"params": s.params, "batch_stats": s.batch_stats},
-        "train": {"opt_state": s.opt_state, "step": s.step}})
+    wanted = {"model": {"params": s.params, "batch_stats": s.batch_stats},
+              "train": {"opt_state": s.opt_state, "step": s.step}}
+    if s.ema_params and self.has_ema(step):
+      wanted["ema"] = {"params": s.ema_params}
+    restored = self._restore(step, wanted)
+    ema = restored["ema"]["params"] if "ema" in wanted else {}
+    if s.ema_params and "ema" not in wanted:
+      ema = jax.tree.map(lambda x: x.copy(), restored.model["params"])
     return abstract_state.replace(
         params=restored.model["params"], batch_stats=restored.model["batch_stats"],
-        opt_state=restored.train["opt_state"], step=restored.train["step"])
+        opt_state=restored.train["opt_state"], step=restored.train["step"], ema_params=ema)
 
-  def restore_variables(self, step: int | None, abstract_variables) -> tuple[int, dict]:
+  def restore_variables(self, step, abstract_variables, *, ema: bool = False) -> tuple[int, dict]:
     """(step, {'params', 'batch_stats'}) without reading the optimizer state.
 
-    step=None takes the latest checkpoint.
+    step: as `step_to_restore` takes it ("latest", -1, "best" or a step; None: the latest).
+    ema: the averaged parameters in place of the trained ones.
     """
-    steps = self.all_steps()
-    if not steps:
-      raise UserError(f"no checkpoint in {self.directory}: train first "
-                      "(--mode=train with the same --workdir), or point --workdir at a run")
-    if step is None:
-      step = max(steps)
-    elif step not in steps:
-      raise UserError(f"no checkpoint for step {step} in {self.directory}; "
-                      f"available steps: {steps}")
-    return step, dict(self._restore(step, {"model": abstract_variables}).model)
+    step = self.step_to_restore("latest" if step is None else step)
+    if not ema:
+      return step, dict(self._restore(step, {"model": abstract_variables}).model)
+    if not self.has_ema(step):
+      raise UserError(
+          f"the checkpoint of step {step} in {self.directory} has no averaged weights (its run "
+          "had optim.ema_decay=0): evaluate its trained weights with "
+          "--config.optim.ema_eval=False, or train with optim.ema_decay > 0")
+    restored = self._restore(step, {"model": abstract_variables,
+                                    "ema": {"params": abstract_variables["params"]}})
+    return step, dict(restored.model, params=restored["ema"]["params"])
 
   def discard_partial(self):
     """Removes the temporary folders of saves that did not complete (after an abort), so that

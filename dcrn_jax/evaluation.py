@@ -32,6 +32,15 @@ from dcrn_jax.errors import UserError
 
 TOP_K = 5
 
+# Every metric evaluation can report, and which way is better: "max" or "min". best_metric is
+# checked against it and Orbax ranks checkpoints by it (checkpoint.py, best_mode).
+METRIC_DIRECTIONS = {
+    "loss": "min",
+    "accuracy": "max",
+    "top5_accuracy": "max",
+    "view_accuracy": "max",
+}
+
 
 def log_probs_step(variables: dict, batch: dict, *, apply_fn) -> dict:
   """Per-row log-probabilities float32 (B, classes), with the rows' label, mask and id (B,)."""
@@ -119,6 +128,29 @@ def metrics(predictions: Predictions) -> dict:
     out["num_views"] = int(p.views.sum())
   out["num_examples"] = int(n)
   return out
+
+
+def metric_names(num_classes: int, eval_views: int = 1) -> list[str]:
+  """The names of the metrics `metrics` reports for this dataset, those of METRIC_DIRECTIONS
+  (found by running it on two made-up examples, so it never disagrees with `metrics`)."""
+  views = np.full(2, max(eval_views, 1))
+  probe = Predictions(example_id=np.arange(2), label=np.zeros(2, np.int64),
+                      probabilities=np.full((2, num_classes), 1.0 / num_classes), views=views,
+                      view_hits=np.zeros(2, np.int64), loss=np.zeros(2))
+  return [name for name in metrics(probe) if name in METRIC_DIRECTIONS]
+
+
+def check_best_metric(name: str, num_classes: int | None = None, eval_views: int = 1) -> None:
+  """Raises UserError unless `name` ("" = off) is a metric this run's evaluation reports (known
+  at all, when the dataset is not known yet: num_classes None)."""
+  if not name:
+    return
+  known = (sorted(METRIC_DIRECTIONS) if num_classes is None
+           else metric_names(num_classes, eval_views))
+  if name not in known:
+    where = "" if num_classes is None else " of this dataset"
+    raise UserError(f"best_metric={name!r} is not among the eval metrics{where}: choose one of "
+                    f"{', '.join(known)}")
 
 
 def predict_rows(log_probs_fn, variables, batches, mesh, prefetch: int = 2) -> Predictions:

@@ -12,6 +12,10 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and metrics.")
 flags.DEFINE_enum("mode", "train", ["train", "eval"],
                   "train (resumes from WORKDIR if it holds checkpoints) or eval.")
+flags.DEFINE_integer("profile_steps", 0,
+                     "Record a JAX profiler trace of this many training steps, after the first "
+                     "(compiling) one, into WORKDIR/profile (TensorBoard profile plugin, "
+                     "Perfetto); 0: none.")
 flags.DEFINE_bool("verbose", False, "Show library logs and warnings, and the traceback of errors.")
 flags.DEFINE_enum("distributed", "auto", ["auto", "on", "off"],
                   "Start JAX's distributed runtime: auto (when a coordinator is given, or on a "
@@ -36,7 +40,7 @@ def main(argv):
                            FLAGS.process_id,
                            [int(i) for i in FLAGS.local_device_ids or ()] or None)
     if FLAGS.mode == "train":
-      train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+      train.train_and_evaluate(FLAGS.config, FLAGS.workdir, profile_steps=FLAGS.profile_steps)
     else:
       train.evaluate(FLAGS.config, FLAGS.workdir)
 

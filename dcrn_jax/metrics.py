@@ -23,6 +23,23 @@ def mean_metrics(per_step: list[dict]) -> dict[str, float]:
   return out
 
 
+# Metrics of an update as a whole: with gradient accumulation they are final on its last
+# micro-batch (steps.train_step); the others are averaged over its micro-batches.
+_OF_THE_UPDATE = ("grad_norm", "clipped", "learning_rate")
+
+
+def merge_micro_steps(micro: list[dict]) -> dict:
+  """The fetched metrics of one update's micro-batches -> the update's metrics. `nonfinite`
+  becomes the number of non-finite micro-batches."""
+  if len(micro) == 1:
+    return micro[0]
+  out = {k: (micro[-1][k] if k in _OF_THE_UPDATE else float(np.mean([m[k] for m in micro])))
+         for k in micro[0]}
+  if "nonfinite" in out:
+    out["nonfinite"] = float(sum(m["nonfinite"] for m in micro))
+  return out
+
+
 def _keep_records_up_to(path: str, step: int) -> None:
   kept = []
   with open(path, encoding="utf-8") as f:
@@ -142,7 +159,12 @@ class Progress:
   def log(self, step: int, metrics: dict, split: str = "train"):
     if not self._enabled:
       return
-    line = f"[{split}] step {step}/{self._total} | {format_metrics(metrics)}"
+    line = f"[{split}] step {step}/{self._total}"
+    if "micro_step" in metrics:  # Gradient accumulation: updates and micro-batches both.
+      line += f" (micro-step {metrics['micro_step']})"
+    line += f" | {format_metrics(metrics)}"
+    if "epoch" in metrics:
+      line += f" | epoch {metrics['epoch']:.2f}"
     if split == "train":
       line += f" | {self.steps_per_sec:.2f} steps/s | ETA {self.eta(step)}"
     print(("\r" if self._live else "") + line, flush=True)

@@ -1,4 +1,11 @@
-"""config.optim -> an optax learning-rate schedule and gradient transformation."""
+"""config.optim -> an optax learning-rate schedule and gradient transformation.
+
+With optim.accumulate_steps = k > 1 the transformation is `optax.MultiSteps`: it takes one
+micro-batch gradient per call and updates every k-th call with their mean; the wrapped optimizer
+(clipping, weight decay, the schedule) sees only those means, so schedules count updates.
+"""
+
+import math
 
 import optax
 
@@ -37,6 +44,41 @@ def schedule_notes(optim_config, num_train_steps: int) -> list[str]:
   return [n for n in notes if n]
 
 
+def _check_boundaries(boundaries) -> None:
+  bounds = list(boundaries)
+  if not bounds or bounds != sorted(bounds) or bounds[0] <= 0:
+    raise UserError(f"optim.boundaries={tuple(bounds)} must be positive increasing steps for "
+                    "schedule 'piecewise', e.g. --config.optim.boundaries='(3000, 6000)'")
+
+
+def validate(optim_config) -> None:
+  """Value checks of config.optim that need no dataset; raises UserError."""
+  c = optim_config
+  if c.optimizer not in OPTIMIZERS:
+    raise UserError(f"unknown optim.optimizer={c.optimizer!r}; choose one of {list(OPTIMIZERS)}")
+  if c.schedule not in SCHEDULES:
+    raise UserError(f"unknown optim.schedule={c.schedule!r}; choose one of {list(SCHEDULES)}")
+  if c.learning_rate <= 0:
+    raise UserError(f"optim.learning_rate={c.learning_rate} must be positive")
+  if c.grad_clip_norm < 0 or c.weight_decay < 0:
+    raise UserError("optim.grad_clip_norm and optim.weight_decay must be >= 0")
+  if c.warmup_steps < 0:
+    raise UserError(f"optim.warmup_steps={c.warmup_steps} must be >= 0")
+  if c.schedule == "piecewise":
+    _check_boundaries(c.boundaries)
+  if c.accumulate_steps < 1:
+    raise UserError(f"optim.accumulate_steps={c.accumulate_steps} must be >= 1 (micro-batches "
+                    "per update; 1 = no accumulation)")
+  if not (math.isfinite(c.ema_decay) and 0.0 <= c.ema_decay < 1.0):
+    raise UserError(f"optim.ema_decay={c.ema_decay} must be in [0, 1) (0 = no moving average; "
+                    "typical: 0.999)")
+
+
+def evaluates_ema(optim_config) -> bool:
+  """Whether evaluation, predict and export use the moving average of the weights."""
+  return optim_config.ema_decay > 0 and optim_config.ema_eval
+
+
 def create_schedule(optim_config, num_train_steps: int) -> optax.Schedule:
   """The learning rate as a function of the step, peaking at `learning_rate`."""
   c = optim_config
@@ -50,23 +92,16 @@ def create_schedule(optim_config, num_train_steps: int) -> optax.Schedule:
         init_value=0.0, peak_value=lr, warmup_steps=warmup_steps(c, num_train_steps)[0],
         decay_steps=num_train_steps, end_value=lr * c.end_lr_factor)
   if c.schedule == "piecewise":
-    bounds = list(c.boundaries)
-    if not bounds or bounds != sorted(bounds) or bounds[0] <= 0:
-      raise UserError(f"optim.boundaries={tuple(bounds)} must be positive increasing steps for "
-                      "schedule 'piecewise', e.g. --config.optim.boundaries='(3000, 6000)'")
-    return optax.piecewise_constant_schedule(lr, {b: c.decay_factor for b in bounds})
+    _check_boundaries(c.boundaries)
+    return optax.piecewise_constant_schedule(lr, {b: c.decay_factor for b in c.boundaries})
   raise UserError(f"unknown optim.schedule={c.schedule!r}; choose one of {list(SCHEDULES)}")
 
 
 def create_optimizer(optim_config, num_train_steps: int):
-  """Returns (optax transformation, schedule). Clipping comes first, then weight decay."""
+  """Returns (optax transformation, schedule). Clipping comes first, then weight decay; with
+  accumulation all of it applies to the mean gradient of an update's micro-batches."""
   c = optim_config
-  if c.optimizer not in OPTIMIZERS:
-    raise UserError(f"unknown optim.optimizer={c.optimizer!r}; choose one of {list(OPTIMIZERS)}")
-  if c.learning_rate <= 0:
-    raise UserError(f"optim.learning_rate={c.learning_rate} must be positive")
-  if c.grad_clip_norm < 0 or c.weight_decay < 0:
-    raise UserError("optim.grad_clip_norm and optim.weight_decay must be >= 0")
+  validate(c)
   schedule = create_schedule(c, num_train_steps)
   parts = []
   if c.grad_clip_norm > 0:
@@ -82,4 +117,9 @@ def create_optimizer(optim_config, num_train_steps: int):
       parts.append(optax.sgd(schedule, momentum=c.momentum or None))
     else:
       parts.append(optax.rmsprop(schedule, momentum=c.momentum))
-  return optax.chain(*parts), schedule
+  tx = optax.chain(*parts)
+  if c.accumulate_steps > 1:
+    # Without accumulation the plain chain is kept: its state (and so every earlier checkpoint)
+    # keeps its structure.
+    tx = optax.MultiSteps(tx, every_k_schedule=c.accumulate_steps).gradient_transformation()
+  return tx, schedule

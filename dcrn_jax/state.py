@@ -20,12 +20,20 @@ class TrainState(struct.PyTreeNode):
   params: Any
   batch_stats: Any  # Batch-norm running statistics ({} when the model has none).
   opt_state: Any
+  # Exponential moving average of `params` (optim.ema_decay > 0; {} when off), sharded like them.
+  ema_params: Any
   apply_fn: Callable = struct.field(pytree_node=False)
   tx: optax.GradientTransformation = struct.field(pytree_node=False)
 
   @property
   def variables(self) -> dict:
     return {"params": self.params, "batch_stats": self.batch_stats}
+
+  @property
+  def ema_variables(self) -> dict:
+    """The averaged parameters with the live batch statistics (those are running averages
+    already)."""
+    return {"params": self.ema_params, "batch_stats": self.batch_stats}
 
 
 def init_variables(model: nn.Module, input_shape: Sequence[int], rng: jax.Array) -> dict:
@@ -36,8 +44,11 @@ def init_variables(model: nn.Module, input_shape: Sequence[int], rng: jax.Array)
 
 
 def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
-                       input_shape: Sequence[int], rng: jax.Array, mesh: Mesh):
+                       input_shape: Sequence[int], rng: jax.Array, mesh: Mesh, *,
+                       ema: bool = False):
   """Returns (state, state_sharding): parameters are created already replicated on `mesh`.
+
+  ema: keep a moving average of the parameters, starting from their initial values.
 
   `jax.eval_shape` gives the structure without allocating anything, so the jitted init can
   place every leaf where it belongs straight away (no host copy, no later resharding).
@@ -47,10 +58,12 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
     variables = init_variables(model, input_shape, rng)
     return TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
                       batch_stats=variables["batch_stats"],
-                      opt_state=tx.init(variables["params"]), apply_fn=model.apply, tx=tx)
+                      opt_state=tx.init(variables["params"]),
+                      ema_params=variables["params"] if ema else {}, apply_fn=model.apply, tx=tx)
 
   abstract = jax.eval_shape(init, rng)
   sharding = jax.tree.map(lambda _: parallel.replicated(mesh), abstract)
+  sharding = sharding.replace(ema_params=sharding.params if ema else {})
   return jax.jit(init, out_shardings=sharding)(rng), sharding
 
 

@@ -11,14 +11,13 @@ import time
 
 import jax
 
-from dcrn_jax import checkpoint, data, distributed, evaluation, host, metrics as metrics_lib
-from dcrn_jax import optim, parallel
+from dcrn_jax import checkpoint, data, distributed, durations, evaluation, host
+from dcrn_jax import metrics as metrics_lib, optim, parallel, profiling
 from dcrn_jax import state as state_lib, steps, workdir as workdir_lib
 from dcrn_jax.errors import Interrupted, UserError
 from dcrn_jax.models import create_model
 
-_POSITIVE = ("batch_size", "eval_batch_size", "num_train_steps", "log_every_steps",
-             "max_checkpoints_to_keep")
+_POSITIVE = ("batch_size", "eval_batch_size", "max_checkpoints_to_keep")
 _NON_NEGATIVE = ("eval_every_steps", "checkpoint_every_steps")
 
 
@@ -34,6 +33,23 @@ def validate_config(config):
     raise UserError(f"label_smoothing={config.label_smoothing} must be in [0, 1)")
   if config.on_nonfinite not in ("stop", "skip"):
     raise UserError(f"on_nonfinite={config.on_nonfinite!r} must be 'stop' or 'skip'")
+  durations.validate(config)
+  optim.validate(config.optim)
+  evaluation.check_best_metric(config.best_metric)
+  which = config.eval_checkpoint_step
+  if not (which in ("latest", "best") or (isinstance(which, int) and which >= -1)):
+    raise UserError(f"eval_checkpoint_step={which!r} must be 'latest' (or -1), 'best' or a "
+                    "step number")
+
+
+def resolve_config(config, info):
+  """The config with every duration in steps (durations.py), checked against the dataset, and
+  the lines to print about it."""
+  examples = durations.examples_per_epoch(info.num_train_examples, jax.process_count(),
+                                          config.data.shard_by_process)
+  config, notes = durations.resolve(config, examples)
+  evaluation.check_best_metric(config.best_metric, info.num_classes, info.eval_views)
+  return config, notes + optim.schedule_notes(config.optim, config.num_train_steps)
 
 
 def _setup(config):
@@ -73,6 +89,28 @@ def make_evaluator(model, info, config, mesh):
   return evaluate_split
 
 
+def make_train_step(config, schedule, mesh, state_sharding):
+  """The jitted train step on one (micro-)batch: (state, batch, rng) -> (state, metrics)."""
+  return jax.jit(
+      functools.partial(steps.train_step, schedule=schedule,
+                        label_smoothing=config.label_smoothing,
+                        grad_clip_norm=config.optim.grad_clip_norm,
+                        ema_decay=config.optim.ema_decay),
+      in_shardings=(state_sharding, parallel.batch_sharding(mesh), parallel.replicated(mesh)),
+      out_shardings=(state_sharding, parallel.replicated(mesh)),
+      donate_argnums=(0,), compiler_options=host.compiler_options())
+
+
+def _evaluate_state(evaluate_fn, state, config) -> tuple[dict, str]:
+  """({split: metrics}, the split that counts): the trained weights under 'test' and, with
+  EMA on, the averaged ones under 'test_ema'; the latter counts (returned, ranks checkpoints)
+  when optim.ema_eval."""
+  results = {"test": evaluate_fn(state.variables)[0]}
+  if state.ema_params:
+    results["test_ema"] = evaluate_fn(state.ema_variables)[0]
+  return results, "test_ema" if optim.evaluates_ema(config.optim) else "test"
+
+
 def is_due(step: int, every: int, last_step: int) -> bool:
   """Whether a periodic action (log, checkpoint, eval) runs after `step`: every `every` steps
   (0: never) and always after the last step."""
@@ -95,28 +133,35 @@ def _check_nonfinite(fetched, config, ckpt, skipped_before: int) -> int:
   return len(bad)
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
-  """Trains (resuming from WORKDIR/checkpoints when present) and returns the final eval metrics.
+def train_and_evaluate(config, workdir: str, *, profile_steps: int = 0) -> dict:
+  """Trains (resuming from WORKDIR/checkpoints when present) and returns the final eval metrics
+  (of the averaged weights when optim.ema_eval and EMA is on).
 
+  profile_steps: trace that many steps after the first into WORKDIR/profile (profiling.py).
   After a SIGTERM it returns {'preempted_at_step': step} once the checkpoint there is written.
   """
-  return fit(config, workdir)[1]
+  return fit(config, workdir, profile_steps=profile_steps)[1]
 
 
-def fit(config, workdir: str):
+def fit(config, workdir: str, *, profile_steps: int = 0):
   """train_and_evaluate that also returns the final TrainState: (state, metrics)."""
   validate_config(config)  # Config mistakes surface before any dataset is prepared.
-  tx, schedule = optim.create_optimizer(config.optim, config.num_train_steps)
-  if jax.process_index() == 0:
-    for note in optim.schedule_notes(config.optim, config.num_train_steps):
-      print(f"note: {note}", flush=True)
+  trace = profiling.StepTrace(workdir, profile_steps)
   workdir_lib.prepare(workdir, config)
   mesh, info, model = _setup(config)
+  config, notes = resolve_config(config, info)  # From here on every duration is in steps.
+  if jax.process_index() == 0:
+    for note in notes:
+      print(f"note: {note}", flush=True)
+  tx, schedule = optim.create_optimizer(config.optim, config.num_train_steps)
   root_rng = jax.random.key(config.seed)
   init_rng, dropout_rng = jax.random.split(root_rng)
-  state, state_sharding = state_lib.create_train_state(model, tx, info.input_shape, init_rng, mesh)
-  ckpt = checkpoint.Checkpointer(workdir, max_to_keep=config.max_checkpoints_to_keep,
-                                 async_save=config.async_checkpointing)
+  state, state_sharding = state_lib.create_train_state(
+      model, tx, info.input_shape, init_rng, mesh, ema=config.optim.ema_decay > 0)
+  ckpt = checkpoint.Checkpointer(
+      workdir, max_to_keep=config.max_checkpoints_to_keep, async_save=config.async_checkpointing,
+      best_metric=config.best_metric,
+      best_mode=evaluation.METRIC_DIRECTIONS.get(config.best_metric, "max"))
   latest = ckpt.latest_step()
   if latest is not None:
     state = ckpt.restore_train_state(
@@ -131,19 +176,16 @@ def fit(config, workdir: str):
           + (f"resuming from step {start_step}" if latest is not None else "starting at step 0"),
           flush=True)
 
-  train_fn = jax.jit(
-      functools.partial(steps.train_step, schedule=schedule,
-                        label_smoothing=config.label_smoothing,
-                        grad_clip_norm=config.optim.grad_clip_norm),
-      in_shardings=(state_sharding, parallel.batch_sharding(mesh), parallel.replicated(mesh)),
-      out_shardings=(state_sharding, parallel.replicated(mesh)),
-      donate_argnums=(0,), compiler_options=host.compiler_options())
+  train_fn = make_train_step(config, schedule, mesh, state_sharding)
   evaluate_fn = make_evaluator(model, info, config, mesh)
   if jax.process_index() == 0:
     data.write_label_map(info, workdir)
+  micro_batches = config.optim.accumulate_steps  # Per update (step); 1 without accumulation.
   batches = _host_batches(data.train_batches, config, config.batch_size, seed=config.seed,
-                          start_step=start_step)
+                          start_step=start_step * micro_batches)
   batches = parallel.prefetch_to_device(batches, mesh, config.data.prefetch_batches)
+  epoch_examples = durations.examples_per_epoch(info.num_train_examples, jax.process_count(),
+                                                config.data.shard_by_process)
 
   writer = metrics_lib.MetricWriter(workdir, resume_step=start_step)
   progress = metrics_lib.Progress(start_step, config.num_train_steps, live=config.progress_bar)
@@ -152,21 +194,31 @@ def fit(config, workdir: str):
   t_start = time.perf_counter()
   try:
     for step in range(start_step + 1, config.num_train_steps + 1):
-      state, step_metrics = train_fn(state, next(batches), dropout_rng)
-      pending.append((step, step_metrics))
+      micro_metrics = []
+      for _ in range(micro_batches):  # optax.MultiSteps updates on the last of them.
+        state, step_metrics = train_fn(state, next(batches), dropout_rng)
+        micro_metrics.append(step_metrics)
+      pending.append((step, micro_metrics))
       if step == start_step + 1:  # Keep compilation out of the steps/s figures.
         jax.block_until_ready(step_metrics)
         if jax.process_index() == 0:
           print(f"first step (with compilation) took "
                 f"{metrics_lib.format_duration(time.perf_counter() - t_start)}", flush=True)
         progress.mark(step)
+        trace.start(step)
+      else:
+        trace.step_done(step, state)
       progress.tick(step)
       last = step == config.num_train_steps
       log_now = is_due(step, config.log_every_steps, config.num_train_steps)
-      save_now = is_due(step, config.checkpoint_every_steps, config.num_train_steps)
+      eval_now = is_due(step, config.eval_every_steps, config.num_train_steps)
+      # With best_metric every evaluated step is saved, ranked by its metrics.
+      save_now = (is_due(step, config.checkpoint_every_steps, config.num_train_steps)
+                  or (eval_now and bool(config.best_metric)))
       if log_now or save_now:
         # One sync for the whole interval; a non-finite step is caught before any later save.
-        fetched, pending = jax.device_get(pending), []
+        fetched = [(s, metrics_lib.merge_micro_steps(m)) for s, m in jax.device_get(pending)]
+        pending = []
         skipped += _check_nonfinite(fetched, config, ckpt, skipped)
         to_log += [m for _, m in fetched]
       if log_now:
@@ -174,15 +226,20 @@ def fit(config, workdir: str):
         to_log = []
         train_metrics["skipped_steps"] = skipped
         train_metrics["steps_per_sec"] = progress.mark(step)
+        train_metrics["epoch"] = durations.epoch_of(step, config, epoch_examples)
+        if micro_batches > 1:
+          train_metrics["micro_step"] = step * micro_batches
         writer.write(step, "train", train_metrics)
         progress.log(step, train_metrics)
-      if save_now:
-        ckpt.save(state, force=True)
-      if is_due(step, config.eval_every_steps, config.num_train_steps):
-        eval_metrics, _ = evaluate_fn(state.variables)
-        writer.write(step, "test", eval_metrics)
-        progress.log(step, eval_metrics, split="test")
+      if eval_now:  # Before the save, whose rank it gives.
+        results, counted = _evaluate_state(evaluate_fn, state, config)
+        for split, split_metrics in results.items():
+          writer.write(step, split, split_metrics)
+          progress.log(step, split_metrics, split=split)
+        eval_metrics = results[counted]
         progress.mark(step)  # Eval time is not training time.
+      if save_now:
+        ckpt.save(state, force=True, metrics=eval_metrics if eval_now else None)
       reason = None if last else stop.should_stop(step)  # The same step on every process.
       if reason:
         ckpt.save(state, force=True)
@@ -200,11 +257,14 @@ def fit(config, workdir: str):
                       f"step {ckpt.latest_step()}: run the same command to resume from it"
                       ) from None
   finally:
+    trace.close(step, state)
     writer.close()
     stop.close()
   if start_step >= config.num_train_steps:  # Already trained that far: report where it is.
-    eval_metrics, _ = evaluate_fn(state.variables)
-    progress.log(start_step, eval_metrics, split="test")
+    results, counted = _evaluate_state(evaluate_fn, state, config)
+    for split, split_metrics in results.items():
+      progress.log(start_step, split_metrics, split=split)
+    eval_metrics = results[counted]
   ckpt.close()
   if jax.process_index() == 0:
     print(f"done: {max(config.num_train_steps - start_step, 0)} steps in "
@@ -214,7 +274,11 @@ def fit(config, workdir: str):
 
 
 def evaluate(config, workdir: str) -> dict:
-  """Restores the model (no optimizer state) and evaluates the eval split; writes eval.json."""
+  """Restores the model (no optimizer state) and evaluates the eval split; writes eval.json.
+
+  The checkpoint is config.eval_checkpoint_step's: the latest, the best by best_metric, or a
+  step; the weights are the averaged ones when optim.ema_eval and EMA is on.
+  """
   validate_config(config)
   ckpt_dir = os.path.join(workdir, "checkpoints")
   if not os.path.isdir(ckpt_dir):
@@ -226,13 +290,18 @@ def evaluate(config, workdir: str) -> dict:
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
                                                          sharding=parallel.replicated(mesh)),
                           abstract)
-  ckpt = checkpoint.Checkpointer(workdir, read_only=True)
-  wanted = None if config.eval_checkpoint_step < 0 else config.eval_checkpoint_step
-  step, variables = ckpt.restore_variables(wanted, abstract)
+  ckpt = checkpoint.Checkpointer(
+      workdir, read_only=True, best_metric=config.best_metric,
+      best_mode=evaluation.METRIC_DIRECTIONS.get(config.best_metric, "max"))
+  use_ema = optim.evaluates_ema(config.optim)
+  step, variables = ckpt.restore_variables(config.eval_checkpoint_step, abstract, ema=use_ema)
   results, _ = make_evaluator(model, info, config, mesh)(variables)
   results["step"] = step
+  results["weights"] = "ema" if use_ema else "trained"
   if jax.process_index() == 0:
-    print(f"[eval] step {step} | {metrics_lib.format_metrics(results)} | "
+    which = (f" (best by {config.best_metric})" if config.eval_checkpoint_step == "best" else "")
+    print(f"[eval] step {step}{which}{' | EMA weights' if use_ema else ''} | "
+          f"{metrics_lib.format_metrics(results)} | "
           f"{results['num_examples']} examples of {config.data.name}/{config.data.eval_split}",
           flush=True)
     workdir_lib.write_json(os.path.join(workdir, "eval.json"), results, indent=2,
