@@ -114,6 +114,17 @@ FAULTS = [
     ("incompatible checkpoint", [], "does not fit this model/config", _trained_then_config_lost),
     ("damaged checkpoint", [], "checkpoint of step 4 in", _trained_then_damaged),
     ("checkpoint missing an item", [], "checkpoint of step 4", _trained_then_truncated),
+    ("both durations set", ["--config.num_epochs=2"],
+     "num_train_steps=4 and num_epochs=2.0 are both set", None),
+    ("neither duration set", ["--config.num_train_steps=0"],
+     "neither num_train_steps nor num_epochs is set", None),
+    ("accumulate_steps below 1", ["--config.optim.accumulate_steps=0"],
+     "optim.accumulate_steps=0 must be >= 1", None),
+    ("ema_decay outside [0, 1)", ["--config.optim.ema_decay=1.0"],
+     "optim.ema_decay=1.0 must be in [0, 1)", None),
+    ("best_metric not among the eval metrics", ["--config.best_metric=view_accuracy"],
+     "best_metric='view_accuracy' is not among the eval metrics of this dataset", None),
+    ("negative profile steps", ["--profile_steps=-1"], "--profile_steps=-1 must be >= 0", None),
 ]
 
 

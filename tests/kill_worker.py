@@ -1,7 +1,7 @@
 """A training run that SIGKILLs itself at a chosen point (run as a script by the tests and by
 benchmarks/faults.py). Usage:
 
-  python tests/kill_worker.py WORKDIR DATA_DIR MODE [N]
+  python tests/kill_worker.py WORKDIR DATA_DIR MODE [N] [FEATURES]
 
 MODE: none (train to the end), step (die while step N is in flight), checkpoint (die in the
 middle of writing the checkpoint of step N, after its files, before the commit), after_save (die
@@ -11,6 +11,9 @@ Ctrl-C while step N is in flight, and another while the checkpoint that the firs
 is being written). Like `python -m dcrn_jax.main`, the worker exits with one line and code 2 on
 a user error and code 130 after a Ctrl-C.
 The config is tiny_config() below: moving_digits through the real tf.data path, with dropout.
+FEATURES=accumulate_ema: a CNN with batch norm and dropout on in-memory synthetic images instead,
+2 micro-batches per update (optim.accumulate_steps) and a moving average of the weights
+(optim.ema_decay), 18 steps.
 """
 
 import os
@@ -28,7 +31,7 @@ from configs import video_gru  # pylint: disable=g-import-not-at-top
 from dcrn_jax import checkpoint, cli, data, train  # pylint: disable=g-import-not-at-top
 
 
-def tiny_config(data_dir):
+def tiny_config(data_dir, features=""):
   c = video_gru.get_config()
   c.data.data_dir = data_dir
   c.data.num_frames, c.data.image_size = 4, 32
@@ -40,6 +43,14 @@ def tiny_config(data_dir):
   c.eval_every_steps, c.checkpoint_every_steps = 0, 6
   c.optim.learning_rate, c.optim.warmup_steps = 3e-3, 4
   c.progress_bar = False
+  if features == "accumulate_ema":
+    c.data.name, c.data.synthetic_shape = "synthetic", (32, 32, 1)
+    c.data.synthetic_num_examples = 256
+    c.model.name, c.model.batch_norm = "cnn", True
+    c.optim.accumulate_steps, c.optim.ema_decay = 2, 0.9
+    c.num_train_steps = 18
+  elif features:
+    raise SystemExit(f"unknown features {features}")
   return c
 
 
@@ -52,22 +63,23 @@ def ctrl_c():
   os.kill(os.getpid(), signal.SIGINT)
 
 
-def _at_step(n: int, action):
+def _at_step(n: int, action, micro_batches: int = 1):
   """Runs `action` while step n is in flight."""
   real = data.train_batches
 
   def batches(*args, start_step=0, **kwargs):
-    # The loop prefetches 2 batches: batch n + 2 is drawn while step n is dispatched.
+    # The loop prefetches 2 batches: batch n + 2 is drawn while step n is dispatched (with
+    # accumulation, batches count micro-batches, and that is step n's last).
     for i, batch in enumerate(real(*args, start_step=start_step, **kwargs)):
-      if start_step + i == n + 2:
+      if start_step + i == n * micro_batches + 2:
         action()
       yield batch
   data.train_batches = batches
 
 
-def arm(mode: str, n: int):
+def arm(mode: str, n: int, micro_batches: int = 1):
   if mode == "step":
-    _at_step(n, die)
+    _at_step(n, die, micro_batches)
   elif mode in ("sigint", "sigint_twice"):
     _at_step(n, ctrl_c)
     if mode == "sigint_twice":
@@ -114,7 +126,8 @@ def arm(mode: str, n: int):
 
 if __name__ == "__main__":
   workdir, data_dir, mode = sys.argv[1:4]
-  arm(mode, int(sys.argv[4]) if len(sys.argv) > 4 else 0)
+  config = tiny_config(data_dir, sys.argv[5] if len(sys.argv) > 5 else "")
+  arm(mode, int(sys.argv[4]) if len(sys.argv) > 4 else 0, config.optim.accumulate_steps)
   with cli.user_errors(verbose=False):
-    train.train_and_evaluate(tiny_config(data_dir), workdir)
+    train.train_and_evaluate(config, workdir)
   print("finished", flush=True)

@@ -26,20 +26,23 @@ def data_dir(tmp_path_factory):
   return path
 
 
-def worker(workdir, data_dir, mode="none", n=0):
+def worker(workdir, data_dir, mode="none", n=0, features="", compilation_cache=""):
   env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  if compilation_cache:  # Later runs of the same program load its executables from there.
+    env["JAX_COMPILATION_CACHE_DIR"] = compilation_cache
   return subprocess.run([sys.executable, str(HERE / "kill_worker.py"), str(workdir), data_dir,
-                         mode, str(n)], env=env, capture_output=True, text=True, timeout=600)
+                         mode, str(n), features], env=env, capture_output=True, text=True,
+                        timeout=600)
 
 
-def params_at_end(workdir, data_dir):
-  config = kill_worker.tiny_config(data_dir)
+def params_at_end(workdir, data_dir, features="", ema=False):
+  config = kill_worker.tiny_config(data_dir, features)
   info = data.get_info(config.data)
   model = train.create_model(config.model, num_classes=info.num_classes,
                              input_shape=info.input_shape)
   abstract = jax.eval_shape(lambda: init_variables(model, info.input_shape, jax.random.key(0)))
   step, variables = checkpoint.Checkpointer(str(workdir), read_only=True).restore_variables(
-      None, abstract)
+      None, abstract, ema=ema)
   return step, jax.tree.map(np.asarray, variables)
 
 
@@ -79,6 +82,30 @@ def test_sigkill_then_same_command_ends_bitwise_equal(mode, n, data_dir, referen
   ref_step, ref_variables = reference
   assert step == ref_step == 36
   jax.tree.map(np.testing.assert_array_equal, variables, ref_variables)
+
+
+def test_accumulation_and_ema_resume_bitwise_after_sigkill(data_dir, tmp_path):
+  features = "accumulate_ema"  # 2 micro-batches per update, EMA, batch norm; 18 steps.
+  cache = str(tmp_path / "jax_cache")
+  reference = tmp_path / "reference"
+  r = worker(reference, data_dir, features=features, compilation_cache=cache)
+  assert r.returncode == 0 and "finished" in r.stdout, r.stderr[-3000:]
+  killed = worker(tmp_path / "run", data_dir, "step", 9, features, cache)
+  assert killed.returncode == -9, killed.stderr[-3000:]
+  assert 9 <= last_logged_step(tmp_path / "run") < 12
+  resumed = worker(tmp_path / "run", data_dir, features=features, compilation_cache=cache)
+  assert resumed.returncode == 0 and "resuming from step 6" in resumed.stdout, resumed.stderr
+  for ema in (False, True):  # Trained weights with batch statistics, then the averaged ones.
+    step, variables = params_at_end(tmp_path / "run", data_dir, features, ema=ema)
+    ref_step, ref_variables = params_at_end(reference, data_dir, features, ema=ema)
+    assert step == ref_step == 18
+    jax.tree.map(np.testing.assert_array_equal, variables, ref_variables)
+  records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+  train_records = [r for r in records if r["split"] == "train"]
+  assert [(r["step"], r["micro_step"]) for r in train_records] == [(s, 2 * s) for s in range(1, 19)]
+  ref_records = [json.loads(x) for x in (reference / "metrics.jsonl").read_text().splitlines()]
+  assert [r["loss"] for r in train_records] == [r["loss"] for r in ref_records
+                                                if r["split"] == "train"]
 
 
 def test_ctrl_c_saves_at_the_interrupt_step_and_the_same_command_resumes_bitwise(
