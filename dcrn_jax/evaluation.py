@@ -32,14 +32,26 @@ from dcrn_jax.errors import UserError
 
 TOP_K = 5
 
-# Every metric evaluation can report, and which way is better: "max" or "min". best_metric is
-# checked against it and Orbax ranks checkpoints by it (checkpoint.py, best_mode).
+# Which way is better for each metric an evaluation reports: "max" or "min". best_metric must
+# be one of these (and reported by the run's evaluation); Orbax ranks checkpoints by it
+# (checkpoint.py, best_mode). A new metric needs one line here, else it cannot be a best_metric
+# (tests/test_training_features.py checks that every reported metric has its line). Names that
+# no evaluation of a dataset reports are refused for it with the list of those it does report.
 METRIC_DIRECTIONS = {
+    # Classification (`metrics` below).
     "loss": "min",
     "accuracy": "max",
     "top5_accuracy": "max",
     "view_accuracy": "max",
+    "macro_f1": "max",
+    # Forecasting (frames predicted from frames).
+    "mse": "min",
+    "mae": "min",
+    "ssim": "max",
+    "psnr": "max",
 }
+# Reported beside the metrics, but counts that rank nothing.
+COUNTS = ("num_examples", "num_views")
 
 
 def log_probs_step(variables: dict, batch: dict, *, apply_fn) -> dict:
@@ -131,26 +143,33 @@ def metrics(predictions: Predictions) -> dict:
 
 
 def metric_names(num_classes: int, eval_views: int = 1) -> list[str]:
-  """The names of the metrics `metrics` reports for this dataset, those of METRIC_DIRECTIONS
-  (found by running it on two made-up examples, so it never disagrees with `metrics`)."""
+  """The names of the metrics `metrics` reports for this dataset (found by running it on two
+  made-up examples, so it never disagrees with `metrics`), counts left out."""
   views = np.full(2, max(eval_views, 1))
   probe = Predictions(example_id=np.arange(2), label=np.zeros(2, np.int64),
                       probabilities=np.full((2, num_classes), 1.0 / num_classes), views=views,
                       view_hits=np.zeros(2, np.int64), loss=np.zeros(2))
-  return [name for name in metrics(probe) if name in METRIC_DIRECTIONS]
+  return [name for name in metrics(probe) if name not in COUNTS]
 
 
-def check_best_metric(name: str, num_classes: int | None = None, eval_views: int = 1) -> None:
-  """Raises UserError unless `name` ("" = off) is a metric this run's evaluation reports (known
-  at all, when the dataset is not known yet: num_classes None)."""
+def metric_direction(name: str) -> str:
+  """'max' or 'min': which way `name` is better; a UserError naming the known ones."""
+  if name not in METRIC_DIRECTIONS:
+    raise UserError(f"best_metric={name!r} is not a metric known to dcrn_jax: choose one of "
+                    f"{', '.join(METRIC_DIRECTIONS)}")
+  return METRIC_DIRECTIONS[name]
+
+
+def check_best_metric(name: str, reported: list[str] | None = None) -> None:
+  """Raises UserError unless `name` ("" = off) has a direction and, when `reported` (the metric
+  names this run's evaluation reports) is given, is among them."""
   if not name:
     return
-  known = (sorted(METRIC_DIRECTIONS) if num_classes is None
-           else metric_names(num_classes, eval_views))
-  if name not in known:
-    where = "" if num_classes is None else " of this dataset"
-    raise UserError(f"best_metric={name!r} is not among the eval metrics{where}: choose one of "
-                    f"{', '.join(known)}")
+  metric_direction(name)
+  if reported is not None and name not in reported:
+    ranked = [m for m in reported if m in METRIC_DIRECTIONS]
+    raise UserError(f"best_metric={name!r} is not among the eval metrics of this dataset: choose "
+                    f"one of {', '.join(ranked)}")
 
 
 def predict_rows(log_probs_fn, variables, batches, mesh, prefetch: int = 2) -> Predictions:

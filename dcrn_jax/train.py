@@ -48,8 +48,13 @@ def resolve_config(config, info):
   examples = durations.examples_per_epoch(info.num_train_examples, jax.process_count(),
                                           config.data.shard_by_process)
   config, notes = durations.resolve(config, examples)
-  evaluation.check_best_metric(config.best_metric, info.num_classes, info.eval_views)
+  evaluation.check_best_metric(config.best_metric,
+                               evaluation.metric_names(info.num_classes, info.eval_views))
   return config, notes + optim.schedule_notes(config.optim, config.num_train_steps)
+
+
+def _best_mode(config) -> str:
+  return evaluation.metric_direction(config.best_metric) if config.best_metric else "max"
 
 
 def _setup(config):
@@ -161,7 +166,7 @@ def fit(config, workdir: str, *, profile_steps: int = 0):
   ckpt = checkpoint.Checkpointer(
       workdir, max_to_keep=config.max_checkpoints_to_keep, async_save=config.async_checkpointing,
       best_metric=config.best_metric,
-      best_mode=evaluation.METRIC_DIRECTIONS.get(config.best_metric, "max"))
+      best_mode=_best_mode(config))
   latest = ckpt.latest_step()
   if latest is not None:
     state = ckpt.restore_train_state(
@@ -292,7 +297,7 @@ def evaluate(config, workdir: str) -> dict:
                           abstract)
   ckpt = checkpoint.Checkpointer(
       workdir, read_only=True, best_metric=config.best_metric,
-      best_mode=evaluation.METRIC_DIRECTIONS.get(config.best_metric, "max"))
+      best_mode=_best_mode(config))
   use_ema = optim.evaluates_ema(config.optim)
   step, variables = ckpt.restore_variables(config.eval_checkpoint_step, abstract, ema=use_ema)
   results, _ = make_evaluator(model, info, config, mesh)(variables)

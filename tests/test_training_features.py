@@ -187,7 +187,8 @@ def test_durations_resolve_from_the_examples_per_update():
     ({"optim.accumulate_steps": 0}, "optim.accumulate_steps=0 must be >= 1"),
     ({"optim.ema_decay": 1.0}, r"optim.ema_decay=1.0 must be in \[0, 1\)"),
     ({"optim.ema_decay": -0.1}, r"optim.ema_decay=-0.1 must be in \[0, 1\)"),
-    ({"best_metric": "f1"}, "best_metric='f1' is not among the eval metrics"),
+    ({"best_metric": "f1"}, "best_metric='f1' is not a metric known to dcrn_jax: choose one of "
+                            "loss, accuracy, "),
     ({"eval_checkpoint_step": "bestt"}, "eval_checkpoint_step='bestt' must be"),
     ({"eval_checkpoint_step": -2}, "eval_checkpoint_step=-2 must be"),
 ])
@@ -197,14 +198,29 @@ def test_bad_values_of_the_new_fields_are_one_line_errors(overrides, message):
 
 
 def test_best_metric_must_be_one_this_dataset_reports():
-  evaluation.check_best_metric("top5_accuracy", num_classes=10)
+  reported = lambda classes, views=1: evaluation.metric_names(classes, views)
+  evaluation.check_best_metric("top5_accuracy", reported(10))
   with pytest.raises(UserError, match="'top5_accuracy' is not among the eval metrics of this "
                                       "dataset: choose one of loss, accuracy$"):
-    evaluation.check_best_metric("top5_accuracy", num_classes=3)
+    evaluation.check_best_metric("top5_accuracy", reported(3))
   with pytest.raises(UserError, match="view_accuracy"):
-    evaluation.check_best_metric("view_accuracy", num_classes=10, eval_views=1)
-  evaluation.check_best_metric("view_accuracy", num_classes=10, eval_views=3)
-  assert set(evaluation.metric_names(10, 3)) <= set(evaluation.METRIC_DIRECTIONS)
+    evaluation.check_best_metric("view_accuracy", reported(10, 1))
+  evaluation.check_best_metric("view_accuracy", reported(10, 3))
+  with pytest.raises(UserError, match="'mse' is not among the eval metrics of this dataset"):
+    evaluation.check_best_metric("mse", reported(10))  # Known, but not a classifier's.
+  assert evaluation.metric_direction("loss") == "min"
+  assert evaluation.metric_direction("accuracy") == "max"
+  with pytest.raises(UserError, match="'acc' is not a metric known to dcrn_jax"):
+    evaluation.metric_direction("acc")
+
+
+@pytest.mark.parametrize("classes,views", [(3, 1), (10, 1), (10, 3)])
+def test_every_reported_metric_has_a_direction(classes, views):
+  # A metric added to evaluation without its line in METRIC_DIRECTIONS fails here.
+  names = evaluation.metric_names(classes, views)
+  assert "loss" in names and "num_examples" not in names
+  assert set(names) <= set(evaluation.METRIC_DIRECTIONS), names
+  assert set(evaluation.METRIC_DIRECTIONS.values()) == {"max", "min"}
 
 
 def test_best_checkpoint_is_the_best_logged_one_and_survives_rotation(tmp_path, monkeypatch):
