@@ -280,6 +280,24 @@ def test_a_min_metric_keeps_the_lowest_and_the_rank_survives_a_restart(tmp_path)
     without.step_to_restore("best")
 
 
+def test_turning_ema_on_when_resuming_starts_the_average_from_the_restored_parameters(tmp_path):
+  saved = state_lib.TrainState(step=jnp.int32(3), params={"w": jnp.arange(4.0)}, batch_stats={},
+                               opt_state={"mu": jnp.ones((4,))}, ema_params={}, apply_fn=None,
+                               tx=None)
+  ckpt = checkpoint.Checkpointer(str(tmp_path), max_to_keep=2)
+  ckpt.save(saved)
+  assert not ckpt.has_ema(3)
+  with_ema = saved.replace(ema_params={"w": jnp.zeros((4,))})
+  abstract = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=parallel.replicated(
+          parallel.create_mesh())), with_ema)
+  restored = ckpt.restore_train_state(3, abstract)
+  ckpt.close()
+  assert int(restored.step) == 3
+  np.testing.assert_array_equal(restored.ema_params["w"], np.arange(4.0))
+  np.testing.assert_array_equal(restored.params["w"], np.arange(4.0))
+
+
 def _conv_and_dot_dtypes(jaxpr, found, outer=""):
   """(primitive, input dtypes, name stack) of every convolution and matmul, in sub-jaxprs too
   (scans, custom VJPs, jits), whose name stacks are relative to the equation holding them."""
