@@ -19,7 +19,15 @@ from dcrn_jax.errors import UserError
 CONFIG_FILE = "config.json"
 LABEL_MAP_FILE = "label_map.json"
 # Parts of the config a run's checkpoints depend on: changing them in the same workdir is refused.
-RUN_DEFINING = ("model", "seed")
+# optim.accumulate_steps too: it sets where the data stream of a step starts (and the optimizer
+# state's structure), so a resume with another value would not continue the same run.
+RUN_DEFINING = ("model", "seed", "optim.accumulate_steps")
+
+
+def _pick(config: dict, dotted: str):
+  """{'optim': {'accumulate_steps': 2}} for 'optim.accumulate_steps' (KeyError if absent)."""
+  head, _, rest = dotted.partition(".")
+  return {head: _pick(config[head], rest) if rest else config[head]}
 
 
 def write_json(path: str, obj, **kwargs) -> None:
@@ -54,8 +62,13 @@ def prepare(workdir: str, config) -> None:
   if _has_checkpoints(workdir) and os.path.exists(path):
     with open(path, encoding="utf-8") as f:
       saved = json.load(f)
-    diffs = config_differences({k: saved.get(k) for k in RUN_DEFINING},
-                               {k: current[k] for k in RUN_DEFINING})
+    diffs = []
+    for key in RUN_DEFINING:
+      try:
+        old = _pick(saved, key)
+      except KeyError:  # A run from before the field existed: its default then.
+        continue
+      diffs += config_differences(old, _pick(current, key))
     if diffs:
       raise UserError(f"{workdir} holds checkpoints of a run with another config ("
                       + "; ".join(diffs[:5]) + "): resuming it with this one would mix two "

@@ -14,7 +14,7 @@ import pytest
 
 from configs import video_gru
 from dcrn_jax import UserError, checkpoint, durations, evaluation, optim, parallel, train
-from dcrn_jax import state as state_lib
+from dcrn_jax import state as state_lib, workdir as workdir_lib
 from dcrn_jax.models import create_model
 from dcrn_jax.models.classifiers import MODELS
 
@@ -296,6 +296,15 @@ def test_turning_ema_on_when_resuming_starts_the_average_from_the_restored_param
   assert int(restored.step) == 3
   np.testing.assert_array_equal(restored.ema_params["w"], np.arange(4.0))
   np.testing.assert_array_equal(restored.params["w"], np.arange(4.0))
+
+
+def test_resuming_with_another_accumulate_steps_is_refused(tmp_path):
+  workdir = str(tmp_path)
+  workdir_lib.prepare(workdir, tiny_config())
+  (tmp_path / "checkpoints" / "4").mkdir(parents=True)  # As a trained run has.
+  workdir_lib.prepare(workdir, tiny_config(**{"optim.ema_decay": 0.9}))  # May change.
+  with pytest.raises(UserError, match=r"another config \(optim.accumulate_steps: 1 -> 2\)"):
+    workdir_lib.prepare(workdir, tiny_config(**{"optim.accumulate_steps": 2}))
 
 
 def _conv_and_dot_dtypes(jaxpr, found, outer=""):
