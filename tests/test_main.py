@@ -1,6 +1,5 @@
 """The command line: config overrides, one-line errors with a non-zero exit, eval output."""
 
-import gzip
 import json
 import os
 import pathlib
@@ -82,19 +81,3 @@ def test_train_then_eval_from_another_directory(tmp_path):
   result = json.loads((work / "eval.json").read_text())
   assert result["step"] == 6 and result["num_examples"] == 64
   assert result["accuracy"] == records[-1]["accuracy"]  # Same checkpoint, same examples.
-
-
-def test_profile_steps_writes_a_trace_and_accumulation_logs_updates_and_micro_steps(tmp_path):
-  work = tmp_path / "run"
-  r = run_main(f"--config={ROOT}/configs/video_gru.py", f"--workdir={work}", *TINY,
-               "--config.num_train_steps=5", "--config.log_every_steps=5",
-               "--config.optim.accumulate_steps=2", "--config.optim.ema_decay=0.5",
-               "--profile_steps=3")
-  assert r.returncode == 0, r.stderr
-  assert "[train] step 5/5 (micro-step 10)" in r.stdout and "[test_ema] step 5/5" in r.stdout
-  assert f"profile: 3 step(s) after step 1 traced into {work}/profile" in r.stdout
-  runs = list((work / "profile" / "plugins" / "profile").iterdir())
-  assert len(runs) == 1 and list(runs[0].glob("*.xplane.pb")), runs
-  with gzip.open(runs[0] / "perfetto_trace.json.gz") as f:  # What ui.perfetto.dev opens.
-    events = json.load(f)["traceEvents"]
-  assert any("train_step" in str(e.get("name", "")) for e in events)

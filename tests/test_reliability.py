@@ -84,6 +84,7 @@ def test_sigkill_then_same_command_ends_bitwise_equal(mode, n, data_dir, referen
   jax.tree.map(np.testing.assert_array_equal, variables, ref_variables)
 
 
+@pytest.mark.slow  # Three runs in subprocesses (~40 s of CPU); the loop's resume is tested above.
 def test_accumulation_and_ema_resume_bitwise_after_sigkill(data_dir, tmp_path):
   features = "accumulate_ema"  # 2 micro-batches per update, EMA, batch norm; 18 steps.
   cache = str(tmp_path / "jax_cache")

@@ -2,6 +2,7 @@
 through the real loop on tiny in-memory (synthetic) data."""
 
 import contextlib
+import gzip
 import io
 import json
 import pathlib
@@ -52,7 +53,7 @@ def numpy_tree(tree):
   return jax.tree.map(np.asarray, tree)
 
 
-def _fit_recording(config, workdir):
+def _fit_recording(config, workdir, profile_steps=0):
   """train.fit, also recording (parameters, step) before the first micro-batch and after
   every one."""
   after_each, real = [], train.make_train_step
@@ -69,7 +70,7 @@ def _fit_recording(config, workdir):
     return run
   train.make_train_step = recording
   try:
-    return train.fit(config, workdir), after_each
+    return train.fit(config, workdir, profile_steps=profile_steps), after_each
   finally:
     train.make_train_step = real
 
@@ -77,8 +78,8 @@ def _fit_recording(config, workdir):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
   """Three runs over the same 128 examples (2 epochs of 64): one batch of 16 per update; two
-  micro-batches of 8 per update with EMA, length and periods given in steps; the same in
-  epochs."""
+  micro-batches of 8 per update with EMA, length and periods given in steps, with a profiler
+  trace of 3 steps; the same in epochs."""
   root = tmp_path_factory.mktemp("runs")
   accumulate = {"batch_size": 8, "optim.accumulate_steps": 2, "optim.ema_decay": 0.5}
   configs = {
@@ -93,7 +94,8 @@ def runs(tmp_path_factory):
   for name, config in configs.items():
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-      (state, result), after_each = _fit_recording(config, str(root / name))
+      (state, result), after_each = _fit_recording(config, str(root / name),
+                                                   profile_steps=3 if name == "steps" else 0)
     out[name] = types.SimpleNamespace(state=state, result=result, config=config,
                                       workdir=root / name, printed=printed.getvalue(),
                                       after_each=after_each)
@@ -120,6 +122,20 @@ def test_accumulated_micro_batches_give_the_parameters_of_one_big_batch(runs):
     np.testing.assert_allclose(a["grad_norm"], b["grad_norm"], rtol=1e-4)
     np.testing.assert_allclose(a["learning_rate"], b["learning_rate"], rtol=1e-7)
     np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5)
+
+
+def test_logs_name_updates_and_micro_steps_and_the_profile_holds_a_trace(runs):
+  run = runs["steps"]
+  assert "[train] step 8/8 (micro-step 16) | " in run.printed
+  assert "[test_ema] step 8/8 | " in run.printed and "[test] step 8/8 | " in run.printed
+  profile = run.workdir / "profile"
+  assert f"profile: 3 step(s) after step 1 traced into {profile}" in run.printed
+  traces = list((profile / "plugins" / "profile").iterdir())
+  assert len(traces) == 1 and list(traces[0].glob("*.xplane.pb")), traces
+  with gzip.open(traces[0] / "perfetto_trace.json.gz") as f:  # What ui.perfetto.dev opens.
+    events = json.load(f)["traceEvents"]
+  assert any("train_step" in str(e.get("name", "")) for e in events)
+  assert not (runs["epochs"].workdir / "profile").exists()  # Only when asked for.
 
 
 def test_num_epochs_and_num_train_steps_give_the_same_run(runs):
