@@ -67,10 +67,22 @@ def make_evaluator(model, info, config, mesh):
     batches = _host_batches(data.eval_batches, config, config.eval_batch_size)
     try:
       return evaluation.evaluate(log_probs_fn, variables, batches, mesh,
-                                 config.data.prefetch_batches)
+                                 config.data.prefetch_batches, class_names=info.class_names)
     except UserError as e:
       raise UserError(f"{e} ({config.data.name!r}, split {config.data.eval_split!r})") from None
   return evaluate_split
+
+
+def write_eval_results(workdir: str, step: int, results: dict, predictions, info) -> str:
+  """Process 0 writes eval_predictions.jsonl (every process's examples, gathered by the
+  evaluation) and then eval.json, each whole; returns the predictions' path."""
+  path = os.path.join(workdir, workdir_lib.PREDICTIONS_FILE)
+  if jax.process_index() == 0:
+    workdir_lib.write_jsonl(path, evaluation.to_records(predictions, info.class_names,
+                                                        info.eval_ids))
+    workdir_lib.write_json(os.path.join(workdir, workdir_lib.EVAL_FILE),
+                           dict(results, step=int(step)), indent=2, sort_keys=True)
+  return path
 
 
 def is_due(step: int, every: int, last_step: int) -> bool:
@@ -179,7 +191,9 @@ def fit(config, workdir: str):
       if save_now:
         ckpt.save(state, force=True)
       if is_due(step, config.eval_every_steps, config.num_train_steps):
-        eval_metrics, _ = evaluate_fn(state.variables)
+        eval_metrics, predictions = evaluate_fn(state.variables)
+        if last:  # The final eval is kept whole: eval.json and the per-example predictions.
+          write_eval_results(workdir, step, eval_metrics, predictions, info)
         writer.write(step, "test", eval_metrics)
         progress.log(step, eval_metrics, split="test")
         progress.mark(step)  # Eval time is not training time.
@@ -202,8 +216,15 @@ def fit(config, workdir: str):
   finally:
     writer.close()
     stop.close()
+    if jax.process_index() == 0 and step > start_step:
+      workdir_lib.record_session(workdir, {
+          "start_step": start_step, "end_step": step,
+          "seconds": round(time.perf_counter() - t_start, 1), "devices": int(mesh.devices.size),
+          "platform": jax.devices()[0].platform, "processes": jax.process_count(),
+          "num_params": int(num_params)})
   if start_step >= config.num_train_steps:  # Already trained that far: report where it is.
-    eval_metrics, _ = evaluate_fn(state.variables)
+    eval_metrics, predictions = evaluate_fn(state.variables)
+    write_eval_results(workdir, start_step, eval_metrics, predictions, info)
     progress.log(start_step, eval_metrics, split="test")
   ckpt.close()
   if jax.process_index() == 0:
@@ -213,9 +234,11 @@ def fit(config, workdir: str):
   return state, eval_metrics
 
 
-def evaluate(config, workdir: str) -> dict:
-  """Restores the model (no optimizer state) and evaluates the eval split; writes eval.json."""
-  validate_config(config)
+def restore(config, workdir: str, step: int | None = None):
+  """The model of a trained workdir, for evaluation and tools that read it (no optimizer state).
+
+  Returns (mesh, info, model, step, variables); step None: the latest checkpoint.
+  """
   ckpt_dir = os.path.join(workdir, "checkpoints")
   if not os.path.isdir(ckpt_dir):
     raise UserError(f"no checkpoints in {ckpt_dir}: train first with --mode=train and the same "
@@ -227,16 +250,25 @@ def evaluate(config, workdir: str) -> dict:
                                                          sharding=parallel.replicated(mesh)),
                           abstract)
   ckpt = checkpoint.Checkpointer(workdir, read_only=True)
+  step, variables = ckpt.restore_variables(step, abstract)
+  return mesh, info, model, step, variables
+
+
+def evaluate(config, workdir: str) -> dict:
+  """Restores the model (no optimizer state) and evaluates the eval split; writes eval.json
+  and eval_predictions.jsonl."""
+  validate_config(config)
   wanted = None if config.eval_checkpoint_step < 0 else config.eval_checkpoint_step
-  step, variables = ckpt.restore_variables(wanted, abstract)
-  results, _ = make_evaluator(model, info, config, mesh)(variables)
+  mesh, info, model, step, variables = restore(config, workdir, wanted)
+  results, predictions = make_evaluator(model, info, config, mesh)(variables)
   results["step"] = step
+  path = write_eval_results(workdir, step, results, predictions, info)
   if jax.process_index() == 0:
     print(f"[eval] step {step} | {metrics_lib.format_metrics(results)} | "
           f"{results['num_examples']} examples of {config.data.name}/{config.data.eval_split}",
           flush=True)
-    workdir_lib.write_json(os.path.join(workdir, "eval.json"), results, indent=2,
-                           sort_keys=True)
+    print(metrics_lib.format_per_class(results), flush=True)
+    print(f"predictions: {path}", flush=True)
     writer = metrics_lib.MetricWriter(workdir)
     writer.write(step, "eval", results)
     writer.close()
