@@ -10,8 +10,9 @@ run's forecast_examples.png) and writes DIR/report/index.html with its pictures 
   confusion matrix   row-normalised, counts on hover; the most-confused pairs
   when the evidence is   the true-class probability drop per occluded frame over many clips
   gallery            the most confident mistakes first, each clip moving, its saliency
-                     (integrated gradients) and per-frame importance (occlusion, gradient x
-                     input), all for the true class (dcrn_jax/explain.py)
+                     (integrated gradients) and per-frame importance (occlusion, and the
+                     integrated gradients' mass per frame), all for the true class
+                     (dcrn_jax/explain.py)
 
 A section whose inputs are missing is left out and named under "Not shown".
 """
@@ -82,12 +83,13 @@ def build_report(workdir: str, out: str | None = None, *, num_examples: int = 12
                  log=print) -> str:
   """Writes the report of a trained workdir (see the module docstring); returns index.html's
   path. The folder is built beside `out` and swapped in whole when complete."""
-  if num_examples < 0 or profile_clips < 0 or ig_steps < 1:
-    raise UserError(f"num_examples={num_examples} and profile_clips={profile_clips} must be "
-                    f">= 0 and ig_steps={ig_steps} >= 1")
+  for name, value, least in (("num_examples", num_examples, 0),
+                             ("profile_clips", profile_clips, 0), ("ig_steps", ig_steps, 1)):
+    if value < least:
+      raise UserError(f"{name}={value} must be at least {least}")
   from dcrn_jax import explain  # pylint: disable=g-import-not-at-top
   if fill not in explain.FILLS:
-    raise UserError(f"occlusion fill {fill!r} is not one of {', '.join(explain.FILLS)}")
+    raise UserError(f"occlusion fill {fill!r} is not one of: {', '.join(explain.FILLS)}")
   t0 = time.perf_counter()
   config = workdir_lib.read_config(workdir)
   out = out or os.path.join(workdir, "report")
@@ -193,7 +195,7 @@ def _explained(workdir, config, results, predictions, folder, num_examples, prof
     what = ("Each clip moves on the left. Right, top: its frames; middle: integrated "
             f"gradients ({ig_steps} steps from a black input) over them; bottom, per frame: the "
             f"true-class probability drop when the frame is replaced by {fill_text} (blue) and "
-            "the frame's share of |gradient x input| (orange). All for the true class."
+            "the frame's share of the integrated gradients (orange). All for the true class."
             if examples[0].inputs.ndim == 4 else
             "Each image with integrated gradients of the true class over it.")
     mistakes = sum(e.record["label"] != e.record["prediction"] for e in examples)

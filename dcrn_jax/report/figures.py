@@ -146,7 +146,7 @@ def evidence_strip(inputs: np.ndarray, saliency: np.ndarray, folder: str, name: 
     ax.bar(x - 0.2, occlusion, width=0.4, color="tab:blue", label="probability drop, frame occluded")
     ax.bar(x + 0.2, frame_mass * max(float(np.abs(occlusion).max()), 1e-6) / max(
         float(frame_mass.max()), 1e-12), width=0.4, color="tab:orange",
-           label="gradient x input mass (scaled)")
+           label="integrated-gradients mass (scaled)")
     ax.axhline(0, color="black", linewidth=0.5)
     ax.set_xlim(0.5, num_frames + 0.5)
     ax.set_xticks(x if num_frames <= 32 else x[::max(1, num_frames // 16)])
@@ -167,6 +167,7 @@ def temporal_profile(drops: np.ndarray, labels: np.ndarray, class_names, folder:
   left.fill_between(x, q25, q75, alpha=0.3, label="25-75 %")
   left.plot(x, drops.mean(axis=0), marker="o", markersize=3, label="mean")
   left.axhline(0, color="black", linewidth=0.5)
+  left.set_xticks(x if num_frames <= 32 else x[::max(1, num_frames // 16)])
   left.set_xlabel("frame", fontsize=9)
   left.set_ylabel("true-class probability drop", fontsize=9)
   left.set_title(f"{len(drops)} eval clips", fontsize=10)
@@ -180,6 +181,7 @@ def temporal_profile(drops: np.ndarray, labels: np.ndarray, class_names, folder:
                        extent=(0.5, num_frames + 0.5, len(present) - 0.5, -0.5))
   right.set_yticks(range(len(present)))
   right.set_yticklabels([class_names[c] for c in present], fontsize=8)
+  right.set_xticks(x if num_frames <= 32 else x[::max(1, num_frames // 16)])
   right.set_xlabel("frame", fontsize=9)
   right.set_title("mean drop per true class", fontsize=10)
   right.tick_params(labelsize=8)
