@@ -141,3 +141,79 @@ def test_report_faults_are_one_line_errors(run, tmp_path, name, flags, expected)
   assert r.stderr.strip().splitlines()[-1].startswith("error: ")
   assert expected in r.stderr and "Traceback" not in r.stderr
   assert not (tmp_path / "empty" / "report").exists()
+
+
+def _record(index, label, prediction, confidence, classes=4):
+  probs = [(1 - confidence) / (classes - 1)] * classes
+  probs[prediction] = confidence
+  return {"id": index, "index": index, "label": label, "prediction": prediction,
+          "probabilities": probs}
+
+
+def test_the_gallery_shows_the_most_confident_mistakes_first_then_each_class():
+  from dcrn_jax.report import gallery  # pylint: disable=g-import-not-at-top
+  records = [_record(0, 0, 1, 0.6), _record(1, 1, 2, 0.9), _record(2, 2, 2, 0.8),
+             _record(3, 0, 0, 0.7), _record(4, 0, 0, 0.95), _record(5, 3, 0, 0.5),
+             _record(6, 3, 3, 0.4)]
+  assert [r["index"] for r in gallery.choose(records, 5)] == [1, 0, 5, 4, 2]
+  assert [r["index"] for r in gallery.choose(records, 3)] == [1, 0, 4]
+  assert [r["index"] for r in gallery.choose(records, 7)] == [1, 0, 5, 4, 2, 6, 3]
+  assert [r["index"] for r in gallery.choose(records[:2], 5)] == [1, 0]
+
+
+def test_images_get_a_still_and_a_saliency_overlay_without_time(tmp_path):
+  import jax  # pylint: disable=g-import-not-at-top
+  from configs import default  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.models import create_model  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.report import figures, gallery  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.state import init_variables  # pylint: disable=g-import-not-at-top
+  m = default.get_config().model
+  m.name, m.conv_features = "cnn", (4,)
+  model = create_model(m, num_classes=3, input_shape=(8, 8, 3))
+  variables = init_variables(model, (8, 8, 3), jax.random.key(0))
+  images = np.random.default_rng(0).uniform(size=(2, 8, 8, 3)).astype(np.float32)
+  records = [dict(_record(i, i, 1, 0.5, classes=3), label_name="a", prediction_name="b")
+             for i in range(2)]
+  examples = gallery.explain_examples(model, variables, records,
+                                      {i: (images[i], i) for i in range(2)}, ig_steps=4,
+                                      fill="mean")
+  assert [e.saliency.shape for e in examples] == [(8, 8), (8, 8)]
+  assert examples[0].occlusion is None and examples[0].frame_mass is None
+  still = figures.still(examples[0].inputs, str(tmp_path), "x.png")
+  strip = figures.evidence_strip(examples[0].inputs, examples[0].saliency, str(tmp_path), "s.png")
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  assert Image.open(tmp_path / still).size == (128, 128)
+  assert Image.open(tmp_path / strip).size[0] > 50
+
+
+def test_a_forecast_workdir_shows_its_pictures_and_names_what_is_missing(tmp_path):
+  from configs import video_gru  # pylint: disable=g-import-not-at-top
+  from dcrn_jax import report  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  (tmp_path / "config.json").write_text(video_gru.get_config().to_json())
+  (tmp_path / "metrics.jsonl").write_text("".join(
+      json.dumps({"step": s, "split": "train", "loss": 1.0 / s, "learning_rate": 1e-3}) + "\n"
+      for s in (1, 2, 3)))
+  (tmp_path / "eval.json").write_text(json.dumps(
+      {"step": 3, "num_examples": 4, "loss": 0.5, "mse_per_step": [0.1, 0.2, 0.4]}))
+  Image.new("RGB", (40, 20), "red").save(tmp_path / "forecast_examples.png")
+  lines = []
+  path = report.build_report(str(tmp_path), log=lines.append)
+  page = pathlib.Path(path).read_text()
+  assert "<h2>Forecasts" in page and "forecast_examples.png" in page and "per_step.png" in page
+  assert "per-class metrics: eval.json has none" in page
+  assert "no eval_predictions.jsonl" in page and "<h2>Gallery" not in page
+  assert {"curves.png", "per_step.png", "forecast_examples.png"} <= set(
+      os.listdir(tmp_path / "report"))
+  assert lines[-1].startswith(f"wrote {tmp_path}/report/index.html")
+
+
+def test_without_its_checkpoint_the_report_keeps_the_rest_and_says_why(run, tmp_path):
+  from dcrn_jax import report  # pylint: disable=g-import-not-at-top
+  copy = tmp_path / "run"
+  shutil.copytree(run[0], copy, ignore=shutil.ignore_patterns("report", "checkpoints"))
+  lines = []
+  page = pathlib.Path(report.build_report(str(copy), log=lines.append)).read_text()
+  assert "<h2>Confusion matrix" in page and "<h2>Gallery" not in page
+  assert "gallery and per-frame importance: no checkpoints in" in page
+  assert any(x.startswith("note: not shown: gallery") for x in lines)

@@ -133,8 +133,11 @@ def build_report(workdir: str, out: str | None = None, *, num_examples: int = 12
                  "older version: run --mode=eval again)")
 
   if predictions and num_examples + profile_clips > 0:
-    sections += _explained(workdir, config, results, predictions, building, num_examples,
-                           profile_clips, ig_steps, fill, log)
+    try:
+      sections += _explained(workdir, config, results, predictions, building, num_examples,
+                             profile_clips, ig_steps, fill, log)
+    except UserError as e:  # The checkpoint or the data is gone: the rest is still worth having.
+      notes.append(f"gallery and per-frame importance: {e}")
   elif predictions is None:
     notes.append("gallery: the workdir has no eval_predictions.jsonl (run --mode=eval)")
 
@@ -148,6 +151,8 @@ def build_report(workdir: str, out: str | None = None, *, num_examples: int = 12
   if forecast:
     sections.append(("Forecasts", "".join(forecast)))
 
+  for note in notes:
+    log(f"note: not shown: {note}")
   sections.insert(0, ("Run", page.summary(
       _summary_rows(config, sessions, results, records, num_params), config.to_dict())))
   with open(os.path.join(building, "index.html"), "w", encoding="utf-8") as f:
