@@ -92,6 +92,18 @@ def test_a_class_name_list_of_the_wrong_length_is_a_programming_error():
     evaluation.metrics(predictions, ["a", "b"])
 
 
+def test_a_video_scored_from_several_views_is_one_record_named_by_its_path():
+  probs = np.array([[0.7, 0.3], [0.5, 0.5], [0.1, 0.9], [0.2, 0.8], [0.4, 0.6], [0.5, 0.5]])
+  mask = np.array([1, 1, 1, 1, 1, 0])  # Two videos of 3 and 2 views, then a padding row.
+  ids = np.array([1, 1, 1, 0, 0, -1])
+  predictions = evaluation.combine_views(np.log(probs), np.array([0, 0, 0, 1, 1, 0]), mask, ids)
+  records = evaluation.to_records(predictions, ["cat", "owl"], ("b/owl/x.mp4", "a/cat/y.mp4"))
+  assert [(r["id"], r["index"], r["label_name"], r["views"]) for r in records] == [
+      ("b/owl/x.mp4", 0, "owl", 2), ("a/cat/y.mp4", 1, "cat", 3)]
+  np.testing.assert_allclose(records[1]["probabilities"], [1.3 / 3, 1.7 / 3], rtol=1e-5)
+  assert records[1]["prediction_name"] == "owl"
+
+
 # ------------------------------------------------ video folder: views, processes, absent class
 
 
@@ -125,7 +137,7 @@ def video_run(tmp_path_factory):
            "--config.data.num_test_clips=2", "--config.data.num_test_crops=3",
            "--config.batch_size=4", "--config.eval_batch_size=4", *TINY_MODEL]
   r = run_main(f"--workdir={workdir}", *flags, "--config.num_train_steps=2",
-               "--config.log_every_steps=1")
+               "--config.log_every_steps=1", timeout=600)
   assert r.returncode == 0, r.stderr[-3000:]
   return workdir, flags
 
@@ -136,6 +148,7 @@ def _free_port():
     return s.getsockname()[1]
 
 
+@pytest.mark.slow  # About a minute: three processes import TensorFlow and decode videos.
 def test_multi_view_eval_writes_one_row_per_video_the_same_from_two_processes(video_run):
   workdir, flags = video_run
   one = read_predictions(workdir)  # The final eval of training: 1 process.
@@ -153,7 +166,7 @@ def test_multi_view_eval_writes_one_row_per_video_the_same_from_two_processes(vi
   procs = [run_main(f"--workdir={workdir}", "--mode=eval", *flags,
                     f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
                     f"--process_id={i}", wait=False) for i in range(2)]
-  outs = [p.communicate(timeout=300)[0] for p in procs]
+  outs = [p.communicate(timeout=600)[0] for p in procs]
   for p, out in zip(procs, outs):
     assert p.returncode == 0, out[-3000:]
   two = read_predictions(workdir)
