@@ -10,7 +10,7 @@ import optax
 import pytest
 
 from configs import default
-from dcrn_jax import explain, parallel, state as state_lib, steps
+from dcrn_jax import explain, state as state_lib, steps
 from dcrn_jax.models import create_model
 
 FRAMES, SIGNAL_FRAME, SIZE, CLASSES = 8, 2, 16, 4  # The label shows in frame 3 of 8 only.
@@ -26,6 +26,24 @@ def one_frame_clips(n: int, seed: int):
     top, left = 8 * (label // 2) + 1, 8 * (label % 2) + 1
     clips[i, SIGNAL_FRAME, top:top + 6, left:left + 6] = 1.0
   return clips, labels
+
+
+def numpy_variables(model, input_shape, seed: int) -> dict:
+  """Random variables of the model's shapes (normal, std 1/sqrt(fan-in); biases 0), drawn with
+  numpy: XLA:CPU takes seconds to compile JAX's initialisers (its threefry random bits) for
+  each kernel shape, longer than the rest of a small test."""
+  shapes = jax.eval_shape(lambda: state_lib.init_variables(model, input_shape,
+                                                           jax.random.key(0)))
+  rng = np.random.default_rng(seed)
+
+  def draw(path, leaf):
+    name = jax.tree_util.keystr(path)
+    if leaf.ndim < 2 or "bias" in name or "batch_stats" in name:
+      return np.zeros(leaf.shape, leaf.dtype)
+    fan_in = int(np.prod(leaf.shape[:-1]))
+    return (rng.normal(size=leaf.shape) / np.sqrt(fan_in)).astype(leaf.dtype)
+
+  return jax.tree_util.tree_map_with_path(draw, shapes)
 
 
 def _model():
@@ -47,9 +65,12 @@ def _inside_square(saliency, labels):
 def explained():
   """Explanations of 64 test clips by the trained model ('trained') and by the same model with
   re-randomised weights ('random'), and the model and variables."""
-  model, mesh = _model(), parallel.create_mesh()
-  state, _ = state_lib.create_train_state(model, optax.adam(3e-3), (FRAMES, SIZE, SIZE, 1),
-                                          jax.random.key(0), mesh)
+  model, shape = _model(), (FRAMES, SIZE, SIZE, 1)
+  tx = optax.adam(3e-3)
+  variables = numpy_variables(model, shape, seed=0)
+  state = state_lib.TrainState(step=np.int32(0), params=variables["params"], batch_stats={},
+                               opt_state=tx.init(variables["params"]), apply_fn=model.apply,
+                               tx=tx)
   step = jax.jit(functools.partial(steps.train_step, schedule=lambda _: 3e-3))
   clips, labels = one_frame_clips(32 * 100, seed=1)
   for i in range(100):
@@ -61,14 +82,14 @@ def explained():
   accuracy = float(np.mean(np.argmax(logits, -1) == labels))
   assert accuracy > 0.9, f"the sanity model did not learn ({accuracy:.2f}; loss {metrics['loss']})"
   out = {"model": model, "clips": clips, "labels": labels}
-  random = state_lib.init_variables(model, (FRAMES, SIZE, SIZE, 1), jax.random.key(99))
+  random = numpy_variables(model, shape, seed=99)  # Re-randomised: same shapes and scales.
   for name, variables in (("trained", state.variables), ("random", random)):
     out[name] = {
         "variables": variables,
         "drops": {fill: explain.occlusion_importance(model, variables, clips, labels, fill=fill)
                   for fill in explain.FILLS},
         "gxi": explain.gradient_x_input(model, variables, clips, labels),
-        "ig": explain.integrated_gradients(model, variables, clips[:16], labels[:16], steps=16)}
+        "ig": explain.integrated_gradients(model, variables, clips[:16], labels[:16], steps=32)}
   return out
 
 
@@ -106,13 +127,12 @@ def test_gradient_x_input_frame_mass_is_a_distribution_and_moves_with_training(e
 
 def test_integrated_gradients_add_up_to_the_logit_difference(explained):
   model, variables = explained["model"], explained["trained"]["variables"]
-  x, y = explained["clips"][:4], explained["labels"][:4]
-  ig = explain.integrated_gradients(model, variables, x, y, steps=64)
+  x, y = explained["clips"][:16], explained["labels"][:16]
   logits = np.asarray(model.apply(variables, x, train=False))
   base = np.asarray(model.apply(variables, np.zeros_like(x), train=False))
-  expected = logits[np.arange(4), y] - base[np.arange(4), y]
-  np.testing.assert_allclose(ig.reshape(4, -1).sum(axis=1), expected,
-                             rtol=0.02, atol=0.02 * np.abs(expected).max())
+  expected = logits[np.arange(16), y] - base[np.arange(16), y]
+  total = explained["trained"]["ig"].reshape(16, -1).sum(axis=1)
+  np.testing.assert_allclose(total, expected, rtol=0.02, atol=0.02 * np.abs(expected).max())
 
 
 def test_fills_replace_exactly_one_frame():

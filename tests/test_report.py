@@ -162,15 +162,14 @@ def test_the_gallery_shows_the_most_confident_mistakes_first_then_each_class():
 
 
 def test_images_get_a_still_and_a_saliency_overlay_without_time(tmp_path):
-  import jax  # pylint: disable=g-import-not-at-top
   from configs import default  # pylint: disable=g-import-not-at-top
   from dcrn_jax.models import create_model  # pylint: disable=g-import-not-at-top
   from dcrn_jax.report import figures, gallery  # pylint: disable=g-import-not-at-top
-  from dcrn_jax.state import init_variables  # pylint: disable=g-import-not-at-top
+  from test_explain import numpy_variables  # pylint: disable=g-import-not-at-top
   m = default.get_config().model
   m.name, m.conv_features = "cnn", (4,)
   model = create_model(m, num_classes=3, input_shape=(8, 8, 3))
-  variables = init_variables(model, (8, 8, 3), jax.random.key(0))
+  variables = numpy_variables(model, (8, 8, 3), seed=0)
   images = np.random.default_rng(0).uniform(size=(2, 8, 8, 3)).astype(np.float32)
   records = [dict(_record(i, i, 1, 0.5, classes=3), label_name="a", prediction_name="b")
              for i in range(2)]

@@ -109,6 +109,19 @@ def still(image: np.ndarray, folder: str, name: str, size: int = 128) -> str:
   return name
 
 
+def _rgb(frame: np.ndarray) -> np.ndarray:
+  shown = _display(frame)
+  return np.repeat(shown[..., None], 3, axis=-1) if shown.ndim == 2 else shown
+
+
+def _mosaic(tiles: list[np.ndarray], gap: int) -> np.ndarray:
+  """(H, W, 3) tiles side by side with white gaps."""
+  height = tiles[0].shape[0]
+  spacer = np.ones((height, gap, 3))
+  parts = [p for tile in tiles for p in (tile, spacer)][:-1]
+  return np.concatenate(parts, axis=1)
+
+
 def evidence_strip(inputs: np.ndarray, saliency: np.ndarray, folder: str, name: str,
                    occlusion: np.ndarray | None = None,
                    frame_mass: np.ndarray | None = None) -> str:
@@ -116,42 +129,54 @@ def evidence_strip(inputs: np.ndarray, saliency: np.ndarray, folder: str, name: 
 
   inputs: (T, H, W, C) or (H, W, C); saliency: (T, H, W) or (H, W), overlaid with one colour
   scale per example (so frames compare); occlusion, frame_mass: (T,) bars under the strip.
+  Frames and overlays are composed as one picture (one matplotlib image, not one per frame).
   """
   if inputs.ndim == 3:
     inputs, saliency = inputs[None], saliency[None]
-  num_frames = len(inputs)
+  num_frames, height, width = inputs.shape[:3]
   shown = np.unique(np.linspace(0, num_frames - 1, min(num_frames, MAX_STRIP_FRAMES)).round()
                     .astype(int))
-  temporal = occlusion is not None
-  rows = 3 if temporal else 2
-  fig = plt.figure(figsize=(max(1.0 * len(shown), 2.4), 2.0 + 1.4 * temporal))
-  grid = fig.add_gridspec(rows, len(shown), height_ratios=[1, 1, 1.1][:rows], hspace=0.08,
-                          wspace=0.04)
   top = float(np.percentile(saliency, 99.5)) or 1.0
-  for col, t in enumerate(shown):
-    frame = _display(inputs[t])
-    cmap = "gray" if frame.ndim == 2 else None
-    ax = fig.add_subplot(grid[0, col])
-    ax.imshow(frame, cmap=cmap, vmin=0, vmax=1)
-    ax.set_axis_off()
-    if temporal:
-      ax.set_title(f"{t + 1}", fontsize=7, pad=2)
-    ax = fig.add_subplot(grid[1, col])
-    ax.imshow(frame, cmap=cmap, vmin=0, vmax=1)
-    ax.imshow(np.clip(saliency[t] / top, 0, 1), cmap="inferno", alpha=0.6, vmin=0, vmax=1)
-    ax.set_axis_off()
+  heat = plt.get_cmap("inferno")
+  frames, overlays = [], []
+  for t in shown:
+    frame = _rgb(inputs[t])
+    alpha = 0.65 * np.clip(saliency[t] / top, 0, 1)[..., None]
+    frames.append(frame)
+    overlays.append((1 - alpha) * frame * 0.6 + alpha * heat(np.clip(saliency[t] / top, 0, 1))
+                    [..., :3])
+  gap = max(1, width // 16)
+  picture = np.concatenate([_mosaic(frames, gap), np.ones((gap, 1, 3)).repeat(
+      len(shown) * (width + gap) - gap, axis=1), _mosaic(overlays, gap)], axis=0)
+  temporal = occlusion is not None
+  inches = max(0.9 * len(shown), 2.0)
+  picture_inches = inches * picture.shape[0] / picture.shape[1]
+  fig = plt.figure(figsize=(inches, picture_inches + 1.3 * temporal))
+  grid = fig.add_gridspec(1 + temporal, 1, height_ratios=[picture_inches, 1.1][:1 + temporal],
+                          hspace=0.15)
+  ax = fig.add_subplot(grid[0])
+  # x runs 0.5 .. T + 0.5 as in the bars below (same axes box): frame t sits over its bar.
+  ax.imshow(picture, interpolation="nearest", aspect="auto",
+            extent=(0.5, num_frames + 0.5, picture.shape[0], 0))
+  centres = 0.5 + (np.arange(len(shown)) * (width + gap) + width / 2) / picture.shape[1] * (
+      num_frames)
+  ax.set_yticks([])
+  ax.set_xticks(centres if temporal else [])
+  ax.set_xticklabels([str(t + 1) for t in shown], fontsize=7)
+  ax.xaxis.tick_top()
+  ax.tick_params(length=0, pad=1)
+  for side in ax.spines.values():
+    side.set_visible(False)
   if temporal:
-    ax = fig.add_subplot(grid[2, :])
+    ax = fig.add_subplot(grid[1])
     x = np.arange(1, num_frames + 1)
-    ax.bar(x - 0.2, occlusion, width=0.4, color="tab:blue", label="probability drop, frame occluded")
-    ax.bar(x + 0.2, frame_mass * max(float(np.abs(occlusion).max()), 1e-6) / max(
-        float(frame_mass.max()), 1e-12), width=0.4, color="tab:orange",
-           label="integrated-gradients mass (scaled)")
+    ax.bar(x - 0.2, occlusion, width=0.4, color="tab:blue")
+    scale = max(float(np.abs(occlusion).max()), 1e-6) / max(float(frame_mass.max()), 1e-12)
+    ax.bar(x + 0.2, frame_mass * scale, width=0.4, color="tab:orange")
     ax.axhline(0, color="black", linewidth=0.5)
     ax.set_xlim(0.5, num_frames + 0.5)
     ax.set_xticks(x if num_frames <= 32 else x[::max(1, num_frames // 16)])
-    ax.tick_params(labelsize=7)
-    ax.legend(fontsize=6, loc="upper right", frameon=False)
+    ax.tick_params(labelsize=7)  # Colours are explained once, on the page.
   return _save(fig, folder, name)
 
 
