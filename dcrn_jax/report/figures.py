@@ -161,8 +161,10 @@ def evidence_strip(inputs: np.ndarray, saliency: np.ndarray, folder: str, name: 
   centres = 0.5 + (np.arange(len(shown)) * (width + gap) + width / 2) / picture.shape[1] * (
       num_frames)
   ax.set_yticks([])
-  ax.set_xticks(centres if temporal else [])
-  ax.set_xticklabels([str(t + 1) for t in shown], fontsize=7)
+  if temporal:
+    ax.set_xticks(centres, [str(t + 1) for t in shown], fontsize=7)
+  else:
+    ax.set_xticks([])
   ax.xaxis.tick_top()
   ax.tick_params(length=0, pad=1)
   for side in ax.spines.values():
