@@ -179,6 +179,8 @@ def _explained(workdir, config, results, predictions, folder, num_examples, prof
   fill_text = ("the mean of its two neighbours (one at either end)" if fill == "neighbours"
                else "the clip's mean frame")
   if drops is not None:
+    log(f"mean true-class probability drop per occluded frame ({len(drops)} clips): "
+        + " ".join(f"{d:.4f}" for d in drops.mean(axis=0)))
     sections.append(("When the evidence is", page.paragraph(
         f"How much the true class's probability drops when one frame is replaced by "
         f"{fill_text}, over the first {len(drops)} clips of the eval split (one view each).")

@@ -127,8 +127,8 @@ def explain_examples(model, variables, records: list[dict], found: dict, *, ig_s
     occlusion = _chunked(lambda x, y: explain.occlusion_importance(
         model, variables, x, y, fill=fill), inputs, targets)
     # Per-frame mass of integrated gradients rather than of plain gradient x input: on clips
-    # whose label shows in one frame, the first ranks that frame first for ~88 % of clips, the
-    # second for ~27 % (tests/test_explain.py).
+    # whose label shows in one frame (tests/test_explain.py) the first ranked that frame first
+    # for 64 of 64 test clips, the second for 2 of 64 (it follows the noise frames' pixels).
     mass = explain.frame_mass(attributions)
   else:
     occlusion = mass = [None] * len(examples)
