@@ -216,3 +216,19 @@ def test_without_its_checkpoint_the_report_keeps_the_rest_and_says_why(run, tmp_
   assert "<h2>Confusion matrix" in page and "<h2>Gallery" not in page
   assert "gallery and per-frame importance: no checkpoints in" in page
   assert any(x.startswith("note: not shown: gallery") for x in lines)
+
+
+def test_each_example_is_read_once_from_its_first_view(monkeypatch):
+  """Videos of 3 views in batches of 4 rows: a video's views span two batches."""
+  from types import SimpleNamespace  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.report import gallery  # pylint: disable=g-import-not-at-top
+  ids = np.repeat(np.arange(4), 3)  # 12 rows: videos 0..3, 3 views each.
+  batches = [{"example_id": ids[lo:lo + 4], "mask": np.ones(4), "label": ids[lo:lo + 4] % 2,
+              "inputs": (ids[lo:lo + 4] * 10 + np.arange(lo, lo + 4) % 3)[:, None]}
+             for lo in range(0, 12, 4)]
+  monkeypatch.setattr(gallery.data, "eval_batches", lambda *a, **k: iter(batches))
+  profiled = []
+  found = gallery.read_inputs(SimpleNamespace(data=None, eval_batch_size=4), {1, 3},
+                              profile_count=10, on_profile_batch=lambda x, y: profiled.extend(x))
+  assert {k: (int(v[0][0]), v[1]) for k, v in found.items()} == {1: (10, 1), 3: (30, 1)}
+  assert [int(x[0]) for x in profiled] == [0, 10, 20, 30]  # View 0 of each video, once.

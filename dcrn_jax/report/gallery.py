@@ -55,9 +55,10 @@ def choose(records: list[dict], count: int) -> list[dict]:
   return chosen + wrong[num_wrong:num_wrong + count - len(chosen)]
 
 
-def _chunked(fn, inputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
-  """fn over fixed-size chunks (the last one padded by repeating rows: one compilation)."""
-  size = int(max(1, min(len(inputs), _CHUNK_BYTES // max(inputs[0].nbytes, 1))))
+def _chunked(fn, inputs: np.ndarray, targets: np.ndarray, rows: int) -> np.ndarray:
+  """fn over chunks of `rows` rows (fewer for large examples), the last one padded by repeating
+  a row: one shape, so one compilation however the inputs come."""
+  size = int(max(1, min(rows, _CHUNK_BYTES // max(inputs[0].nbytes, 1))))
   outs = []
   for lo in range(0, len(inputs), size):
     x, y = inputs[lo:lo + size], targets[lo:lo + size]
@@ -73,15 +74,18 @@ def read_inputs(config, wanted: set[int], *, profile_count: int, on_profile_batc
   """One pass over the eval split (one process): the first view of each wanted example, and
   the first views of its first `profile_count` examples handed to `on_profile_batch(inputs,
   labels)` as they stream by. Returns {index: (inputs, label)}; stops as soon as it has all."""
-  found, profiled = {}, 0
+  found, profiled, seen = {}, 0, set()
   batches = data.eval_batches(config.data, local_batch_size=config.eval_batch_size)
   for batch in batches:
     ids = np.asarray(batch["example_id"])
-    first = (np.asarray(batch["mask"]) > 0) & np.r_[True, ids[1:] != ids[:-1]]
-    rows = np.flatnonzero(first)
-    for row in rows:
-      if int(ids[row]) in wanted and int(ids[row]) not in found:
-        found[int(ids[row])] = (np.asarray(batch["inputs"][row]), int(batch["label"][row]))
+    rows = []  # The first view of each example (a video's views may span two batches).
+    for row in np.flatnonzero(np.asarray(batch["mask"]) > 0):
+      if int(ids[row]) not in seen:
+        seen.add(int(ids[row]))
+        rows.append(row)
+        if int(ids[row]) in wanted:
+          found[int(ids[row])] = (np.asarray(batch["inputs"][row]), int(batch["label"][row]))
+    rows = np.asarray(rows, np.int64)
     if on_profile_batch is not None and profiled < profile_count:
       take = rows[:profile_count - profiled]
       on_profile_batch(np.asarray(batch["inputs"][take]), np.asarray(batch["label"][take]))
@@ -102,7 +106,7 @@ def temporal_profile(model, variables, config, wanted: set[int], *, count: int, 
   def profile(inputs, batch_labels):
     if len(inputs):
       drops.append(_chunked(lambda x, y: explain.occlusion_importance(
-          model, variables, x, y, fill=fill), inputs, batch_labels))
+          model, variables, x, y, fill=fill), inputs, batch_labels, config.eval_batch_size))
       labels.append(batch_labels)
 
   found = read_inputs(config, wanted, profile_count=count if clips else 0,
@@ -121,11 +125,11 @@ def explain_examples(model, variables, records: list[dict], found: dict, *, ig_s
   inputs = np.stack([e.inputs for e in examples])
   targets = np.asarray([e.record["label"] for e in examples], np.int32)
   attributions = _chunked(lambda x, y: explain.integrated_gradients(
-      model, variables, x, y, steps=ig_steps), inputs, targets)
+      model, variables, x, y, steps=ig_steps), inputs, targets, len(inputs))
   saliency = explain.saliency_map(attributions)
   if inputs.ndim == 5 and inputs.shape[1] > 1:
     occlusion = _chunked(lambda x, y: explain.occlusion_importance(
-        model, variables, x, y, fill=fill), inputs, targets)
+        model, variables, x, y, fill=fill), inputs, targets, len(inputs))
     # Per-frame mass of integrated gradients rather than of plain gradient x input: on clips
     # whose label shows in one frame (tests/test_explain.py) the first ranked that frame first
     # for 64 of 64 test clips, the second for 2 of 64 (it follows the noise frames' pixels).
