@@ -69,6 +69,11 @@ def test_eval_prints_the_per_class_table_and_writes_predictions(run):
     assert r["prediction"] == int(np.argmax(r["probabilities"]))
     assert abs(sum(r["probabilities"]) - 1) < 1e-4
   check_against_sklearn(results, rows, CLASSES)
+  logged = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert [r["split"] for r in logged[-3:]] == ["train", "test", "eval"]
+  for record in logged[-2:]:  # The scalars of eval.json, and only those.
+    assert record["macro_f1"] == results["macro_f1"] and "mean_class_accuracy" in record
+    assert "per_class" not in record and "confusion_matrix" not in record
   sessions = [json.loads(x) for x in (workdir / "sessions.jsonl").read_text().splitlines()]
   assert [(s["start_step"], s["end_step"], s["devices"]) for s in sessions] == [(0, 6, 1)]
 
@@ -232,3 +237,14 @@ def test_each_example_is_read_once_from_its_first_view(monkeypatch):
                               profile_count=10, on_profile_batch=lambda x, y: profiled.extend(x))
   assert {k: (int(v[0][0]), v[1]) for k, v in found.items()} == {1: (10, 1), 3: (30, 1)}
   assert [int(x[0]) for x in profiled] == [0, 10, 20, 30]  # View 0 of each video, once.
+
+
+def test_files_of_two_evaluations_are_refused_and_nothing_is_left(run, tmp_path):
+  from dcrn_jax import UserError, report  # pylint: disable=g-import-not-at-top
+  copy = tmp_path / "run"
+  shutil.copytree(run[0], copy, ignore=shutil.ignore_patterns("report", "checkpoints"))
+  lines = (copy / "eval_predictions.jsonl").read_text().splitlines()
+  (copy / "eval_predictions.jsonl").write_text("\n".join(lines[:-1]) + "\n")
+  with pytest.raises(UserError, match="come from different evaluations"):
+    report.build_report(str(copy), log=lambda _: None)
+  assert not any(name.startswith("report") for name in os.listdir(copy))  # No report.building.

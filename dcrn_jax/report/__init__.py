@@ -101,6 +101,19 @@ def build_report(workdir: str, out: str | None = None, *, num_examples: int = 12
     raise UserError(f"cannot write the report to {out!r} ({e.strerror}); pass a writable "
                     "--out") from e
   log(f"report of {workdir} -> {out}/index.html")
+  try:
+    _build(workdir, config, building, num_examples, profile_clips, ig_steps, fill, log)
+  except BaseException:  # Nothing half-written is left behind, whatever stopped it.
+    shutil.rmtree(building, ignore_errors=True)
+    raise
+  shutil.rmtree(out, ignore_errors=True)
+  os.replace(building, out)
+  log(f"wrote {out}/index.html in {_duration(time.perf_counter() - t0)}")
+  return os.path.join(out, "index.html")
+
+
+def _build(workdir, config, building, num_examples, profile_clips, ig_steps, fill, log):
+  """Writes index.html and its pictures into the folder `building`."""
   records = _read(workdir, "metrics.jsonl", workdir_lib.read_jsonl) or []
   sessions = _read(workdir, workdir_lib.SESSIONS_FILE, workdir_lib.read_jsonl) or []
   results = _read(workdir, workdir_lib.EVAL_FILE, _read_json)
@@ -157,10 +170,6 @@ def build_report(workdir: str, out: str | None = None, *, num_examples: int = 12
       _summary_rows(config, sessions, results, records, num_params), config.to_dict())))
   with open(os.path.join(building, "index.html"), "w", encoding="utf-8") as f:
     f.write(page.page(f"dcrn_jax report: {os.path.abspath(workdir)}", sections, notes))
-  shutil.rmtree(out, ignore_errors=True)
-  os.replace(building, out)
-  log(f"wrote {out}/index.html in {_duration(time.perf_counter() - t0)}")
-  return os.path.join(out, "index.html")
 
 
 def _explained(workdir, config, results, predictions, folder, num_examples, profile_clips,
