@@ -19,6 +19,13 @@ Definitions (examples indexed by n, views by v, V_n views of example n):
   top5_accuracy (5+ classes) = mean_n [fewer than 5 classes have p_n[c] > p_n[label_n]]:
              ties with the true class count as hits
   view_accuracy (multi-view data only) = top-1 accuracy of single views
+  per class and averaged (scikit-learn, from argmax p_n): `per_class` {class name: precision,
+             recall, f1, support}, macro_precision, macro_recall, macro_f1, weighted_f1,
+             mean_class_accuracy (balanced accuracy: the mean recall over the classes present,
+             the UCF101 convention) and `confusion_matrix` (counts, rows = true class, columns
+             = predicted, in label order). A value that divides by zero (recall of a class absent
+             from the split; precision of a class never predicted) is None, never NaN, and the
+             averages leave it out (scikit-learn's zero_division=nan).
 """
 
 import dataclasses
@@ -43,7 +50,11 @@ METRIC_DIRECTIONS = {
     "accuracy": "max",
     "top5_accuracy": "max",
     "view_accuracy": "max",
+    "macro_precision": "max",
+    "macro_recall": "max",
     "macro_f1": "max",
+    "weighted_f1": "max",
+    "mean_class_accuracy": "max",
     # Forecasting (frames predicted from frames).
     "mse": "min",
     "mae": "min",
@@ -125,31 +136,37 @@ def top_k_hits(probabilities: np.ndarray, labels: np.ndarray, k: int) -> np.ndar
   return (probabilities > true[:, None]).sum(axis=1) < k
 
 
-def metrics(predictions: Predictions) -> dict:
-  """The metrics of the module docstring, plus num_examples (and num_views for multi-view)."""
+def metrics(predictions: Predictions, class_names=None) -> dict:
+  """The metrics of the module docstring, plus num_examples (and num_views for multi-view).
+
+  class_names: the names `per_class` is keyed by, one per class (default: "0", "1", ...).
+  """
   p = predictions
-  n = len(p.label)
+  n, num_classes = len(p.label), p.probabilities.shape[1]
   if n == 0:
     return {"loss": 0.0, "accuracy": 0.0, "num_examples": 0}
-  out = {"loss": float(np.mean(p.loss)),
-         "accuracy": float(np.mean(p.probabilities.argmax(axis=1) == p.label))}
-  if p.probabilities.shape[1] >= TOP_K:
+  predicted = p.probabilities.argmax(axis=1)
+  out = {"loss": float(np.mean(p.loss)), "accuracy": float(np.mean(predicted == p.label))}
+  if num_classes >= TOP_K:
     out["top5_accuracy"] = float(np.mean(top_k_hits(p.probabilities, p.label, TOP_K)))
   if np.any(p.views > 1):
     out["view_accuracy"] = float(p.view_hits.sum() / p.views.sum())
     out["num_views"] = int(p.views.sum())
+  out.update(per_class_metrics(p.label, predicted, num_classes, class_names))
   out["num_examples"] = int(n)
   return out
 
 
 def metric_names(num_classes: int, eval_views: int = 1) -> list[str]:
   """The names of the metrics `metrics` reports for this dataset (found by running it on two
-  made-up examples, so it never disagrees with `metrics`), counts left out."""
+  made-up examples, so it never disagrees with `metrics`), counts and tables left out."""
   views = np.full(2, max(eval_views, 1))
   probe = Predictions(example_id=np.arange(2), label=np.zeros(2, np.int64),
                       probabilities=np.full((2, num_classes), 1.0 / num_classes), views=views,
                       view_hits=np.zeros(2, np.int64), loss=np.zeros(2))
-  return [name for name in metrics(probe) if name not in COUNTS]
+  # per_class and confusion_matrix are tables, not figures a checkpoint can be ranked by.
+  return [name for name, value in metrics(probe).items()
+          if name not in COUNTS and not isinstance(value, (dict, list))]
 
 
 def metric_direction(name: str) -> str:
@@ -172,6 +189,59 @@ def check_best_metric(name: str, reported: list[str] | None = None) -> None:
                     f"one of {', '.join(ranked)}")
 
 
+def _number(x):
+  """A float, or None where scikit-learn divided by zero (NaN is not JSON)."""
+  return None if np.isnan(x) else float(x)
+
+
+def per_class_metrics(labels: np.ndarray, predicted: np.ndarray, num_classes: int,
+                      class_names=None) -> dict:
+  """scikit-learn's per-class and averaged figures of the module docstring, JSON-ready."""
+  # Imported here: scikit-learn with SciPy takes seconds to import and only evaluations need it.
+  from sklearn import metrics as sk_metrics  # pylint: disable=g-import-not-at-top
+  names = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
+  if len(names) != num_classes:
+    raise ValueError(f"{len(names)} class names for {num_classes} classes")
+  classes = np.arange(num_classes)
+  precision, recall, f1, support = sk_metrics.precision_recall_fscore_support(
+      labels, predicted, labels=classes, zero_division=np.nan)
+  out = {"per_class": {name: {"precision": _number(precision[c]), "recall": _number(recall[c]),
+                              "f1": _number(f1[c]), "support": int(support[c])}
+                       for c, name in enumerate(names)}}
+  for average in ("macro", "weighted"):
+    prf = sk_metrics.precision_recall_fscore_support(labels, predicted, labels=classes,
+                                                     average=average, zero_division=np.nan)
+    if average == "macro":
+      out["macro_precision"], out["macro_recall"] = _number(prf[0]), _number(prf[1])
+    out[f"{average}_f1"] = _number(prf[2])
+  # balanced_accuracy_score, as macro recall over the classes present: the same number without
+  # its warning when a class that is absent from the split was predicted.
+  out["mean_class_accuracy"] = float(sk_metrics.recall_score(
+      labels, predicted, labels=np.unique(labels), average="macro"))
+  out["confusion_matrix"] = sk_metrics.confusion_matrix(
+      labels, predicted, labels=classes).tolist()
+  return out
+
+
+def to_records(predictions: Predictions, class_names, eval_ids=()) -> list[dict]:
+  """One JSON-ready dict per example (eval_predictions.jsonl), in example order.
+
+  id: eval_ids[index] when the dataset names its examples (a video's file path), else the
+  index; index: the example's position in the eval split; probabilities: one per class, views
+  averaged, to 6 significant digits.
+  """
+  records = []
+  for i, index in enumerate(predictions.example_id):
+    probs = predictions.probabilities[i]
+    label, predicted = int(predictions.label[i]), int(probs.argmax())
+    records.append({
+        "id": eval_ids[index] if eval_ids else int(index), "index": int(index),
+        "label": label, "label_name": class_names[label],
+        "prediction": predicted, "prediction_name": class_names[predicted],
+        "probabilities": [float(f"{x:.6g}") for x in probs], "views": int(predictions.views[i])})
+  return records
+
+
 def predict_rows(log_probs_fn, variables, batches, mesh, prefetch: int = 2) -> Predictions:
   """Runs the jitted step over this process's eval batches and combines every process's rows."""
   parts = {"log_probs": [], "label": [], "mask": [], "example_id": []}
@@ -184,7 +254,7 @@ def predict_rows(log_probs_fn, variables, batches, mesh, prefetch: int = 2) -> P
   return combine_views(*(np.concatenate(parts[k]) for k in parts))
 
 
-def evaluate(log_probs_fn, variables, batches, mesh, prefetch: int = 2):
+def evaluate(log_probs_fn, variables, batches, mesh, prefetch: int = 2, class_names=None):
   """(metrics, predictions) of one pass over `batches`; see the module docstring."""
   predictions = predict_rows(log_probs_fn, variables, batches, mesh, prefetch)
-  return metrics(predictions), predictions
+  return metrics(predictions, class_names), predictions

@@ -84,8 +84,12 @@ class MetricWriter:
     return self._tb[split]
 
   def write(self, step: int, split: str, metrics: dict):
+    """Logs the numbers of `metrics`; structured results (an evaluation's per_class and
+    confusion_matrix) are left to eval.json."""
     if not self._enabled:
       return
+    metrics = {k: v for k, v in metrics.items()
+               if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
     record = {"step": int(step), "split": split}
     record.update({k: (float(v) if isinstance(v, (float, np.floating)) else v)
                    for k, v in metrics.items()})
@@ -168,3 +172,24 @@ class Progress:
     if split == "train":
       line += f" | {self.steps_per_sec:.2f} steps/s | ETA {self.eta(step)}"
     print(("\r" if self._live else "") + line, flush=True)
+
+
+def format_per_class(results: dict, max_rows: int = 20) -> str:
+  """A compact per-class table of an evaluation's results (worst F1 first when it is cut)."""
+  per_class = results.get("per_class")
+  if not per_class:
+    return ""
+  rows = list(per_class.items())
+  note = ""
+  if len(rows) > max_rows:
+    rows = sorted(rows, key=lambda r: -1.0 if r[1]["f1"] is None else r[1]["f1"])[:max_rows]
+    note = f"\n({max_rows} lowest F1 of {len(per_class)} classes; all of them in eval.json)"
+  width = max(len("class"), *(len(name) for name, _ in rows))
+  fmt = lambda v: "    -" if v is None else f"{v:.3f}"
+  lines = [f"{'class':<{width}}  prec.  recall    f1   support"]
+  lines += [f"{name:<{width}}  {fmt(m['precision'])}  {fmt(m['recall'])}  {fmt(m['f1'])}  "
+            f"{m['support']:>7}" for name, m in rows]
+  lines.append(f"{'macro':<{width}}  {fmt(results['macro_precision'])}  "
+               f"{fmt(results['macro_recall'])}  {fmt(results['macro_f1'])}  "
+               f"{results['num_examples']:>7}")
+  return "\n".join(lines) + note

@@ -88,7 +88,7 @@ def make_evaluator(model, info, config, mesh):
     batches = _host_batches(data.eval_batches, config, config.eval_batch_size)
     try:
       return evaluation.evaluate(log_probs_fn, variables, batches, mesh,
-                                 config.data.prefetch_batches)
+                                 config.data.prefetch_batches, class_names=info.class_names)
     except UserError as e:
       raise UserError(f"{e} ({config.data.name!r}, split {config.data.eval_split!r})") from None
   return evaluate_split
@@ -107,13 +107,34 @@ def make_train_step(config, schedule, mesh, state_sharding):
 
 
 def _evaluate_state(evaluate_fn, state, config) -> tuple[dict, str]:
-  """({split: metrics}, the split that counts): the trained weights under 'test' and, with
+  """({split: (metrics, predictions)}, the split that counts): the trained weights under 'test' and, with
   EMA on, the averaged ones under 'test_ema'; the latter counts (returned, ranks checkpoints)
   when optim.ema_eval."""
-  results = {"test": evaluate_fn(state.variables)[0]}
+  results = {"test": evaluate_fn(state.variables)}
   if state.ema_params:
-    results["test_ema"] = evaluate_fn(state.ema_variables)[0]
+    results["test_ema"] = evaluate_fn(state.ema_variables)
   return results, "test_ema" if optim.evaluates_ema(config.optim) else "test"
+
+
+def write_eval_results(workdir: str, step: int, results: dict, predictions, info,
+                       weights: str) -> str:
+  """Process 0 writes eval_predictions.jsonl (every process's examples, gathered by the
+  evaluation) and then eval.json, each whole; returns the predictions' path.
+
+  weights: which weights were scored, "trained" or "ema" (recorded in eval.json).
+  """
+  path = os.path.join(workdir, workdir_lib.PREDICTIONS_FILE)
+  if jax.process_index() == 0:
+    workdir_lib.write_jsonl(path, evaluation.to_records(predictions, info.class_names,
+                                                        info.eval_ids))
+    workdir_lib.write_json(os.path.join(workdir, workdir_lib.EVAL_FILE),
+                           dict(results, step=int(step), weights=weights), indent=2,
+                           sort_keys=True)
+  return path
+
+
+def _weights_name(split: str) -> str:
+  return "ema" if split == "test_ema" else "trained"
 
 
 def is_due(step: int, every: int, last_step: int) -> bool:
@@ -238,10 +259,13 @@ def fit(config, workdir: str, *, profile_steps: int = 0):
         progress.log(step, train_metrics)
       if eval_now:  # Before the save, whose rank it gives.
         results, counted = _evaluate_state(evaluate_fn, state, config)
-        for split, split_metrics in results.items():
+        for split, (split_metrics, _) in results.items():
           writer.write(step, split, split_metrics)
           progress.log(step, split_metrics, split=split)
-        eval_metrics = results[counted]
+        eval_metrics, predictions = results[counted]
+        if last:  # The final eval is kept whole: eval.json and the per-example predictions.
+          write_eval_results(workdir, step, eval_metrics, predictions, info,
+                             _weights_name(counted))
         progress.mark(step)  # Eval time is not training time.
       if save_now:
         ckpt.save(state, force=True, metrics=eval_metrics if eval_now else None)
@@ -265,11 +289,19 @@ def fit(config, workdir: str, *, profile_steps: int = 0):
     trace.close(step, state)
     writer.close()
     stop.close()
+    if jax.process_index() == 0 and step > start_step:
+      workdir_lib.record_session(workdir, {
+          "start_step": start_step, "end_step": step,
+          "seconds": round(time.perf_counter() - t_start, 1), "devices": int(mesh.devices.size),
+          "platform": jax.devices()[0].platform, "processes": jax.process_count(),
+          "num_params": int(num_params)})
   if start_step >= config.num_train_steps:  # Already trained that far: report where it is.
     results, counted = _evaluate_state(evaluate_fn, state, config)
-    for split, split_metrics in results.items():
+    for split, (split_metrics, _) in results.items():
       progress.log(start_step, split_metrics, split=split)
-    eval_metrics = results[counted]
+    eval_metrics, predictions = results[counted]
+    write_eval_results(workdir, start_step, eval_metrics, predictions, info,
+                       _weights_name(counted))
   ckpt.close()
   if jax.process_index() == 0:
     print(f"done: {max(config.num_train_steps - start_step, 0)} steps in "
@@ -278,13 +310,13 @@ def fit(config, workdir: str, *, profile_steps: int = 0):
   return state, eval_metrics
 
 
-def evaluate(config, workdir: str) -> dict:
-  """Restores the model (no optimizer state) and evaluates the eval split; writes eval.json.
+def restore(config, workdir: str, step=None, *, ema: bool | None = None):
+  """The model of a trained workdir, for evaluation and tools that read it (no optimizer state).
 
-  The checkpoint is config.eval_checkpoint_step's: the latest, the best by best_metric, or a
-  step; the weights are the averaged ones when optim.ema_eval and EMA is on.
+  step: "latest", "best" (by config.best_metric), -1 or a step number; None:
+  config.eval_checkpoint_step. ema: the averaged weights; None: when optim.ema_eval and EMA is on.
+  Returns (mesh, info, model, step, variables).
   """
-  validate_config(config)
   ckpt_dir = os.path.join(workdir, "checkpoints")
   if not os.path.isdir(ckpt_dir):
     raise UserError(f"no checkpoints in {ckpt_dir}: train first with --mode=train and the same "
@@ -298,19 +330,34 @@ def evaluate(config, workdir: str) -> dict:
   ckpt = checkpoint.Checkpointer(
       workdir, read_only=True, best_metric=config.best_metric,
       best_mode=_best_mode(config))
+  ema = optim.evaluates_ema(config.optim) if ema is None else ema
+  step, variables = ckpt.restore_variables(
+      config.eval_checkpoint_step if step is None else step, abstract, ema=ema)
+  return mesh, info, model, step, variables
+
+
+def evaluate(config, workdir: str) -> dict:
+  """Restores the model (no optimizer state) and evaluates the eval split; writes eval.json
+  and eval_predictions.jsonl.
+
+  The checkpoint is config.eval_checkpoint_step's: the latest, the best by best_metric, or a
+  step; the weights are the averaged ones when optim.ema_eval and EMA is on.
+  """
+  validate_config(config)
   use_ema = optim.evaluates_ema(config.optim)
-  step, variables = ckpt.restore_variables(config.eval_checkpoint_step, abstract, ema=use_ema)
-  results, _ = make_evaluator(model, info, config, mesh)(variables)
+  mesh, info, model, step, variables = restore(config, workdir, ema=use_ema)
+  results, predictions = make_evaluator(model, info, config, mesh)(variables)
   results["step"] = step
   results["weights"] = "ema" if use_ema else "trained"
+  path = write_eval_results(workdir, step, results, predictions, info, results["weights"])
   if jax.process_index() == 0:
     which = (f" (best by {config.best_metric})" if config.eval_checkpoint_step == "best" else "")
     print(f"[eval] step {step}{which}{' | EMA weights' if use_ema else ''} | "
           f"{metrics_lib.format_metrics(results)} | "
           f"{results['num_examples']} examples of {config.data.name}/{config.data.eval_split}",
           flush=True)
-    workdir_lib.write_json(os.path.join(workdir, "eval.json"), results, indent=2,
-                           sort_keys=True)
+    print(metrics_lib.format_per_class(results), flush=True)
+    print(f"predictions: {path}", flush=True)
     writer = metrics_lib.MetricWriter(workdir)
     writer.write(step, "eval", results)
     writer.close()

@@ -2,7 +2,10 @@
 
     config.json      the full config of the run (written at the start of training)
     label_map.json   class index -> class name (written by the data room)
-    metrics.jsonl    see metrics.py;   eval.json: see train.evaluate
+    metrics.jsonl    see metrics.py
+    eval.json, eval_predictions.jsonl   the latest evaluation's metrics and its per-example
+                     predictions (evaluation.to_records), written together by train.py
+    sessions.jsonl   one line per training session: steps, seconds, devices (train.py)
 
 Tools that start from a trained workdir (predict, export, report) read the config and the
 class names from here, so they need no --config flag.
@@ -18,6 +21,9 @@ from dcrn_jax.errors import UserError
 
 CONFIG_FILE = "config.json"
 LABEL_MAP_FILE = "label_map.json"
+EVAL_FILE = "eval.json"
+PREDICTIONS_FILE = "eval_predictions.jsonl"
+SESSIONS_FILE = "sessions.jsonl"
 # Parts of the config a run's checkpoints depend on: changing them in the same workdir is refused.
 # optim.accumulate_steps too: it sets where the data stream of a step starts (and the optimizer
 # state's structure), so a resume with another value would not continue the same run.
@@ -36,6 +42,33 @@ def write_json(path: str, obj, **kwargs) -> None:
   with open(tmp, "w", encoding="utf-8") as f:
     json.dump(obj, f, **kwargs)
   os.replace(tmp, path)
+
+
+def write_jsonl(path: str, records) -> None:
+  """Writes one JSON object per line, whole, then renames (like write_json)."""
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    for record in records:
+      f.write(json.dumps(record) + "\n")
+  os.replace(tmp, path)
+
+
+def read_jsonl(path: str) -> list[dict]:
+  """The objects of a JSONL file; a line cut off by a kill mid-append is skipped."""
+  records = []
+  with open(path, encoding="utf-8") as f:
+    for line in f:
+      try:
+        records.append(json.loads(line))
+      except json.JSONDecodeError:
+        continue
+  return records
+
+
+def record_session(workdir: str, record: dict) -> None:
+  """Appends one training session's facts (steps, seconds, devices) to WORKDIR/sessions.jsonl."""
+  with open(os.path.join(workdir, SESSIONS_FILE), "a", encoding="utf-8") as f:
+    f.write(json.dumps(record) + "\n")
 
 
 def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:

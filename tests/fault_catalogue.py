@@ -148,3 +148,20 @@ def run_fault(base_dir, name, flags, expected, setup):
   if expected not in r.stderr:
     problems.append(f"message lacks {expected!r}")
   return not problems, (last if not problems else "; ".join(problems) + f" | {last}")
+
+
+# `python -m dcrn_jax.report` faults: (name, flags, text the `error:` line must contain). In the
+# flags, {run} is a trained workdir, {empty} an empty folder and {file} a plain file.
+REPORT_FAULTS = [
+    ("report: no workdir flag", [], "--workdir=DIR is required"),
+    ("report: workdir without config.json", ["--workdir={empty}"], "config.json is missing"),
+    ("report: negative gallery size", ["--workdir={run}", "--num_examples=-1"],
+     "num_examples=-1"),
+    ("report: zero integrated-gradients steps", ["--workdir={run}", "--ig_steps=0"],
+     "ig_steps=0"),
+    ("report: unknown occlusion fill", ["--workdir={run}", "--occlusion_fill=blur"], "'blur'"),
+    ("report: a count that is not an integer", ["--workdir={run}", "--num_examples=many"],
+     "num_examples"),
+    ("report: output folder not writable", ["--workdir={run}", "--out={file}/report"],
+     "cannot write the report"),
+]

@@ -37,7 +37,9 @@ for override in {overrides!r}:
     node = node[part]
   node[leaf] = type(node[leaf])(eval(value)) if not isinstance(node[leaf], str) else value
 state, metrics = train.fit(config, {workdir!r})
-replicas = {{"metric:" + k: np.asarray(v) for k, v in metrics.items()}}
+# The scalars only: an evaluation also returns per_class and confusion_matrix.
+replicas = {{"metric:" + k: np.asarray(v) for k, v in metrics.items()
+             if isinstance(v, (int, float, np.number))}}
 for path, leaf in jax.tree_util.tree_leaves_with_path(state.params):
   for i, shard in enumerate(leaf.addressable_shards):
     replicas[f"{{jax.tree_util.keystr(path)}}@{{i}}"] = np.asarray(shard.data)

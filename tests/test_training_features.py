@@ -217,7 +217,8 @@ def test_best_metric_must_be_one_this_dataset_reports():
   reported = lambda classes, views=1: evaluation.metric_names(classes, views)
   evaluation.check_best_metric("top5_accuracy", reported(10))
   with pytest.raises(UserError, match="'top5_accuracy' is not among the eval metrics of this "
-                                      "dataset: choose one of loss, accuracy$"):
+                                      "dataset: choose one of loss, accuracy, macro_precision, macro_recall, "
+                                      "macro_f1, weighted_f1, mean_class_accuracy$"):
     evaluation.check_best_metric("top5_accuracy", reported(3))
   with pytest.raises(UserError, match="view_accuracy"):
     evaluation.check_best_metric("view_accuracy", reported(10, 1))
@@ -245,7 +246,11 @@ def test_best_checkpoint_is_the_best_logged_one_and_survives_rotation(tmp_path, 
 
   def with_scripted_accuracy(*args, **kwargs):
     evaluate_fn = real(*args, **kwargs)
-    return lambda variables: ({**evaluate_fn(variables)[0], "accuracy": next(scripted)}, None)
+
+    def evaluate_split(variables):
+      results, predictions = evaluate_fn(variables)
+      return {**results, "accuracy": next(scripted)}, predictions
+    return evaluate_split
   monkeypatch.setattr(train, "make_evaluator", with_scripted_accuracy)
   config = tiny_config(num_train_steps=10, eval_every_steps=2, checkpoint_every_steps=3,
                        max_checkpoints_to_keep=2, best_metric="accuracy")
