@@ -98,6 +98,14 @@ def _sigmoid(x):
   return 0.5 * jnp.tanh(0.5 * x) + 0.5
 
 
+def _sigmoid_or_tanh(x, is_tanh):
+  """tanh where `is_tanh`, else the sigmoid (the values of `_sigmoid` and `jnp.tanh`), with one
+  tanh per element: s * tanh(s * x) + (1 - s) for s = 1 or 1/2. Computing both functions on
+  every gate and selecting (`where`) measured twice the transcendentals and memory passes."""
+  s = jnp.where(is_tanh, 1.0, 0.5)
+  return s * jnp.tanh(s * x) + (1.0 - s)
+
+
 def _by_gate(x, gates):
   """(..., G*F) -> (..., G, F), and an index of the gate along axis -2 to select with.
 
@@ -159,9 +167,7 @@ def _lstm_forward(loop: Loop, x, weights: LSTMWeights, carry: LSTMCarry, save: b
   def step(carry, x_t):
     c, h = carry
     pre, gate = _by_gate(gates(x_t, h) + b.astype(_F32), 4)
-    acts = jnp.where(gate == 2, jnp.tanh(pre), _sigmoid(pre))  # i, f, g, o
-    if save:  # Computed once, then read by the saved copy and the state update (not 3 times).
-      acts = lax.optimization_barrier(acts)
+    acts = _sigmoid_or_tanh(pre, gate == 2)  # i, f, g, o
     i, f, g, o = acts[..., 0, :], acts[..., 1, :], acts[..., 2, :], acts[..., 3, :]
     c_new = f * c + i * g
     h_new = (o * jnp.tanh(c_new)).astype(dtype)
@@ -209,9 +215,7 @@ def _lstm_bwd(loop: Loop, res: LSTMResiduals, cts):
     d_act = jnp.where(gate == 3, e(dh * tc), e(dc) * jnp.where(
         gate == 0, e(g), jnp.where(gate == 1, e(c_prev), e(i))))
     dpre = d_act * jnp.where(gate == 2, 1.0 - a * a, a * (1.0 - a))
-    # Materialized once for all its readers (input and weight gradients); without the barrier
-    # XLA:CPU fuses (recomputes) the whole gate arithmetic into each of them.
-    return dc * f, lax.optimization_barrier(dpre.reshape(dy.shape[:-1] + (-1,)).astype(dtype))
+    return dc * f, dpre.reshape(dy.shape[:-1] + (-1,)).astype(dtype)
 
   init = (d_last.c.astype(_F32), d_last.h.astype(_F32))
   dx = dw = db = None
@@ -220,21 +224,44 @@ def _lstm_bwd(loop: Loop, res: LSTMResiduals, cts):
     # The input gradient of the stacked [x_t, h] in one map when x needs one, else only h's.
     w_back = m.transpose_weight(w_cat if needs.x else w_rec.astype(dtype))
 
-    def step(carry, inputs):
-      dc, dh, dw, db = carry
-      a, c_prev, dy, x_t, h_prev = inputs
+    def back(dc, dh, a, c_prev, dy):
+      """One step back -> (dc, dh of the step before, gate gradients, dx_t or None)."""
       dc, dpre = gate_grads(dc, dh, a, c_prev, dy)
       d_in = m.input_grad(dpre, w_back)
-      if needs.weights:
-        dw = dw + m.weight_grad(jnp.concatenate([x_t, h_prev], -1), dpre)
-        db = db + _sum_lead(dpre)
       dh = d_in[..., cin:] if needs.x else d_in
-      return (dc, dh.astype(_F32), dw, db), (d_in[..., :cin] if needs.x else None)
+      return dc, dh.astype(_F32), dpre, (d_in[..., :cin] if needs.x else None)
 
-    init += ((jnp.zeros(w_cat.shape, _F32), jnp.zeros(b.shape, _F32)) if needs.weights
+    def weight_grads(dw, db, xh, dpre):
+      return dw + m.weight_grad(xh, dpre), db + _sum_lead(dpre)
+
+    # Step t's weight gradients are taken in the next iteration, from its gate gradients held
+    # in the loop state: XLA:CPU then computes them once for both readers (it otherwise fuses
+    # the gate arithmetic into each), and the weight-gradient matmuls do not wait for the
+    # step's input-gradient convolution. The last step runs before the loop to start this.
+    acts, c_in, xs, hs_in = res.acts, res.c_in, xc, h_in
+    dc, dh, dpre, dx_last = back(*init, acts[-1], c_in[-1], dhs[-1])
+    pending = (jnp.concatenate([xs[-1], hs_in[-1]], -1), dpre) if needs.weights else ()
+
+    def step(carry, inputs):
+      dc, dh, dw, db, pending = carry
+      a, c_prev, dy, x_t, h_prev = inputs
+      if needs.weights:
+        dw, db = weight_grads(dw, db, *pending)
+        pending = (jnp.concatenate([x_t, h_prev], -1), None)
+      dc, dh, dpre, dx_t = back(dc, dh, a, c_prev, dy)
+      if needs.weights:
+        pending = (pending[0], dpre)
+      return (dc, dh, dw, db, pending), dx_t
+
+    zeros = ((jnp.zeros(w_cat.shape, _F32), jnp.zeros(b.shape, _F32)) if needs.weights
              else (None, None))
-    (dc0, dh0, dw, db), dx = lax.scan(step, init, (res.acts, res.c_in, dhs, xc, h_in),
-                                      reverse=True, unroll=loop.unroll)
+    (dc0, dh0, dw, db, pending), dx = lax.scan(
+        step, (dc, dh) + zeros + (pending,), (acts[:-1], c_in[:-1], dhs[:-1], xs[:-1],
+                                              hs_in[:-1]), reverse=True, unroll=loop.unroll)
+    if needs.weights:
+      dw, db = weight_grads(dw, db, *pending)
+    if needs.x:
+      dx = jnp.concatenate([dx, dx_last[None]], 0)
   else:  # The loop yields the gate gradients; input and weight gradients batched after it.
     w_rec_t = m.transpose_weight(w_rec.astype(dtype))
 
