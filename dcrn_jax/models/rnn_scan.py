@@ -202,20 +202,23 @@ def _lstm_bwd(loop: Loop, res: LSTMResiduals, cts):
   m, dtype, needs = loop.m, loop.dtype, res.needs
   dhs, d_last = _dense(cts[0]), LSTMCarry(*map(_dense, cts[1]))
   w_in, w_rec, b = res.weights
-  xc, h_in, cin = res.x.astype(dtype), _shift_in(res.carry.h, res.hs), res.x.shape[-1]
+  xc, cin = res.x.astype(dtype), res.x.shape[-1]
 
   def gate_grads(dc, dh, a, c_prev, dy):
-    a, gate = _by_gate(a.astype(_F32), 4)
-    i, f, g, o = a[..., 0, :], a[..., 1, :], a[..., 2, :], a[..., 3, :]
+    # On the fused (..., 4F) arrays, not split by gate as (..., 4, F): XLA:CPU then computes the
+    # result once for its readers (the input and weight gradients) instead of once for each.
+    a = a.astype(_F32)
+    i, f, g, o = jnp.split(a, 4, axis=-1)
     tc = jnp.tanh(f * c_prev + i * g)
     dh = dh + dy.astype(_F32)
     dc = dc + dh * o * (1.0 - tc * tc)
     # d(pre) = d(act) * act'(pre), with d(act) = dc*g, dc*c_prev, dc*i, dh*tanh(c') for i, f, g, o.
-    e = lambda v: jnp.expand_dims(v, -2)
-    d_act = jnp.where(gate == 3, e(dh * tc), e(dc) * jnp.where(
-        gate == 0, e(g), jnp.where(gate == 1, e(c_prev), e(i))))
+    gate = lax.broadcasted_iota(jnp.int32, a.shape[-1:], 0) // f.shape[-1]
+    four = lambda v: jnp.concatenate([v] * 4, -1)
+    d_act = jnp.where(gate == 3, four(dh * tc), four(dc) * jnp.where(
+        gate == 0, four(g), jnp.where(gate == 1, four(c_prev), four(i))))
     dpre = d_act * jnp.where(gate == 2, 1.0 - a * a, a * (1.0 - a))
-    return dc * f, dpre.reshape(dy.shape[:-1] + (-1,)).astype(dtype)
+    return dc * f, dpre.astype(dtype)
 
   init = (d_last.c.astype(_F32), d_last.h.astype(_F32))
   dx = dw = db = None
@@ -224,44 +227,29 @@ def _lstm_bwd(loop: Loop, res: LSTMResiduals, cts):
     # The input gradient of the stacked [x_t, h] in one map when x needs one, else only h's.
     w_back = m.transpose_weight(w_cat if needs.x else w_rec.astype(dtype))
 
-    def back(dc, dh, a, c_prev, dy):
-      """One step back -> (dc, dh of the step before, gate gradients, dx_t or None)."""
-      dc, dpre = gate_grads(dc, dh, a, c_prev, dy)
-      d_in = m.input_grad(dpre, w_back)
-      dh = d_in[..., cin:] if needs.x else d_in
-      return dc, dh.astype(_F32), dpre, (d_in[..., :cin] if needs.x else None)
-
-    def weight_grads(dw, db, xh, dpre):
-      return dw + m.weight_grad(xh, dpre), db + _sum_lead(dpre)
-
-    # Step t's weight gradients are taken in the next iteration, from its gate gradients held
-    # in the loop state: XLA:CPU then computes them once for both readers (it otherwise fuses
-    # the gate arithmetic into each), and the weight-gradient matmuls do not wait for the
-    # step's input-gradient convolution. The last step runs before the loop to start this.
-    acts, c_in, xs, hs_in = res.acts, res.c_in, xc, h_in
-    dc, dh, dpre, dx_last = back(*init, acts[-1], c_in[-1], dhs[-1])
-    pending = (jnp.concatenate([xs[-1], hs_in[-1]], -1), dpre) if needs.weights else ()
+    steps = res.acts.shape[0]
 
     def step(carry, inputs):
-      dc, dh, dw, db, pending = carry
-      a, c_prev, dy, x_t, h_prev = inputs
+      dc, dh, dw, db = carry
+      t, a, c_prev, dy, x_t = inputs
+      dc, dpre = gate_grads(dc, dh, a, c_prev, dy)
+      d_in = m.input_grad(dpre, w_back)
       if needs.weights:
-        dw, db = weight_grads(dw, db, *pending)
-        pending = (jnp.concatenate([x_t, h_prev], -1), None)
-      dc, dh, dpre, dx_t = back(dc, dh, a, c_prev, dy)
-      if needs.weights:
-        pending = (pending[0], dpre)
-      return (dc, dh, dw, db, pending), dx_t
+        # h_{t-1} read by index: a shifted copy of all the outputs as a scan input would be a
+        # copy of them.
+        h_prev = jnp.where(t > 0, lax.dynamic_index_in_dim(res.hs, jnp.maximum(t - 1, 0), 0,
+                                                           keepdims=False),
+                           res.carry.h.astype(dtype))
+        dw = dw + m.weight_grad(jnp.concatenate([x_t, h_prev], -1), dpre)
+        db = db + _sum_lead(dpre)
+      dh = d_in[..., cin:] if needs.x else d_in
+      return (dc, dh.astype(_F32), dw, db), (d_in[..., :cin] if needs.x else None)
 
-    zeros = ((jnp.zeros(w_cat.shape, _F32), jnp.zeros(b.shape, _F32)) if needs.weights
+    init += ((jnp.zeros(w_cat.shape, _F32), jnp.zeros(b.shape, _F32)) if needs.weights
              else (None, None))
-    (dc0, dh0, dw, db, pending), dx = lax.scan(
-        step, (dc, dh) + zeros + (pending,), (acts[:-1], c_in[:-1], dhs[:-1], xs[:-1],
-                                              hs_in[:-1]), reverse=True, unroll=loop.unroll)
-    if needs.weights:
-      dw, db = weight_grads(dw, db, *pending)
-    if needs.x:
-      dx = jnp.concatenate([dx, dx_last[None]], 0)
+    (dc0, dh0, dw, db), dx = lax.scan(
+        step, init, (jnp.arange(steps), res.acts, res.c_in, dhs, xc), reverse=True,
+        unroll=loop.unroll)
   else:  # The loop yields the gate gradients; input and weight gradients batched after it.
     w_rec_t = m.transpose_weight(w_rec.astype(dtype))
 
@@ -275,6 +263,7 @@ def _lstm_bwd(loop: Loop, res: LSTMResiduals, cts):
     if needs.x:
       dx = m.input_grad(dpre, m.transpose_weight(w_in.astype(dtype)))
     if needs.weights:
+      h_in = _shift_in(res.carry.h, res.hs)
       dw = m.weight_grad(jnp.concatenate([xc, h_in], -1), dpre)
       db = _sum_lead(dpre)
   weights = None
