@@ -13,8 +13,9 @@ Both are measured by benchmarks/bench_recurrent.py (figures in benchmarks/RESULT
   is. A MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ in the environment is respected.
 - `compiler_options()`: on the CPU backend, XLA's YNNPACK fusions are turned off for our
   steps (`xla_cpu_experimental_ynn_fusion_type=""`): convolutions and matmuls then go to XLA's
-  other CPU kernels; measured side by side in benchmarks/RESULTS.md ("ours" vs "ours (XLA
-  default options)"). Returned only where this jaxlib
+  other CPU kernels; measured side by side in benchmarks/RESULTS.md ("ours (dcrn_jax)" vs "ours,
+  dcrn_jax.main's XLA options"). A compile option belongs to one `jax.jit`, so a layer cannot
+  carry it into a user's own step. Returned only where this jaxlib
   accepts the option (checked once by compiling a tiny function) and only on CPU; set
   DCRN_JAX_XLA_CPU_OPTIONS=0 to compile with XLA's defaults.
 """
