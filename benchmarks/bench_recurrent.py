@@ -1,7 +1,14 @@
 """Train-step speed of the recurrent models: our layers vs Flax's cells under nn.RNN, PyTorch
-(eager and torch.compile) and Keras 3 on its JAX backend, side by side in one process.
+(eager and torch.compile) and Keras 3 on its JAX backend, side by side in one process, with
+each step's FLOPs and the fraction of the machine's measured matmul peak it reaches.
 
     python benchmarks/bench_recurrent.py [--steps 5] [--workloads convlstm,cnn_gru] [--write]
+    python benchmarks/bench_recurrent.py --configure [...]   # after dcrn_jax.host.configure()
+
+By default nothing process-wide is set, and our step is a plain `jax.jit` with XLA's default
+options: what a user who imports the layers and jits their own step gets. `--configure` first
+calls `dcrn_jax.host.configure()` (as `python -m dcrn_jax.main` does); it applies to the whole
+process, PyTorch included.
 
 Workloads (fixed shapes; one train step = forward, backward and an Adam update, float32):
   convlstm        ConvLSTMClassifier with its defaults (stride-2 conv stem, two ConvLSTM layers
@@ -13,9 +20,13 @@ Workloads (fixed shapes; one train step = forward, backward and an Adam update, 
   gru_layer       one GRU (512 -> 256), batch 32, 32 steps, last state and a dense head: the
                   issue's dense measurement.
 Every implementation of a workload has the same layers, sizes and FLOPs. Steps are timed round
-robin (one step of each implementation in turn), so a change of machine load hits all alike; the
-figure is the median. Compile: JAX lower + compile of the step; torch.compile: its first step
-(empty compile cache; the GRU workloads show it gains nothing over eager on nn.GRU).
+robin (one step of each implementation in turn, and two large float32 matmuls, XLA's and
+PyTorch's, whose better rate is the "matmul peak"), so a change of machine load hits all alike;
+the figure is the median. FLOPs: XLA's cost analysis of the step of Flax's cells with the time
+loop unrolled (a loop body is otherwise counted once), the same count for every implementation.
+Compile: JAX lower + compile of the step; torch.compile: its first step, with an empty compile
+cache, in mode max-autotune if that compiles within --compile-limit seconds (tried in a child
+process first), else the default mode.
 Peak memory: JAX, XLA's buffer assignment for the step (parameters, optimizer state, batch,
 temporaries; state donated as in training); PyTorch, parameters + optimizer state + batch + the
 peak of tensor bytes allocated during a step (torch.profiler). Then the compile time of our step
@@ -23,9 +34,12 @@ at 8 and 64 frames. --write puts the tables into benchmarks/RESULTS.md (its own 
 """
 
 import argparse
+import functools
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,8 +63,8 @@ import optax  # pylint: disable=wrong-import-position
 from dcrn_jax import host  # pylint: disable=wrong-import-position
 from dcrn_jax.models import classifiers  # pylint: disable=wrong-import-position
 
-# As `python -m dcrn_jax.main` does at start; it applies to the whole process, PyTorch included.
-MALLOC_TUNED = host.tune_malloc()
+CONFIGURED = {}  # What host.configure() applied (--configure), for the machine line.
+MATMUL = 2048  # n of the n x n x n float32 matmul that measures the machine's peak.
 
 WORKLOADS = {  # name: (input shape (B, T, ...), model sizes)
     "convlstm": ((8, 16, 32, 32, 3), dict(convlstm_features=(32, 32), kernel_size=3,
@@ -72,12 +86,14 @@ class FlaxConvLSTM(nn.Module):
   kernel_size: int = 3
   return_carry: bool = False  # the classifiers stack their layers with Stack, which needs it
   dtype: object = jnp.float32
+  unroll: int = 1  # FLOP counting unrolls the loop (XLA counts a loop body once)
 
   @nn.compact
   def __call__(self, x, initial_carry=None):
     k = (self.kernel_size, self.kernel_size)
     return nn.RNN(nn.ConvLSTMCell(self.features, k, dtype=self.dtype),
-                  return_carry=self.return_carry)(x, initial_carry=initial_carry)
+                  return_carry=self.return_carry, unroll=self.unroll)(
+                      x, initial_carry=initial_carry)
 
 
 class FlaxGRU(nn.Module):
@@ -85,11 +101,13 @@ class FlaxGRU(nn.Module):
   hidden_size: int
   return_carry: bool = False
   dtype: object = jnp.float32
+  unroll: int = 1
 
   @nn.compact
   def __call__(self, x, initial_carry=None):
     return nn.RNN(nn.GRUCell(self.hidden_size, dtype=self.dtype),
-                  return_carry=self.return_carry)(x, initial_carry=initial_carry)
+                  return_carry=self.return_carry, unroll=self.unroll)(
+                      x, initial_carry=initial_carry)
 
 
 class LayerClassifier(nn.Module):
@@ -119,10 +137,11 @@ def _model(workload):
   return LayerClassifier("gru", kw["hidden_size"])
 
 
-def _with_flax_layers(fn):
+def _with_flax_layers(fn, unroll=1):
   """Runs fn with the classifiers built on Flax's cells (the module globals they look up)."""
   saved = classifiers.ConvLSTM, classifiers.GRU
-  classifiers.ConvLSTM, classifiers.GRU = FlaxConvLSTM, FlaxGRU
+  classifiers.ConvLSTM = functools.partial(FlaxConvLSTM, unroll=unroll)
+  classifiers.GRU = functools.partial(FlaxGRU, unroll=unroll)
   try:
     return fn()
   finally:
@@ -158,19 +177,58 @@ def _jax_step(apply_fn, params, x, y, compiler_options=None):
   return run, seconds, peak
 
 
-def flax_runner(workload, ours: bool, shape=None, xla_defaults=False):
-  shape = shape or WORKLOADS[workload][0]
+def _batch(shape):
   x = jnp.asarray(np.random.default_rng(0).standard_normal(shape), jnp.float32)
-  y = jnp.arange(shape[0]) % NUM_CLASSES
+  return x, jnp.arange(shape[0]) % NUM_CLASSES
+
+
+def flax_runner(workload, ours: bool, shape=None, main_options=False):
+  """Our layers (ours) or Flax's cells in the workload's model, in a plain `jax.jit` step;
+  main_options: compiled with the XLA options `python -m dcrn_jax.main` uses."""
+  shape = shape or WORKLOADS[workload][0]
+  x, y = _batch(shape)
 
   def build():
     model = _model(workload)
     params = jax.jit(model.init)(jax.random.key(0), x[:1])["params"]
-    # Ours compiles with the toolkit's XLA options (dcrn_jax.host), as `dcrn_jax.main` does.
-    options = host.compiler_options() if ours and not xla_defaults else None
+    options = host.compiler_options() if main_options else None
     return _jax_step(lambda p, v: model.apply({"params": p}, v, train=True), params, x, y,
                      options)
   return build() if ours else _with_flax_layers(build)
+
+
+def step_flops(workload):
+  """FLOPs of one train step: XLA's cost analysis of the step of Flax's cells (the plain
+  formulation) with the time loop unrolled, before XLA's optimizations. The same count is used
+  for every implementation of the workload."""
+  shape = WORKLOADS[workload][0]
+  x, y = _batch(shape)
+  tx = optax.adam(1e-3)
+
+  def count():
+    model = _model(workload)
+    params = jax.eval_shape(model.init, jax.random.key(0), x[:1])["params"]
+
+    def step(params, opt_state, x, y):
+      def loss_fn(p):
+        logits = model.apply({"params": p}, x, train=True)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+      grads = jax.grad(loss_fn)(params)
+      updates, opt_state = tx.update(grads, opt_state, params)
+      return optax.apply_updates(params, updates), opt_state
+    opt_state = jax.eval_shape(tx.init, params)
+    return jax.jit(step).lower(params, opt_state, x, y).cost_analysis()["flops"]
+  return _with_flax_layers(count, unroll=shape[1])
+
+
+def matmul_runners():
+  """The machine's peak, as two libraries reach it: XLA's and PyTorch's (MKL) float32 matmul."""
+  import torch  # pylint: disable=import-outside-toplevel
+  a = jnp.asarray(np.random.default_rng(0).standard_normal((MATMUL, MATMUL)), jnp.float32)
+  mm = jax.jit(lambda a: a @ a).lower(a).compile()
+  ta = torch.randn(MATMUL, MATMUL)
+  return {"matmul, XLA": lambda: mm(a).block_until_ready(),
+          "matmul, PyTorch": lambda: ta @ ta}
 
 
 def keras_runner(workload):
@@ -212,7 +270,7 @@ def keras_runner(workload):
 # --- PyTorch: the same models, NCHW (PyTorch's default layout) -------------------------------
 
 
-def torch_runner(workload, compiled: bool):
+def torch_runner(workload, compiled: bool, mode: str = "default"):
   import torch  # pylint: disable=import-outside-toplevel
   from torch import nn as tnn  # pylint: disable=import-outside-toplevel
   torch.manual_seed(0)
@@ -290,7 +348,7 @@ def torch_runner(workload, compiled: bool):
   opt = torch.optim.Adam(model.parameters(), 1e-3)
   x = torch.randn(shape[:2] + shape[-1:] + shape[2:-1])  # frames channels-first
   y = torch.arange(shape[0]) % NUM_CLASSES
-  forward = torch.compile(model) if compiled else model
+  forward = torch.compile(model, mode=mode) if compiled else model
 
   def run():
     opt.zero_grad(set_to_none=True)
@@ -325,38 +383,73 @@ def _torch_peak(torch, run, model, opt, x):
 
 # --- Measurement, tables, RESULTS.md -----------------------------------------------------------
 
-IMPLS = {  # name: runner(workload) -> (run, compile seconds or None, peak bytes)
-    "ours (dcrn_jax)": lambda w: flax_runner(w, ours=True),
-    "ours (XLA default options)": lambda w: flax_runner(w, ours=True, xla_defaults=True),
-    "Flax nn.RNN(cell)": lambda w: flax_runner(w, ours=False),
-    "PyTorch eager": lambda w: torch_runner(w, compiled=False),
-    "torch.compile": lambda w: torch_runner(w, compiled=True),
-    "Keras 3 (JAX)": keras_runner,
+def _probe_max_autotune(workload, limit):
+  """Compile seconds of torch.compile(mode="max-autotune") on the workload, measured in a child
+  process (its compiled kernels land in the shared TORCHINDUCTOR_CACHE_DIR), or None if it did
+  not finish within `limit` seconds."""
+  child = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--probe-max-autotune",
+                            workload], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                           text=True, start_new_session=True)
+  try:
+    out, _ = child.communicate(timeout=limit)
+  except subprocess.TimeoutExpired:
+    os.killpg(child.pid, 9)  # Its compile workers too.
+    child.communicate()
+    return None
+  lines = [l for l in out.splitlines() if l.startswith("{")]
+  return json.loads(lines[-1])["compile_s"] if child.returncode == 0 and lines else None
+
+
+def torch_compile_runner(workload, limit):
+  """(run, compile seconds, peak bytes, mode): max-autotune if it compiles within `limit`
+  seconds, else the default mode."""
+  seconds = _probe_max_autotune(workload, limit)
+  if seconds is not None:  # From the warm cache now; the cold compile time is the child's.
+    run, _, peak = torch_runner(workload, compiled=True, mode="max-autotune")
+    return run, seconds, peak, "max-autotune"
+  run, seconds, peak = torch_runner(workload, compiled=True)
+  return run, seconds, peak, f"default mode; max-autotune not compiled in {limit:.0f} s"
+
+
+IMPLS = {  # name: runner(workload, args) -> (run, compile seconds or None, peak bytes[, note])
+    "ours (dcrn_jax)": lambda w, a: flax_runner(w, ours=True),
+    "ours, dcrn_jax.main's XLA options": lambda w, a: flax_runner(w, True, main_options=True),
+    "Flax nn.RNN(cell)": lambda w, a: flax_runner(w, ours=False),
+    "PyTorch eager": lambda w, a: torch_runner(w, compiled=False),
+    "torch.compile": lambda w, a: torch_compile_runner(w, a.compile_limit),
+    "Keras 3 (JAX)": lambda w, a: keras_runner(w),
 }
 
 
-def measure(workload, steps, impls):
-  """Rows (impl, sequences/s, median s/step, compile s, peak bytes); failures are reported."""
+def measure(workload, args):
+  """-> (rows (impl, sequences/s, median s/step, compile s, peak bytes), matmul peak FLOP/s by
+  library). Failures are reported and left out."""
   batch = WORKLOADS[workload][0][0]
-  runners, rows = {}, []
-  for name in impls:
-    make = IMPLS[name]
+  runners = {}
+  for name in args.impls.split(","):
+    if name == "ours, dcrn_jax.main's XLA options" and not host.compiler_options():
+      continue  # main compiles with XLA's defaults here: the same as "ours".
     try:
-      run, seconds, peak = make(workload)
+      run, seconds, peak, *note = IMPLS[name](workload, args)
       run()  # One warm-up step each.
-      runners[name] = (run, seconds, peak)
+      runners[name + (f" ({note[0]})" if note else "")] = (run, seconds, peak)
     except Exception as e:  # pylint: disable=broad-except
       print(f"  {name}: not measured ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
-  times = {name: [] for name in runners}
-  for _ in range(steps):
-    for name, (run, _, _) in runners.items():
+  matmuls = matmul_runners()
+  for run in matmuls.values():
+    run()
+  clocks = {name: run for name, (run, _, _) in runners.items()}
+  clocks.update(matmuls)
+  times = {name: [] for name in clocks}
+  for _ in range(args.steps):
+    for name, run in clocks.items():
       start = time.perf_counter()
       run()
       times[name].append(time.perf_counter() - start)
-  for name, (run, seconds, peak) in runners.items():
-    t = statistics.median(times[name])
-    rows.append((name, batch / t, t, seconds, peak))
-  return rows
+  rows = [(name, batch / statistics.median(times[name]), statistics.median(times[name]),
+           seconds, peak) for name, (_, seconds, peak) in runners.items()]
+  peaks = {name: 2 * MATMUL ** 3 / statistics.median(times[name]) for name in matmuls}
+  return rows, peaks
 
 
 def compile_scaling(workload, frames=(8, 64), repeats=5):
@@ -370,20 +463,26 @@ def compile_scaling(workload, frames=(8, 64), repeats=5):
   return [(t, min(seconds[t])) for t in frames]
 
 
-def table(workload, rows):
+def table(workload, rows, flops, peaks, load):
   shape = WORKLOADS[workload][0]
   ours = next((r for r in rows if r[0].startswith("ours")), None)
   eager = next((r for r in rows if r[0] == "PyTorch eager"), None)
+  peak = max(peaks.values())
   dims = "(B, T, H, W, C)" if len(shape) == 5 else "(B, T, D)"
-  lines = [f"{workload}: inputs {shape} {dims}, float32", "",
-           "| implementation | sequences/s | step (ms) | compile (s) | peak memory (MB) "
-           "| ours is x faster | vs PyTorch eager |", "|---|---:|---:|---:|---:|---:|---:|"]
-  for name, rate, t, seconds, peak in rows:
+  lines = [f"{workload}: inputs {shape} {dims}, float32; {flops / 1e9:.2f} GFLOP per train step; "
+           f"load average {load[0]:.1f} at the start, {load[1]:.1f} at the end", "",
+           "| implementation | sequences/s | step (ms) | GFLOP/s | of matmul peak | compile (s) "
+           "| peak memory (MB) | ours is x faster | vs PyTorch eager |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+  for name, rate, t, seconds, mem in rows:
     comp = "-" if seconds is None else f"{seconds:.1f}"
     vs_ours = f"{ours[1] / rate:.2f}" if ours else "-"
     vs_eager = f"{rate / eager[1]:.2f}" if eager else "-"
-    lines.append(f"| {name} | {rate:.1f} | {t * 1000:.0f} | {comp} | {peak / 2**20:.0f} "
-                 f"| {vs_ours} | {vs_eager} |")
+    lines.append(f"| {name} | {rate:.1f} | {t * 1000:.0f} | {flops / t / 1e9:.0f} "
+                 f"| {flops / t / peak:.0%} | {comp} | {mem / 2**20:.0f} | {vs_ours} | {vs_eager} |")
+  lines += ["", "Matmul peak, timed in the same round robin (" + f"{MATMUL}x{MATMUL} float32): "
+            + ", ".join(f"{name.split(', ')[1]} {rate / 1e9:.0f} GFLOP/s"
+                        for name, rate in peaks.items()) + "; the higher is the peak above."]
   return "\n".join(lines)
 
 
@@ -400,15 +499,16 @@ def machine():
           f"flax {flax.__version__}, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), keras {keras.__version__}; "
           f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '') or '(none)'}, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; glibc malloc tuned for the "
-          f"whole process (dcrn_jax.host.tune_malloc): {MALLOC_TUNED}; our steps' XLA options: "
-          f"{host.compiler_options() or 'defaults'}")
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; "
+          + (f"dcrn_jax.host.configure() applied: {CONFIGURED}" if CONFIGURED else
+             "nothing process-wide set (no dcrn_jax.host.configure()); our step: a plain "
+             "jax.jit with XLA's default options, as a user writes it"))
 
 
-def write_results(text, path=os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                          "RESULTS.md")):
+def write_results(text, section, path=os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                   "RESULTS.md")):
   """Replaces this script's section of RESULTS.md (between its markers), keeping the rest."""
-  start, end = "<!-- bench_recurrent: start -->", "<!-- bench_recurrent: end -->"
+  start, end = f"<!-- {section}: start -->", f"<!-- {section}: end -->"
   old = open(path).read() if os.path.exists(path) else "# Benchmark results\n"
   block = f"{start}\n{text}\n{end}"
   if start in old and end in old:
@@ -419,21 +519,40 @@ def write_results(text, path=os.path.join(os.path.dirname(os.path.abspath(__file
     f.write(new)
 
 
+def _probe_child(workload):
+  """--probe-max-autotune: compile (first step) with max-autotune and print its seconds."""
+  import torch  # pylint: disable=import-outside-toplevel
+  torch.set_num_threads(os.cpu_count())
+  _, seconds, _ = torch_runner(workload, compiled=True, mode="max-autotune")
+  print(json.dumps({"compile_s": seconds}), flush=True)
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--steps", type=int, default=5)
   parser.add_argument("--workloads", default=",".join(WORKLOADS))
   parser.add_argument("--impls", default=",".join(IMPLS), help="comma-separated, of: "
                       + ", ".join(IMPLS))
+  parser.add_argument("--configure", action="store_true",
+                      help="call dcrn_jax.host.configure() first (process-wide settings)")
+  parser.add_argument("--compile-limit", type=float, default=180.0,
+                      help="seconds torch.compile's max-autotune may take, else default mode")
   parser.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
+  parser.add_argument("--probe-max-autotune", metavar="WORKLOAD", help=argparse.SUPPRESS)
   args = parser.parse_args()
-  load = os.getloadavg()[0]
+  if args.probe_max_autotune:
+    return _probe_child(args.probe_max_autotune)
+  if args.configure:  # Before JAX or PyTorch computes anything.
+    CONFIGURED.update(host.configure())
+  load = os.getloadavg()
   out = [f"Machine: {machine()}.", ""]
   print(out[0], flush=True)
   for workload in args.workloads.split(","):
     print(f"\n== {workload}", flush=True)
-    rows = measure(workload, args.steps, args.impls.split(","))
-    out += [table(workload, rows), ""]
+    start_load = os.getloadavg()[0]
+    flops = step_flops(workload)
+    rows, peaks = measure(workload, args)
+    out += [table(workload, rows, flops, peaks, (start_load, os.getloadavg()[0])), ""]
     print(out[-2], flush=True)
     scaling = compile_scaling(workload)
     (t0, c0), (t1, c1) = scaling
@@ -441,13 +560,17 @@ def main():
             f"(ratio {c1 / c0:.2f}).")
     out += [line, ""]
     print(line, flush=True)
-  out.append(f"Load average (1 min) at start / end: {load:.1f} / {os.getloadavg()[0]:.1f} "
-             "(other processes share the cores; ratios are fairer than absolute figures).")
+  out.append(f"Load average (1, 5, 15 min) at start: {load[0]:.1f}, {load[1]:.1f}, "
+             f"{load[2]:.1f}; at end: " + ", ".join(f"{v:.1f}" for v in os.getloadavg())
+             + " (other processes share the 2 cores; ratios are fairer than absolute figures).")
   print(out[-1])
   command = "python benchmarks/bench_recurrent.py " + " ".join(sys.argv[1:])
   if args.write:
-    write_results("\n".join([f"## Recurrent layers: train step (`{command.strip()}`)", ""] +
-                            out))
+    title = ("after `dcrn_jax.host.configure()`" if args.configure else
+             "as a user jits it (nothing process-wide)")
+    write_results("\n".join([f"## Recurrent layers: train step {title} "
+                              f"(`{command.strip()}`)", ""] + out),
+                  "bench_recurrent configure" if args.configure else "bench_recurrent")
 
 
 if __name__ == "__main__":

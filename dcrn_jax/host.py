@@ -13,8 +13,9 @@ Both are measured by benchmarks/bench_recurrent.py (figures in benchmarks/RESULT
   is. A MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ in the environment is respected.
 - `compiler_options()`: on the CPU backend, XLA's YNNPACK fusions are turned off for our
   steps (`xla_cpu_experimental_ynn_fusion_type=""`): convolutions and matmuls then go to XLA's
-  other CPU kernels; measured side by side in benchmarks/RESULTS.md ("ours" vs "ours (XLA
-  default options)"). Returned only where this jaxlib
+  other CPU kernels; measured side by side in benchmarks/RESULTS.md ("ours (dcrn_jax)" vs "ours,
+  dcrn_jax.main's XLA options"). A compile option belongs to one `jax.jit`, so a layer cannot
+  carry it into a user's own step. Returned only where this jaxlib
   accepts the option (checked once by compiling a tiny function) and only on CPU; set
   DCRN_JAX_XLA_CPU_OPTIONS=0 to compile with XLA's defaults.
 """
@@ -30,6 +31,7 @@ import jax.numpy as jnp
 CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 _M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h).
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 _KEEP_BYTES = 1 << 30
 
 
@@ -44,8 +46,12 @@ def tune_malloc() -> bool:
     mallopt = libc.mallopt
   except (OSError, AttributeError):  # Not glibc (e.g. musl): nothing to do.
     return False
+  # One arena: XLA's worker threads, which allocate a step's temporaries, then take blocks from
+  # the main heap, where the thresholds above keep them. In a thread's own arena glibc maps any
+  # block larger than 64 MiB afresh and unmaps it when freed, whatever the thresholds.
+  arena = "MALLOC_ARENA_MAX" in os.environ or bool(mallopt(_M_ARENA_MAX, 1))
   return bool(mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES)) and bool(
-      mallopt(_M_MMAP_THRESHOLD, _KEEP_BYTES))
+      mallopt(_M_MMAP_THRESHOLD, _KEEP_BYTES)) and arena
 
 
 @functools.lru_cache(maxsize=None)
@@ -59,3 +65,16 @@ def compiler_options() -> dict:
   except Exception:  # pylint: disable=broad-except  # An XLA without this option: its defaults.
     return {}
   return dict(CPU_COMPILER_OPTIONS)
+
+
+def configure() -> dict:
+  """The process-wide settings that make training fast on CPU, in one call: for a program that
+  imports the layers and jits its own step. Call it first, before JAX computes anything
+  (threads created earlier keep their allocator arenas). Returns what was applied.
+
+  It keeps freed memory in the process (`tune_malloc`). XLA:CPU allocates a step's temporaries
+  as one block each time the step runs; without this the block (134 MB for a 16-frame 32x32
+  ConvLSTM of 32 features, batch 8) is mapped afresh and page-faulted in on every step.
+  `python -m dcrn_jax.main` calls it at start. Measured: benchmarks/RESULTS.md.
+  """
+  return {"tune_malloc": tune_malloc()}

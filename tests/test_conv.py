@@ -157,3 +157,9 @@ def test_host_settings_apply_by_default_and_can_be_turned_off():
   assert _run_python(code, DCRN_JAX_TUNE_MALLOC="0", DCRN_JAX_XLA_CPU_OPTIONS="0") == [
       "False", "False"]
   assert _run_python(code, MALLOC_TRIM_THRESHOLD_="1000000")[0] == "False"  # the user's choice
+
+
+def test_configure_is_the_one_call_for_a_user_program():
+  code = "from dcrn_jax import host; print(host.configure())"
+  assert " ".join(_run_python(code)) == "{'tune_malloc': True}"
+  assert " ".join(_run_python(code, DCRN_JAX_TUNE_MALLOC="0")) == "{'tune_malloc': False}"

@@ -39,6 +39,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.custom_derivatives import CustomVJPPrimal, SymbolicZero
 
 _F32 = jnp.float32
 Array = jax.Array
@@ -51,6 +52,29 @@ class Loop:
   m: Any  # a map of rnn_maps: DenseMap() or Conv2DMap(kernel_size)
   unroll: int = 1  # lax.scan's unroll
   dtype: Any = _F32  # compute dtype of the maps, saved activations and outputs
+
+
+@jax.tree_util.register_static
+@dataclasses.dataclass(frozen=True)
+class Needs:
+  """Which differentiable arguments the caller differentiates (static: part of the residuals'
+  structure, not an array). The backward pass skips the work for the others, e.g. the input
+  gradient of a first layer reading data, or the weight gradients of a frozen layer."""
+
+  x: bool = True
+  weights: bool = True
+
+
+def _unwrap(arg):
+  """A custom_vjp fwd argument with symbolic zeros (CustomVJPPrimal leaves) -> (values, whether
+  any leaf is differentiated)."""
+  leaves, tree = jax.tree.flatten(arg, is_leaf=lambda v: isinstance(v, CustomVJPPrimal))
+  return tree.unflatten([v.value for v in leaves]), any(v.perturbed for v in leaves)
+
+
+def _dense(ct):
+  """A cotangent that may be a symbolic zero (an output nobody reads) -> an array."""
+  return jnp.zeros(ct.shape, ct.dtype) if isinstance(ct, SymbolicZero) else ct
 
 
 def _shift_in(first, rest):
@@ -72,6 +96,14 @@ def _sigmoid(x):
   # The same function as jax.nn.sigmoid; XLA:CPU computes tanh with a fast polynomial but
   # lowers the logistic to exp and a division, which is slower on the gate tensors.
   return 0.5 * jnp.tanh(0.5 * x) + 0.5
+
+
+def _sigmoid_or_tanh(x, is_tanh):
+  """tanh where `is_tanh`, else the sigmoid (the values of `_sigmoid` and `jnp.tanh`), with one
+  tanh per element: s * tanh(s * x) + (1 - s) for s = 1 or 1/2. Computing both functions on
+  every gate and selecting (`where`) measured twice the transcendentals and memory passes."""
+  s = jnp.where(is_tanh, 1.0, 0.5)
+  return s * jnp.tanh(s * x) + (1.0 - s)
 
 
 def _by_gate(x, gates):
@@ -111,6 +143,7 @@ class LSTMResiduals(NamedTuple):
   x: Array
   weights: LSTMWeights
   carry: LSTMCarry  # the initial carry
+  needs: Needs
 
 
 class LSTMGrads(NamedTuple):
@@ -134,7 +167,7 @@ def _lstm_forward(loop: Loop, x, weights: LSTMWeights, carry: LSTMCarry, save: b
   def step(carry, x_t):
     c, h = carry
     pre, gate = _by_gate(gates(x_t, h) + b.astype(_F32), 4)
-    acts = jnp.where(gate == 2, jnp.tanh(pre), _sigmoid(pre))  # i, f, g, o
+    acts = _sigmoid_or_tanh(pre, gate == 2)  # i, f, g, o
     i, f, g, o = acts[..., 0, :], acts[..., 1, :], acts[..., 2, :], acts[..., 3, :]
     c_new = f * c + i * g
     h_new = (o * jnp.tanh(c_new)).astype(dtype)
@@ -158,45 +191,65 @@ def lstm_sequence(loop: Loop, x, weights: LSTMWeights, carry: LSTMCarry):
 
 
 def _lstm_fwd(loop, x, weights, carry):
+  (x, x_perturbed), (weights, w_perturbed) = _unwrap(x), _unwrap(weights)
+  carry, _ = _unwrap(carry)
   hs, carry_out, (acts, c_in) = _lstm_forward(loop, x, weights, carry, save=True)
-  return (hs, carry_out), LSTMResiduals(acts, c_in, hs, x, weights, carry)
+  return (hs, carry_out), LSTMResiduals(acts, c_in, hs, x, weights, carry,
+                                        Needs(x_perturbed, w_perturbed))
 
 
 def _lstm_bwd(loop: Loop, res: LSTMResiduals, cts):
-  m, dtype = loop.m, loop.dtype
-  dhs, d_last = cts  # d_last: an LSTMCarry
+  m, dtype, needs = loop.m, loop.dtype, res.needs
+  dhs, d_last = _dense(cts[0]), LSTMCarry(*map(_dense, cts[1]))
   w_in, w_rec, b = res.weights
-  xc, h_in, cin = res.x.astype(dtype), _shift_in(res.carry.h, res.hs), res.x.shape[-1]
+  xc, cin = res.x.astype(dtype), res.x.shape[-1]
 
   def gate_grads(dc, dh, a, c_prev, dy):
-    a, gate = _by_gate(a.astype(_F32), 4)
-    i, f, g, o = a[..., 0, :], a[..., 1, :], a[..., 2, :], a[..., 3, :]
+    # On the fused (..., 4F) arrays, not split by gate as (..., 4, F): XLA:CPU then computes the
+    # result once for its readers (the input and weight gradients) instead of once for each.
+    a = a.astype(_F32)
+    i, f, g, o = jnp.split(a, 4, axis=-1)
     tc = jnp.tanh(f * c_prev + i * g)
     dh = dh + dy.astype(_F32)
     dc = dc + dh * o * (1.0 - tc * tc)
     # d(pre) = d(act) * act'(pre), with d(act) = dc*g, dc*c_prev, dc*i, dh*tanh(c') for i, f, g, o.
-    e = lambda v: jnp.expand_dims(v, -2)
-    d_act = jnp.where(gate == 3, e(dh * tc), e(dc) * jnp.where(
-        gate == 0, e(g), jnp.where(gate == 1, e(c_prev), e(i))))
+    gate = lax.broadcasted_iota(jnp.int32, a.shape[-1:], 0) // f.shape[-1]
+    four = lambda v: jnp.concatenate([v] * 4, -1)
+    d_act = jnp.where(gate == 3, four(dh * tc), four(dc) * jnp.where(
+        gate == 0, four(g), jnp.where(gate == 1, four(c_prev), four(i))))
     dpre = d_act * jnp.where(gate == 2, 1.0 - a * a, a * (1.0 - a))
-    return dc * f, dpre.reshape(dy.shape[:-1] + (-1,)).astype(dtype)
+    return dc * f, dpre.astype(dtype)
 
   init = (d_last.c.astype(_F32), d_last.h.astype(_F32))
+  dx = dw = db = None
   if m.per_step:  # Input and weight gradients inside the loop, from the stacked [x_t, h].
     w_cat = jnp.concatenate([w_in, w_rec], axis=-2).astype(dtype)
-    w_cat_t = m.transpose_weight(w_cat)
+    # The input gradient of the stacked [x_t, h] in one map when x needs one, else only h's.
+    w_back = m.transpose_weight(w_cat if needs.x else w_rec.astype(dtype))
+
+    steps = res.acts.shape[0]
 
     def step(carry, inputs):
       dc, dh, dw, db = carry
-      a, c_prev, dy, x_t, h_prev = inputs
+      t, a, c_prev, dy, x_t = inputs
       dc, dpre = gate_grads(dc, dh, a, c_prev, dy)
-      d_in = m.input_grad(dpre, w_cat_t)
-      dw = dw + m.weight_grad(jnp.concatenate([x_t, h_prev], -1), dpre)
-      return (dc, d_in[..., cin:].astype(_F32), dw, db + _sum_lead(dpre)), d_in[..., :cin]
+      d_in = m.input_grad(dpre, w_back)
+      if needs.weights:
+        # h_{t-1} read by index: a shifted copy of all the outputs as a scan input would be a
+        # copy of them.
+        h_prev = jnp.where(t > 0, lax.dynamic_index_in_dim(res.hs, jnp.maximum(t - 1, 0), 0,
+                                                           keepdims=False),
+                           res.carry.h.astype(dtype))
+        dw = dw + m.weight_grad(jnp.concatenate([x_t, h_prev], -1), dpre)
+        db = db + _sum_lead(dpre)
+      dh = d_in[..., cin:] if needs.x else d_in
+      return (dc, dh.astype(_F32), dw, db), (d_in[..., :cin] if needs.x else None)
 
-    init += (jnp.zeros(w_cat.shape, _F32), jnp.zeros(b.shape, _F32))
-    (dc0, dh0, dw, db), dx = lax.scan(step, init, (res.acts, res.c_in, dhs, xc, h_in),
-                                      reverse=True, unroll=loop.unroll)
+    init += ((jnp.zeros(w_cat.shape, _F32), jnp.zeros(b.shape, _F32)) if needs.weights
+             else (None, None))
+    (dc0, dh0, dw, db), dx = lax.scan(
+        step, init, (jnp.arange(steps), res.acts, res.c_in, dhs, xc), reverse=True,
+        unroll=loop.unroll)
   else:  # The loop yields the gate gradients; input and weight gradients batched after it.
     w_rec_t = m.transpose_weight(w_rec.astype(dtype))
 
@@ -207,19 +260,25 @@ def _lstm_bwd(loop: Loop, res: LSTMResiduals, cts):
 
     (dc0, dh0), dpre = lax.scan(step, init, (res.acts, res.c_in, dhs), reverse=True,
                                 unroll=loop.unroll)
-    dx = m.input_grad(dpre, m.transpose_weight(w_in.astype(dtype)))
-    dw = m.weight_grad(jnp.concatenate([xc, h_in], -1), dpre)
-    db = _sum_lead(dpre)
-  grads = LSTMGrads(
-      x=dx.astype(res.x.dtype),
-      weights=LSTMWeights(input_kernel=dw[..., :cin, :].astype(w_in.dtype),
+    if needs.x:
+      dx = m.input_grad(dpre, m.transpose_weight(w_in.astype(dtype)))
+    if needs.weights:
+      h_in = _shift_in(res.carry.h, res.hs)
+      dw = m.weight_grad(jnp.concatenate([xc, h_in], -1), dpre)
+      db = _sum_lead(dpre)
+  weights = None
+  if needs.weights:
+    weights = LSTMWeights(input_kernel=dw[..., :cin, :].astype(w_in.dtype),
                           recurrent_kernel=dw[..., cin:, :].astype(w_rec.dtype),
-                          bias=db.astype(b.dtype)),
+                          bias=db.astype(b.dtype))
+  grads = LSTMGrads(
+      x=None if dx is None else dx.astype(res.x.dtype), weights=weights,
       carry=LSTMCarry(c=dc0.astype(res.carry.c.dtype), h=dh0.astype(res.carry.h.dtype)))
-  return tuple(grads)  # custom_vjp takes a plain tuple, one entry per differentiable argument
+  # custom_vjp takes a plain tuple, one entry per differentiable argument (None: zero).
+  return tuple(grads)
 
 
-lstm_sequence.defvjp(_lstm_fwd, _lstm_bwd)
+lstm_sequence.defvjp(_lstm_fwd, _lstm_bwd, symbolic_zeros=True)
 
 
 # ----------------------------------------------------------------------------------------------
