@@ -1,22 +1,23 @@
-"""`video_folder`: the user's own videos, <data.video_dir>/<split>/<class_name>/*.{mp4,avi,...}.
+"""`video_folder`: videos as they are distributed, decoded with PyAV.
 
-Files are decoded with PyAV inside tf.data (`tf.numpy_function` in a parallel map), clips are
-sampled as `clips` says, and batches are cut and padded like every other source. A split's
-rows are its files taken round robin over the classes (the first file of every class, then the
-second, ...), so the contiguous block each process reads (`common.process_share`) mixes the
-classes; an eval video's views are consecutive rows, and its example_id indexes
-info.eval_ids, the file paths in that order.
+Which file belongs to which split and class is `video_layouts.resolve`'s table (every layout:
+split folders, class folders with a hash split, UCF101/HMDB51/Kinetics/MMAction2 lists). Files
+are decoded with PyAV inside tf.data (`tf.numpy_function` in a parallel map), clips are sampled
+as `clips` says, and batches are cut and padded like every other source. A split's rows are its
+files taken round robin over the classes (the first file of every class, then the second, ...),
+so the contiguous block each process reads (`common.process_share`) mixes the classes; an eval
+video's views are consecutive rows, and its example_id indexes info.eval_ids, the file paths in
+that order.
 
 Importing this module imports TensorFlow.
 """
 
 from collections.abc import Iterator
 import dataclasses
-import os
 
 import numpy as np
 
-from dcrn_jax.data import augment, clips, common, pipeline, video_files
+from dcrn_jax.data import augment, clips, common, pipeline, video_files, video_layouts
 from dcrn_jax.data.info import DatasetInfo
 from dcrn_jax.data.tf_import import tf
 from dcrn_jax.errors import UserError
@@ -24,24 +25,19 @@ from dcrn_jax.errors import UserError
 _CHANNELS = 3  # Frames are decoded as RGB.
 
 
-def _split_dir(data_config, split: str) -> str:
-  if not data_config.video_dir:
-    raise UserError("data.name='video_folder' needs data.video_dir: the folder holding "
-                    "<split>/<class_name>/*.mp4 for data.train_split and data.eval_split.")
-  return os.path.join(data_config.video_dir, split)
-
-
-def _scan(data_config, split: str) -> video_files.VideoSplit:
-  """A split's readable videos, labelled by the train split's class folders."""
+def _videos(data_config, split: str) -> video_files.VideoSplit:
+  """A split's readable videos (the layout's table, probed), ordered round robin over classes."""
   video_files.require_av()
-  train = video_files.scan(_split_dir(data_config, data_config.train_split))
-  if split == data_config.train_split:
-    result = train
-  else:
-    result = video_files.scan(_split_dir(data_config, split), train.class_names)
+  table = video_layouts.resolve(data_config)
+  table.rows(data_config.train_split)  # Both splits must exist, whichever is asked for.
+  rows = table.rows(split)
+  where = f"the {split!r} split of {table.root} ({table.layout})"
+  result = video_files.probe_all(
+      tuple(table.paths[i] for i in rows), tuple(table.labels[i] for i in rows),
+      table.class_names, where=where, warn_empty=split == data_config.train_split)
   if not result.paths:
-    raise UserError(f"No readable video in {_split_dir(data_config, split)} (skipped: "
-                    f"{len(result.skipped)}); see the warnings above.")
+    raise UserError(f"No readable video in {where} (skipped: {len(result.skipped)}); see the "
+                    "warnings above.")
   return _round_robin(result)
 
 
@@ -65,8 +61,8 @@ def _check(data_config) -> clips.ClipSpec:
 
 def get_info(data_config) -> DatasetInfo:
   spec = _check(data_config)
-  train = _scan(data_config, data_config.train_split)
-  evals = _scan(data_config, data_config.eval_split)
+  train = _videos(data_config, data_config.train_split)
+  evals = _videos(data_config, data_config.eval_split)
   return DatasetInfo(
       num_classes=len(train.class_names),
       input_shape=(spec.num_frames, spec.size, spec.size, _CHANNELS),
@@ -117,10 +113,10 @@ def train_batches(data_config, *, local_batch_size: int, seed: int, start_step: 
   common.check_batch_args(local_batch_size=local_batch_size, process_index=process_index,
                           process_count=process_count, start_step=start_step)
   spec = _check(data_config)
-  videos = _scan(data_config, data_config.train_split)
+  videos = _videos(data_config, data_config.train_split)
   share = common.process_share(
       len(videos.paths), process_index=process_index, process_count=process_count, train=True,
-      split=f"The readable train videos in {_split_dir(data_config, data_config.train_split)}")
+      split=f"The readable {data_config.train_split!r} videos in {data_config.video_dir}")
   return pipeline.train_stream(
       _records(videos, share.rows()), num_records=share.count,
       process=_process_fn(data_config, spec, train=True), data_config=data_config,
@@ -133,7 +129,7 @@ def eval_batches(data_config, *, local_batch_size: int, process_index: int = 0,
   common.check_batch_args(local_batch_size=local_batch_size, process_index=process_index,
                           process_count=process_count)
   spec = _check(data_config)
-  videos = _scan(data_config, data_config.eval_split)
+  videos = _videos(data_config, data_config.eval_split)
   share = common.process_share(len(videos.paths), process_index=process_index,
                                process_count=process_count, train=False)
   return pipeline.eval_stream(
