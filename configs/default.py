@@ -72,6 +72,16 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.split = 1
   config.data.eval_fraction = 0.0
   config.data.class_names_file = ""
+  # video_folder, decoded with PyAV: seek to the keyframe before a clip (frame i at time
+  # i / frame rate) instead of decoding from the start; False for variable-frame-rate files.
+  config.data.video_seek = True
+  # video_folder from shards: True decodes every video once (on first use, or with `python -m
+  # dcrn_jax.prepare --config=...`) into JPEG frames at a shorter side of resize_short (0:
+  # image_size) in ArrayRecord shards under data_dir/video_shards/, and reads only each clip's
+  # frames from them. jpeg_quality: 1-100; prepare_workers: decoding processes (0: one per core).
+  config.data.video_cache = False
+  config.data.jpeg_quality = 90
+  config.data.prepare_workers = 0
   config.data.train_split = "train"
   config.data.eval_split = "test"
   config.data.shuffle_buffer = 10_000

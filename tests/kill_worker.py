@@ -1,7 +1,7 @@
 """A training run that SIGKILLs itself at a chosen point (run as a script by the tests and by
 benchmarks/faults.py). Usage:
 
-  python tests/kill_worker.py WORKDIR DATA_DIR MODE [N]
+  python tests/kill_worker.py WORKDIR DATA_DIR MODE [N [VIDEO_DIR]]
 
 MODE: none (train to the end), step (die while step N is in flight), checkpoint (die in the
 middle of writing the checkpoint of step N, after its files, before the commit), after_save (die
@@ -10,7 +10,8 @@ starts, wherever the run is then), sigint (a Ctrl-C while step N is in flight), 
 Ctrl-C while step N is in flight, and another while the checkpoint that the first one asked for
 is being written). Like `python -m dcrn_jax.main`, the worker exits with one line and code 2 on
 a user error and code 130 after a Ctrl-C.
-The config is tiny_config() below: moving_digits through the real tf.data path, with dropout.
+The config is tiny_config() below: moving_digits through the real tf.data path, with dropout;
+with VIDEO_DIR, video_config(): that folder's videos read from their prepared video shards.
 """
 
 import os
@@ -40,6 +41,17 @@ def tiny_config(data_dir):
   c.eval_every_steps, c.checkpoint_every_steps = 0, 6
   c.optim.learning_rate, c.optim.warmup_steps = 3e-3, 4
   c.progress_bar = False
+  return c
+
+
+def video_config(data_dir, video_dir):
+  """tiny_config on VIDEO_DIR's <split>/<class>/ videos, read from prepared video shards."""
+  c = tiny_config(data_dir)
+  c.data.name, c.data.video_dir, c.data.video_cache = "video_folder", video_dir, True
+  c.data.num_frames, c.data.frame_stride, c.data.image_size, c.data.resize_short = 3, 2, 24, 28
+  c.data.augment_flip = True
+  c.batch_size, c.eval_batch_size = 4, 8
+  c.num_train_steps, c.checkpoint_every_steps = 12, 4
   return c
 
 
@@ -115,6 +127,8 @@ def arm(mode: str, n: int):
 if __name__ == "__main__":
   workdir, data_dir, mode = sys.argv[1:4]
   arm(mode, int(sys.argv[4]) if len(sys.argv) > 4 else 0)
+  config = (video_config(data_dir, sys.argv[5]) if len(sys.argv) > 5 else
+            tiny_config(data_dir))
   with cli.user_errors(verbose=False):
-    train.train_and_evaluate(tiny_config(data_dir), workdir)
+    train.train_and_evaluate(config, workdir)
   print("finished", flush=True)

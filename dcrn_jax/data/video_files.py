@@ -123,28 +123,67 @@ def _try_probe(path):
     return str(e) or type(e).__name__
 
 
+def _frame_index_fn(stream):
+  """pts -> frame index for a constant-rate stream, or None when the stream does not say its
+  rate (then only decoding from the start can count frames)."""
+  rate, time_base = stream.average_rate or stream.guessed_rate, stream.time_base
+  if not rate or not time_base:
+    return None
+  start = stream.start_time or 0
+  return lambda pts: None if pts is None else round((pts - start) * time_base * rate)
+
+
+def _decode_frames(container, wanted: list[int], hw, seek: bool, frames: dict) -> bool:
+  """Puts {index: uint8 (h, w, 3)} of the wanted frames (sorted) into `frames`, decoded from the
+  keyframe at or before the first one when `seek`, else from the start (filled as decoded, so a
+  file that breaks midway keeps what came before). False if a seek landed past the first wanted
+  frame or a frame had no timestamp (the caller then decodes from the start)."""
+  stream = container.streams.video[0]
+  stream.thread_type = "AUTO"  # Frame and slice threads: decoding is most of a clip's cost.
+  index_of = _frame_index_fn(stream) if seek and wanted[0] > 0 else None
+  if index_of is not None:
+    # Half a frame early, so rounding never lands the seek past the first wanted frame's
+    # keyframe; `backward` goes to the keyframe at or before it.
+    seconds = (wanted[0] - 0.5) / float(stream.average_rate or stream.guessed_rate)
+    container.seek((stream.start_time or 0) + int(seconds / stream.time_base), stream=stream,
+                   backward=True, any_frame=False)
+  last, wanted_set = wanted[-1], set(wanted)
+  for count, frame in enumerate(container.decode(stream)):
+    i = count if index_of is None else index_of(frame.pts)
+    if i is None or (index_of is not None and not frames and i > wanted[0]):
+      return False
+    if i in wanted_set:
+      frames[i] = frame.to_ndarray(format="rgb24", width=hw[1], height=hw[0])
+    if i >= last:
+      break
+  return True
+
+
 def decode_clip(path: str, indices: np.ndarray, hw: tuple[int, int], top_left: tuple[int, int],
-                size: int, flip: bool) -> tuple[np.ndarray, bool]:
+                size: int, flip: bool, *, seek: bool = True) -> tuple[np.ndarray, bool]:
   """Decodes the frames `indices` of a video, resized to hw, cropped, maybe flipped.
 
-  Frames are decoded in order up to the last one needed and scaled by FFmpeg as they come. If
-  the file ends early or breaks, missing frames repeat the last one decoded.
+  With `seek`, decoding starts at the keyframe at or before the first frame needed (found from
+  the frame rate and timestamps: frame i is shown at i / rate), so a clip costs the same near
+  the end of a long file as at its start; without it (or when the file gives no timestamps, or
+  the seek lands too late) frames are decoded from the start and counted. Either way decoding
+  stops at the last frame needed, and FFmpeg scales frames as they come. If the file ends early
+  or breaks, missing frames repeat the last one decoded.
 
   Returns:
     uint8 (len(indices), size, size, 3) RGB, and False if no frame at all could be decoded
     (the clip is then black).
   """
   av = require_av()
-  wanted = set(int(i) for i in indices)
-  last = max(wanted)
+  wanted = sorted(set(int(i) for i in indices))
   frames = {}
   try:
     with av.open(path) as container:
-      for i, frame in enumerate(container.decode(video=0)):
-        if i in wanted:
-          frames[i] = frame.to_ndarray(format="rgb24", width=hw[1], height=hw[0])
-        if i >= last:
-          break
+      done = _decode_frames(container, wanted, hw, seek, frames)
+    if not done:
+      frames.clear()
+      with av.open(path) as container:
+        _decode_frames(container, wanted, hw, False, frames)
   except (av.FFmpegError, OSError):
     pass  # Use what was decoded; a broken tail is common in the wild.
   top, left = top_left
