@@ -151,6 +151,9 @@ def main():
                       help="compare PyAV scanning, PyAV seeking and prepared shards (needs "
                            "--videos)")
   parser.add_argument("--rounds", type=int, default=2, help="--video_modes: rounds per figure")
+  parser.add_argument("--seconds", type=float, default=20,
+                      help="--video_modes: seconds per clips/s measurement (half for the "
+                           "5-minute video)")
   args = parser.parse_args()
   print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPU cores")
   if args.video_modes:
@@ -211,7 +214,7 @@ def video_modes(args):
           flush=True)
 
   rates = {}
-  datasets = (("segments", real, 32, 20), ("5-min", long_folder, 4, 10))
+  datasets = (("segments", real, 32, args.seconds), ("5-min", long_folder, 4, args.seconds / 2))
   for r in range(args.rounds):  # Round robin over modes, so the load hits them alike.
     for cores in ("0", "0,1"):
       for ds, folder, batch, seconds in datasets:
@@ -245,6 +248,14 @@ def video_modes(args):
     print(f"| {mode} | {out['device_steps_per_s']:.2f} | {out['fed_steps_per_s']:.2f} | "
           f"{100 * out['fed_steps_per_s'] / out['device_steps_per_s']:.1f} % | {_load()} |",
           flush=True)
+
+  by_class = vi.class_folder_view(real, os.path.join(args.workdir, "segments_by_class"))
+  out = vi.run_worker("equality", "0,1", folder=by_class, data_dir=data_dir,
+                       steps=args.steps)
+  print(f"\nsame checkpoint after {args.steps} steps, eval split of {by_class} (eval_fraction "
+        f"0.5, 2 clips x 3 crops; {_load()}): from the videos {out['direct']}, from the shards {out['shards']}; eval "
+        f"inputs over {out['views']} views differ by {out['mean_abs_diff_255']:.2f}/255 on "
+        f"average, {out['max_abs_diff_255']:.0f}/255 at most (JPEG quality 90)", flush=True)
 
 
 def _report_step(vg, num_steps):

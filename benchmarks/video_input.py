@@ -108,6 +108,45 @@ def worker_seek(args) -> dict:
   return out
 
 
+def worker_equality(args) -> dict:
+  """Trains video_gru briefly on PyAV-decoded clips, then evaluates the same checkpoint from the
+  videos and from the shards (2 clips x 3 crops per video); also the pixel difference of the
+  eval inputs the two deliver."""
+  from dcrn_jax import data, train  # pylint: disable=g-import-not-at-top
+  config = clip_config(args.folder, args.data_dir, "pyav_seek")
+  d = config.data
+  d.eval_fraction, d.num_test_clips, d.num_test_crops = 0.5, 2, 3
+  config.batch_size, config.eval_batch_size = 8, 12
+  config.num_train_steps, config.eval_every_steps = args.steps, 0
+  config.checkpoint_every_steps, config.progress_bar = args.steps, False
+  workdir = os.path.join(args.data_dir, "equality_run")
+  train.train_and_evaluate(config, workdir)
+  results, inputs = {}, {}
+  for cache in (False, True):
+    d.video_cache = cache
+    results[cache] = train.evaluate(config, workdir)
+    inputs[cache] = np.concatenate([b["inputs"][b["mask"] > 0] for b in data.eval_batches(
+        d, local_batch_size=12)])
+  diff = np.abs(inputs[True] - inputs[False]) * 255
+  return {"direct": {k: results[False][k] for k in ("accuracy", "loss", "num_examples")},
+          "shards": {k: results[True][k] for k in ("accuracy", "loss", "num_examples")},
+          "views": int(len(diff)), "max_abs_diff_255": float(diff.max()),
+          "mean_abs_diff_255": float(diff.mean())}
+
+
+def class_folder_view(folder: str, out: str) -> str:
+  """out/<class>/<split>_<file>: every video of a <split>/<class>/ folder, hard-linked, as class
+  folders without splits (for data.eval_fraction)."""
+  for split in os.listdir(folder):
+    for name in os.listdir(os.path.join(folder, split)):
+      os.makedirs(os.path.join(out, name), exist_ok=True)
+      for f in os.listdir(os.path.join(folder, split, name)):
+        target = os.path.join(out, name, f"{split}_{f}")
+        if not os.path.exists(target):
+          os.link(os.path.join(folder, split, name, f), target)
+  return out
+
+
 def run_worker(kind: str, cores: str, **kwargs) -> dict:
   """Runs this file as `--worker kind` pinned to `cores` (taskset), returns its RESULT line."""
   argv = ["taskset", "-c", cores, sys.executable, os.path.abspath(__file__), "--worker", kind]
@@ -175,7 +214,7 @@ def prepare(folder: str, data_dir: str) -> dict:
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument("--worker", choices=("rate", "step", "seek"), required=True)
+  parser.add_argument("--worker", choices=("rate", "step", "seek", "equality"), required=True)
   parser.add_argument("--mode", default="pyav_seek", choices=MODES)
   parser.add_argument("--folder", default="")
   parser.add_argument("--data_dir", default="")
@@ -186,7 +225,8 @@ def main():
   args = parser.parse_args()
   from dcrn_jax import cli  # pylint: disable=g-import-not-at-top
   cli.quiet_libraries(False)
-  result = {"rate": worker_rate, "step": worker_step, "seek": worker_seek}[args.worker](args)
+  result = {"rate": worker_rate, "step": worker_step, "seek": worker_seek,
+            "equality": worker_equality}[args.worker](args)
   print("RESULT " + json.dumps(result), flush=True)
 
 

@@ -78,7 +78,8 @@ def get_config() -> ml_collections.ConfigDict:
   # video_folder from shards: True decodes every video once (on first use, or with `python -m
   # dcrn_jax.prepare --config=...`) into JPEG frames at a shorter side of resize_short (0:
   # image_size) in ArrayRecord shards under data_dir/video_shards/, and reads only each clip's
-  # frames from them. jpeg_quality: 1-100; prepare_workers: decoding processes (0: one per core).
+  # frames from them. jpeg_quality: 1-100; prepare_workers: videos decoded at a time (threads;
+  # 0: one per core).
   config.data.video_cache = False
   config.data.jpeg_quality = 90
   config.data.prepare_workers = 0
