@@ -257,24 +257,35 @@ def _train_briefly(tmp_path, **data_fields):
   return result, tuple(label_map[str(i)] for i in range(len(label_map)))
 
 
-def test_training_runs_and_evaluates_on_every_layout(ucf, sources, tmp_path):
+# UCF101's lists run by default; the other layouts (each compiles and trains anew, ~40 s of CPU
+# apiece) with -m slow.
+@pytest.mark.parametrize("layout", [
+    "ucf101", pytest.param("fraction", marks=pytest.mark.slow),
+    pytest.param("hmdb51", marks=pytest.mark.slow),
+    pytest.param("kinetics_csv", marks=pytest.mark.slow),
+    pytest.param("list", marks=pytest.mark.slow)])
+def test_training_runs_and_evaluates_on_every_layout(layout, ucf, sources, tmp_path):
   videos, lists = ucf
-  list_videos, list_dir = _write_lists(sources, tmp_path, ["a/x0.mp4 0", "b/y0.avi 1",
-                                                           "c/z0.mp4 1", "a/x1.mp4 0"],
-                                       ["b/y1.avi 1"])
-  layouts = [
-      (dict(video_dir=videos, eval_fraction=0.3), UCF_CLASSES),
-      (dict(video_dir=videos, split_format="ucf101", split_lists=str(lists)), UCF_CLASSES),
-      (_write_hmdb(sources, tmp_path / "hmdb"), tuple(HMDB_MARKS)),
-      (_write_kinetics(sources, tmp_path / "kinetics"), ("abseiling", "zumba")),
-      (dict(video_dir=list_videos, split_format="list", split_lists=list_dir), ("0", "1")),
-  ]
-  for fields, classes in layouts:
-    table = video_layouts.resolve(_config(**fields))
-    result, label_map = _train_briefly(tmp_path, **fields)
-    assert label_map == classes  # The list's order: label indices match the published ones.
-    eval_split = fields.get("eval_split", "test")
-    assert result["num_examples"] == len(table.rows(eval_split)) and np.isfinite(result["loss"])
+  if layout == "fraction":
+    fields, classes = dict(video_dir=videos, eval_fraction=0.3), UCF_CLASSES
+  elif layout == "ucf101":
+    fields = dict(video_dir=videos, split_format="ucf101", split_lists=str(lists))
+    classes = UCF_CLASSES
+  elif layout == "hmdb51":
+    fields, classes = _write_hmdb(sources, tmp_path / "hmdb"), tuple(HMDB_MARKS)
+  elif layout == "kinetics_csv":
+    fields, classes = _write_kinetics(sources, tmp_path / "kinetics"), ("abseiling", "zumba")
+  else:
+    list_videos, list_dir = _write_lists(sources, tmp_path, ["a/x0.mp4 0", "b/y0.avi 1",
+                                                             "c/z0.mp4 1", "a/x1.mp4 0"],
+                                         ["b/y1.avi 1"])
+    fields = dict(video_dir=list_videos, split_format="list", split_lists=list_dir)
+    classes = ("0", "1")
+  table = video_layouts.resolve(_config(**fields))
+  result, label_map = _train_briefly(tmp_path, **fields)
+  assert label_map == classes  # The list's order: label indices match the published ones.
+  eval_split = fields.get("eval_split", "test")
+  assert result["num_examples"] == len(table.rows(eval_split)) and np.isfinite(result["loss"])
 
 
 # ---------------------------------------------------------------- bad inputs

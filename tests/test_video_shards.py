@@ -244,6 +244,7 @@ def _tiny_run_config(video_dir, data_dir, **data_fields):
   return config
 
 
+@pytest.mark.slow  # Trains, then evaluates twice: ~1 min of CPU.
 def test_same_model_evaluates_alike_from_shards_and_from_the_videos(folder, prepared, tmp_path):
   config = _tiny_run_config(folder, prepared, video_cache=False, num_test_clips=2,
                             num_test_crops=3)
@@ -257,6 +258,7 @@ def test_same_model_evaluates_alike_from_shards_and_from_the_videos(folder, prep
   assert abs(direct["loss"] - cached["loss"]) < 0.01 * max(direct["loss"], 1.0)
 
 
+@pytest.mark.slow  # Three training processes: ~3 min of CPU.
 def test_training_from_shards_resumes_bitwise_after_a_kill(folder, prepared, tmp_path):
   env = dict(os.environ, JAX_PLATFORMS="cpu",
              XLA_FLAGS="--xla_force_host_platform_device_count=1")
@@ -310,9 +312,10 @@ def test_prepare_command_and_bad_values(folder, tmp_path, capsys):
   assert bad.stderr.strip().splitlines()[-1] == (
       "error: data.jpeg_quality is 0; use 1-100 (90 by default; higher keeps more detail and "
       "takes more disk).")
-  for fields, message in ((dict(jpeg_quality=101), "data.jpeg_quality is 101; use 1-100"),
-                          (dict(prepare_workers=-1), "data.prepare_workers is -1"),
-                          (dict(video_dir="/nowhere"), "is not a folder"),
-                          (dict(eval_split="val"), "val does not exist")):
+  for source, fields, message in (
+      (folder, dict(jpeg_quality=101), "data.jpeg_quality is 101; use 1-100"),
+      (folder, dict(prepare_workers=-1), "data.prepare_workers is -1"),
+      ("/nowhere", {}, "is not a folder"),
+      (folder, dict(eval_split="val"), "val does not exist")):
     with pytest.raises(UserError, match=message):
-      data.get_info(_config(folder, tmp_path, video_cache=True, **fields))
+      data.get_info(_config(source, tmp_path, video_cache=True, **fields))
