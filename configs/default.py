@@ -73,9 +73,33 @@ def get_config() -> ml_collections.ConfigDict:
   # TFDS manual_dir. fashion_mnist and moving_fashion read Fashion-MNIST's idx files from it;
   # empty: /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist package).
   config.data.manual_dir = ""
-  # video_folder: videos at <video_dir>/<split>/<class_name>/*.{mp4,avi,mkv,webm}, split being
-  # train_split / eval_split; decoded with PyAV (pip install "dcrn_jax[video]").
+  # video_folder: the folder of the videos (*.mp4, .avi, .mkv, .webm), decoded with PyAV
+  # (pip install "dcrn_jax[video]"); train_split / eval_split name two of its splits.
   config.data.video_dir = ""
+  # video_folder layouts (dcrn_jax/data/video_layouts.py), all resolved to (file, label, split):
+  # split_format "folders": <video_dir>/<split>/<class>/*, or with eval_fraction in (0, 1)
+  # <video_dir>/<class>/* split by a hash of each file's path (UCF101 groups kept together).
+  # "ucf101" (classInd.txt, trainlist0N/testlist0N.txt), "hmdb51" (<class>_test_splitN.txt), both
+  # with `split` 1-3; "kinetics_csv" (label,youtube_id,time_start,time_end,split); "list"
+  # ("path label" lines, one file per split: <split_lists>/<split>.txt or a path with {split}).
+  # split_lists: the folder or file of those lists; class_names_file ("list" only): one class
+  # name per line, line i naming label i.
+  config.data.split_format = "folders"
+  config.data.split_lists = ""
+  config.data.split = 1
+  config.data.eval_fraction = 0.0
+  config.data.class_names_file = ""
+  # video_folder, decoded with PyAV: seek to the keyframe before a clip (frame i at time
+  # i / frame rate) instead of decoding from the start; False for variable-frame-rate files.
+  config.data.video_seek = True
+  # video_folder from shards: True decodes every video once (on first use, or with `python -m
+  # dcrn_jax.prepare --config=...`) into JPEG frames at a shorter side of resize_short (0:
+  # image_size) in ArrayRecord shards under data_dir/video_shards/, and reads only each clip's
+  # frames from them. jpeg_quality: 1-100; prepare_workers: videos decoded at a time (threads;
+  # 0: one per core).
+  config.data.video_cache = False
+  config.data.jpeg_quality = 90
+  config.data.prepare_workers = 0
   config.data.train_split = "train"
   config.data.eval_split = "test"
   config.data.shuffle_buffer = 10_000

@@ -71,6 +71,19 @@ def _unreadable_videos(workdir):
   return [f"--config.data.video_dir={root}"]
 
 
+def _unparsable_split_list(workdir):
+  """A UCF101 list folder whose train list has a line without a class index."""
+  root = pathlib.Path(workdir + "_ucf")
+  (root / "lists").mkdir(parents=True, exist_ok=True)
+  (root / "videos").mkdir(exist_ok=True)
+  (root / "lists" / "classInd.txt").write_text("1 Archery\n")
+  (root / "lists" / "trainlist01.txt").write_text("Archery/v_Archery_g01_c01.avi 1\n"
+                                                  "Archery/v_Archery_g02_c01.avi\n")
+  (root / "lists" / "testlist01.txt").write_text("Archery/v_Archery_g03_c01.avi\n")
+  return [f"--config.data.video_dir={root / 'videos'}", "--config.data.split_format=ucf101",
+          f"--config.data.split_lists={root / 'lists'}"]
+
+
 def _broken_idx_files(workdir):
   """A Fashion-MNIST manual dir whose four idx files are garbage."""
   root = pathlib.Path(workdir + "_idx")
@@ -103,6 +116,17 @@ FAULTS = [
     ("video folder not set", ["--config.data.name=video_folder"], "needs data.video_dir", None),
     ("video folder with no readable video", ["--config.data.name=video_folder"],
      "No readable video in", _unreadable_videos),
+    ("video split fraction out of range", ["--config.data.name=video_folder",
+                                           "--config.data.video_dir=/nonexistent",
+                                           "--config.data.eval_fraction=1.5"],
+     "data.eval_fraction is 1.5; it must be in (0, 1)", None),
+    ("video split list that does not parse", ["--config.data.name=video_folder"],
+     "trainlist01.txt line 2", _unparsable_split_list),
+    ("video shards with a bad JPEG quality", ["--config.data.name=video_folder",
+                                              "--config.data.video_dir=/nonexistent",
+                                              "--config.data.video_cache=True",
+                                              "--config.data.jpeg_quality=0"],
+     "data.jpeg_quality is 0; use 1-100", None),
     ("corrupt Fashion-MNIST idx files", ["--config.data.name=fashion_mnist",
                                          "--config.model.name=cnn"], "idx", _broken_idx_files),
     ("workdir not writable", [], "workdir", _file_in_the_way),

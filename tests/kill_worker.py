@@ -1,7 +1,7 @@
 """A training run that SIGKILLs itself at a chosen point (run as a script by the tests and by
 benchmarks/faults.py). Usage:
 
-  python tests/kill_worker.py WORKDIR DATA_DIR MODE [N] [FEATURES]
+  python tests/kill_worker.py WORKDIR DATA_DIR MODE [N [FEATURES | VIDEO_DIR]]
 
 MODE: none (train to the end), step (die while step N is in flight), checkpoint (die in the
 middle of writing the checkpoint of step N, after its files, before the commit), after_save (die
@@ -13,7 +13,8 @@ a user error and code 130 after a Ctrl-C.
 The config is tiny_config() below: moving_digits through the real tf.data path, with dropout.
 FEATURES=accumulate_ema: a CNN with batch norm and dropout on in-memory synthetic images instead,
 2 micro-batches per update (optim.accumulate_steps) and a moving average of the weights
-(optim.ema_decay), 18 steps.
+(optim.ema_decay), 18 steps. With a VIDEO_DIR (an existing folder), video_config(): that
+folder's videos read from their prepared video shards.
 """
 
 import os
@@ -51,6 +52,17 @@ def tiny_config(data_dir, features=""):
     c.num_train_steps = 18
   elif features:
     raise SystemExit(f"unknown features {features}")
+  return c
+
+
+def video_config(data_dir, video_dir):
+  """tiny_config on VIDEO_DIR's <split>/<class>/ videos, read from prepared video shards."""
+  c = tiny_config(data_dir)
+  c.data.name, c.data.video_dir, c.data.video_cache = "video_folder", video_dir, True
+  c.data.num_frames, c.data.frame_stride, c.data.image_size, c.data.resize_short = 3, 2, 24, 28
+  c.data.augment_flip = True
+  c.batch_size, c.eval_batch_size = 4, 8
+  c.num_train_steps, c.checkpoint_every_steps = 12, 4
   return c
 
 
@@ -126,7 +138,9 @@ def arm(mode: str, n: int, micro_batches: int = 1):
 
 if __name__ == "__main__":
   workdir, data_dir, mode = sys.argv[1:4]
-  config = tiny_config(data_dir, sys.argv[5] if len(sys.argv) > 5 else "")
+  extra = sys.argv[5] if len(sys.argv) > 5 else ""
+  config = (video_config(data_dir, extra) if os.path.isdir(extra) else
+            tiny_config(data_dir, extra))
   arm(mode, int(sys.argv[4]) if len(sys.argv) > 4 else 0, config.optim.accumulate_steps)
   with cli.user_errors(verbose=False):
     train.train_and_evaluate(config, workdir)

@@ -1,11 +1,12 @@
 """Video data: clip sampling, the PyAV video folder, per-process splits, multi-view scoring.
 
-The tests write their own small clips with PyAV: frame i of every clip has brightness
-_LEVEL * i, so a decoded clip tells which frames were sampled.
+The tests write their own small clips with PyAV (tests/video_clips.py): frame i of every clip has
+brightness LEVEL * i, so a decoded clip tells which frames were sampled.
 """
 
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -15,10 +16,11 @@ from dcrn_jax import data
 from dcrn_jax.data import clips
 from dcrn_jax.errors import UserError
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import video_clips  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 av = pytest.importorskip("av", reason="PyAV is in the test extra: pip install -e '.[test]'")
 
-_LEVEL = 9  # Brightness step per frame: 28 frames stay below 255.
-_H, _W = 36, 48
 
 
 def _config(**overrides):
@@ -92,23 +94,8 @@ def test_clip_fields_are_checked():
 # ---------------------------------------------------------------- video folder
 
 
-# Lossless settings per container, so decoded brightness is exact (to rounding).
-_CODECS = {".mp4": ("libx264", {"qp": "0"}), ".avi": ("ffv1", {}), ".mkv": ("ffv1", {}),
-           ".webm": ("libvpx-vp9", {"lossless": "1"})}
-
-
 def _write_clip(path, num_frames):
-  codec, options = _CODECS[os.path.splitext(str(path))[1].lower()]
-  with av.open(str(path), "w") as container:
-    stream = container.add_stream(codec, rate=25, options=options)
-    stream.width, stream.height, stream.pix_fmt = _W, _H, "yuv420p"
-    for i in range(num_frames):
-      frame = np.full((_H, _W, 3), _LEVEL * i, np.uint8)
-      frame[:, : _W // 2] //= 2  # A darker left half: a flip shows.
-      for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-        container.mux(packet)
-    for packet in stream.encode():
-      container.mux(packet)
+  video_clips.write_clip(path, num_frames)
 
 
 @pytest.fixture(scope="module")
@@ -137,8 +124,12 @@ def _vconfig(video_dir, **overrides):
 
 
 def test_video_folder_info_skips_corrupt_files_and_keeps_empty_classes(video_dir, capfd):
-  from dcrn_jax.data import video_files
-  scanned = video_files.scan(os.path.join(video_dir, "train"))
+  from dcrn_jax.data import video_files, video_layouts
+  table = video_layouts.resolve(_vconfig(video_dir))
+  rows = table.rows("train")
+  scanned = video_files.probe_all(tuple(table.paths[i] for i in rows),
+                                  tuple(table.labels[i] for i in rows), table.class_names,
+                                  where="train", warn_empty=True)
   assert len(scanned.paths) == 12 and len(scanned.skipped) == 1
   assert scanned.skipped[0][0].endswith("broken.mp4")
   assert scanned.empty_classes == ("emu",)
@@ -149,13 +140,11 @@ def test_video_folder_info_skips_corrupt_files_and_keeps_empty_classes(video_dir
   assert info.input_shape == (3, 24, 24, 3) and info.eval_views == 6
   err = capfd.readouterr().err
   assert "skipping video" in err and "broken.mp4" in err and "skipped 1 of 13" in err
-  assert "emu has no readable video" in err
+  assert "class folder" in err and "emu has no video file" in err
+  assert "class 'emu' has no readable video" in err
 
 
-def _frame_numbers(clip):
-  """The source frame index of each frame of a decoded clip float (T, H, W, 3)."""
-  brighter_half = clip.mean(axis=(1, 3)).max(axis=1)  # The brightest column.
-  return np.rint(brighter_half * 255 / _LEVEL).astype(int)
+_frame_numbers = video_clips.frame_numbers
 
 
 def test_video_folder_train_clips_are_strided_cropped_flipped_and_resumable(video_dir):
@@ -209,7 +198,7 @@ def test_video_folder_errors_are_user_errors(video_dir, tmp_path):
     data.get_info(_vconfig(video_dir, eval_split="val"))
   (tmp_path / "train" / "x").mkdir(parents=True)
   (tmp_path / "test").mkdir()
-  with pytest.raises(UserError, match="No readable video"):
+  with pytest.raises(UserError, match="No video file in"):
     data.get_info(_vconfig(str(tmp_path)))
 
 

@@ -1,7 +1,8 @@
 """The runtime input pipeline: `data.name` picks a source from one table, `SOURCES`.
 
   synthetic       random arrays in memory (no TensorFlow)
-  video_folder    <data.video_dir>/<split>/<class>/*.{mp4,avi,mkv,webm}, decoded with PyAV
+  video_folder    videos as distributed (split folders, class folders, UCF101/HMDB51/Kinetics/
+                  MMAction2 lists: data/video_layouts.py), decoded with PyAV
   moving_digits, moving_fashion   our TFDS builders (dcrn_jax/datasets/), prepared offline
   fashion_mnist   TFDS's, prepared offline from local idx files when it is not prepared
   anything else   a TFDS dataset by name: images (cifar10, mnist, ...) or videos (ucf101)

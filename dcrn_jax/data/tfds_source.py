@@ -214,21 +214,26 @@ def _records(builder, key, split, *, process_index: int, process_count: int, tra
 
 
 def _video_frames(encoded, channels, spec, sample, seed_or_view):
-  """Decodes the frames a clip needs from a TFDS video's encoded frames (T,) string.
+  """Decodes only the frames a clip needs from a TFDS video's encoded frames (T,) string.
 
   sample(video_len, height, width, seed_or_view) returns int64 (num_frames + 5,): frame
-  indices, then resized height and width, crop top and left, and flip (0/1).
+  indices, then resized height and width, crop top and left, and flip (0/1). The indices do not
+  depend on the frame size, so they are drawn first (with a stand-in size) and the sampled
+  frames alone are decoded; their size then places the crop.
   Returns float32 (num_frames, size, size, C) in [0, 1].
   """
   video_len = tf.shape(encoded, out_type=tf.int64)[0]
-  first = tf.io.decode_image(encoded[0], channels=channels, expand_animations=False)
-  hw = tf.shape(first, out_type=tf.int64)[:2]
+  one = tf.constant(1, tf.int64)
+  indices = tf.numpy_function(sample, [video_len, one, one, seed_or_view], tf.int64,
+                              stateful=False)[:spec.num_frames]
+  frames = tf.map_fn(
+      lambda b: tf.io.decode_image(b, channels=channels, expand_animations=False),
+      tf.gather(encoded, tf.ensure_shape(indices, [spec.num_frames])),
+      fn_output_signature=tf.uint8)
+  hw = tf.shape(frames, out_type=tf.int64)[1:3]
   plan = tf.numpy_function(sample, [video_len, hw[0], hw[1], seed_or_view], tf.int64,
                            stateful=False)
   plan = tf.ensure_shape(plan, [spec.num_frames + 5])
-  frames = tf.map_fn(
-      lambda b: tf.io.decode_image(b, channels=channels, expand_animations=False),
-      tf.gather(encoded, plan[:spec.num_frames]), fn_output_signature=tf.uint8)
   rh, rw, top, left, flip = tf.unstack(tf.cast(plan[spec.num_frames:], tf.int32))
   frames = tf.image.resize(tf.cast(frames, tf.float32), tf.stack([rh, rw]), antialias=True)
   frames = frames[:, top:top + spec.size, left:left + spec.size] / 255.0

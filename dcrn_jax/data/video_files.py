@@ -1,8 +1,9 @@
 """Finding, probing and decoding video files with PyAV (numpy only, no TensorFlow).
 
-A split folder holds one subfolder per class: <split_dir>/<class_name>/*.{mp4,avi,mkv,webm}.
-Scanning probes every file once (its frame count and size, and that its first frame decodes);
-files that fail are skipped with a warning and counted, never crash a run.
+Which files make a split is `video_layouts`' business; here every file of a split is probed once
+(its frame count and size, and that its first frame decodes); files that fail are skipped with
+a warning and counted, never crash a run. `decode_clip` reads one clip of one file (the
+video_folder source and predict use it alike).
 """
 
 import concurrent.futures
@@ -15,7 +16,7 @@ import numpy as np
 
 from dcrn_jax.errors import UserError
 
-EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm")
+EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm")  # Matched case-insensitively.
 _PROBE_THREADS = 8  # Probing is mostly file opening and header parsing: threads overlap the waits.
 
 
@@ -31,13 +32,13 @@ def require_av():
 
 @dataclasses.dataclass(frozen=True)
 class VideoSplit:
-  """The readable videos of one split folder, sorted by class then file name.
+  """The readable videos of one split, in the order given.
 
   Attributes:
     paths, labels, num_frames, heights, widths: one entry per readable video.
-    class_names: the sorted class folder names; a label indexes them.
+    class_names: a label indexes them.
     skipped: (path, reason) for every file that could not be used.
-    empty_classes: class folders without any readable video.
+    empty_classes: classes without any readable video.
   """
 
   paths: tuple[str, ...]
@@ -72,78 +73,46 @@ def probe(path: str) -> tuple[int, int, int]:
     raise ValueError(f"FFmpeg: {e}") from None
 
 
-def _listing(split_dir: str) -> tuple[tuple[str, tuple[tuple[str, int, float], ...]], ...]:
-  """(class name, ((path, size, mtime), ...)) per class folder, sorted: what a scan depends on."""
-  classes = []
-  for entry in sorted(os.scandir(split_dir), key=lambda e: e.name):
-    if not entry.is_dir():
-      continue
-    files = []
-    for f in sorted(os.scandir(entry.path), key=lambda e: e.name):
-      if f.is_file() and f.name.lower().endswith(EXTENSIONS):
-        stat = f.stat()
-        files.append((f.path, stat.st_size, stat.st_mtime))
-    classes.append((entry.name, tuple(files)))
-  return tuple(classes)
+def probe_all(paths: tuple[str, ...], labels: tuple[int, ...], class_names: tuple[str, ...],
+              *, where: str, warn_empty: bool) -> VideoSplit:
+  """Probes every file (in threads); unusable ones are skipped with a warning line each.
 
-
-def scan(split_dir: str, class_names: tuple[str, ...] | None = None) -> VideoSplit:
-  """Probes every video under split_dir; class_names (e.g. the train split's) fix the labels.
-
-  Raises UserError if the folder is missing, has no class folders, or has class folders that
-  class_names lacks. Prints one warning line per skipped file and per empty class.
+  Args:
+    paths, labels: the split's files and their labels.
+    class_names: the dataset's classes.
+    where: names the split in the count line ("skipped 1 of 13 video files in <where>").
+    warn_empty: warn about classes without any readable video (the train split's problem).
   """
-  if not os.path.isdir(split_dir):
-    parent = os.path.dirname(split_dir.rstrip("/")) or "."
-    found = sorted(os.listdir(parent)) if os.path.isdir(parent) else []
-    raise UserError(
-        f"The video folder {split_dir} does not exist (found in {parent}: {found or 'nothing'}). "
-        "Expected <data.video_dir>/<split>/<class_name>/*.mp4 with split = data.train_split "
-        "or data.eval_split.")
-  return _scan(split_dir, _listing(split_dir), class_names)
-
-
-def _warn(result: VideoSplit, split_dir: str) -> None:
-  for path, reason in result.skipped:
-    print(f"warning: skipping video {path}: {reason}", file=sys.stderr, flush=True)
-  for name in result.empty_classes:
-    print(f"warning: class folder {os.path.join(split_dir, name)} has no readable video",
-          file=sys.stderr, flush=True)
-  if result.skipped:
-    total = len(result.paths) + len(result.skipped)
-    print(f"warning: skipped {len(result.skipped)} of {total} video files in {split_dir}",
-          file=sys.stderr, flush=True)
+  stats = tuple((os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths)
+  return _probe_all(tuple(paths), tuple(labels), tuple(class_names), stats, where, warn_empty)
 
 
 @functools.lru_cache(maxsize=8)
-def _scan(split_dir, listing, class_names) -> VideoSplit:
-  """Cached on the listing (paths, sizes, mtimes), so get_info and the pipelines probe (and
-  warn) once per process."""
-  if not listing:
-    raise UserError(f"{split_dir} has no class folders; put videos in "
-                    f"{split_dir}/<class_name>/*.mp4 (or .avi, .mkv, .webm).")
-  names = tuple(name for name, _ in listing)
-  if class_names is None:
-    class_names = names
-  unknown = sorted(set(names) - set(class_names))
-  if unknown:
-    raise UserError(f"{split_dir} has class folders {unknown} that the train split lacks; "
-                    "every eval class needs train videos (the model has one output per class).")
-  jobs = [(path, class_names.index(name)) for name, files in listing for path, _, _ in files]
+def _probe_all(paths, labels, class_names, stats, where, warn_empty) -> VideoSplit:
+  """Cached on the files' sizes and times, so get_info and the pipelines probe (and warn) once
+  per process."""
+  del stats  # Part of the cache key only.
   with concurrent.futures.ThreadPoolExecutor(_PROBE_THREADS) as pool:
-    outcomes = list(pool.map(lambda job: _try_probe(job[0]), jobs))
+    outcomes = list(pool.map(_try_probe, paths))
   kept, skipped = [], []
-  for (path, label), outcome in zip(jobs, outcomes):
+  for path, label, outcome in zip(paths, labels, outcomes):
     if isinstance(outcome, str):
       skipped.append((path, outcome))
     else:
       kept.append((path, label) + outcome)
   present = {label for _, label, *_ in kept}
-  empty = tuple(name for name in names if class_names.index(name) not in present)
+  empty = tuple(n for i, n in enumerate(class_names) if i not in present) if warn_empty else ()
   columns = list(zip(*kept)) if kept else [()] * 5
-  result = VideoSplit(*(tuple(c) for c in columns), class_names=tuple(class_names),
+  result = VideoSplit(*(tuple(c) for c in columns), class_names=class_names,
                       skipped=tuple(skipped), empty_classes=empty)
-  _warn(result, split_dir)
+  for path, reason in result.skipped:
+    print(f"warning: skipping video {path}: {reason}", file=sys.stderr, flush=True)
+  for name in result.empty_classes:
+    print(f"warning: class {name!r} has no readable video in {where}", file=sys.stderr,
+          flush=True)
+  if result.skipped:
+    print(f"warning: skipped {len(result.skipped)} of {len(paths)} video files in {where}",
+          file=sys.stderr, flush=True)
   return result
 
 
@@ -154,28 +123,67 @@ def _try_probe(path):
     return str(e) or type(e).__name__
 
 
+def _frame_index_fn(stream):
+  """pts -> frame index for a constant-rate stream, or None when the stream does not say its
+  rate (then only decoding from the start can count frames)."""
+  rate, time_base = stream.average_rate or stream.guessed_rate, stream.time_base
+  if not rate or not time_base:
+    return None
+  start = stream.start_time or 0
+  return lambda pts: None if pts is None else round((pts - start) * time_base * rate)
+
+
+def _decode_frames(container, wanted: list[int], hw, seek: bool, frames: dict) -> bool:
+  """Puts {index: uint8 (h, w, 3)} of the wanted frames (sorted) into `frames`, decoded from the
+  keyframe at or before the first one when `seek`, else from the start (filled as decoded, so a
+  file that breaks midway keeps what came before). False if a seek landed past the first wanted
+  frame or a frame had no timestamp (the caller then decodes from the start)."""
+  stream = container.streams.video[0]
+  stream.thread_type = "AUTO"  # Frame and slice threads: decoding is most of a clip's cost.
+  index_of = _frame_index_fn(stream) if seek and wanted[0] > 0 else None
+  if index_of is not None:
+    # Half a frame early, so rounding never lands the seek past the first wanted frame's
+    # keyframe; `backward` goes to the keyframe at or before it.
+    seconds = (wanted[0] - 0.5) / float(stream.average_rate or stream.guessed_rate)
+    container.seek((stream.start_time or 0) + int(seconds / stream.time_base), stream=stream,
+                   backward=True, any_frame=False)
+  last, wanted_set = wanted[-1], set(wanted)
+  for count, frame in enumerate(container.decode(stream)):
+    i = count if index_of is None else index_of(frame.pts)
+    if i is None or (index_of is not None and not frames and i > wanted[0]):
+      return False
+    if i in wanted_set:
+      frames[i] = frame.to_ndarray(format="rgb24", width=hw[1], height=hw[0])
+    if i >= last:
+      break
+  return True
+
+
 def decode_clip(path: str, indices: np.ndarray, hw: tuple[int, int], top_left: tuple[int, int],
-                size: int, flip: bool) -> tuple[np.ndarray, bool]:
+                size: int, flip: bool, *, seek: bool = True) -> tuple[np.ndarray, bool]:
   """Decodes the frames `indices` of a video, resized to hw, cropped, maybe flipped.
 
-  Frames are decoded in order up to the last one needed and scaled by FFmpeg as they come. If
-  the file ends early or breaks, missing frames repeat the last one decoded.
+  With `seek`, decoding starts at the keyframe at or before the first frame needed (found from
+  the frame rate and timestamps: frame i is shown at i / rate), so a clip costs the same near
+  the end of a long file as at its start; without it (or when the file gives no timestamps, or
+  the seek lands too late) frames are decoded from the start and counted. Either way decoding
+  stops at the last frame needed, and FFmpeg scales frames as they come. If the file ends early
+  or breaks, missing frames repeat the last one decoded.
 
   Returns:
     uint8 (len(indices), size, size, 3) RGB, and False if no frame at all could be decoded
     (the clip is then black).
   """
   av = require_av()
-  wanted = set(int(i) for i in indices)
-  last = max(wanted)
+  wanted = sorted(set(int(i) for i in indices))
   frames = {}
   try:
     with av.open(path) as container:
-      for i, frame in enumerate(container.decode(video=0)):
-        if i in wanted:
-          frames[i] = frame.to_ndarray(format="rgb24", width=hw[1], height=hw[0])
-        if i >= last:
-          break
+      done = _decode_frames(container, wanted, hw, seek, frames)
+    if not done:
+      frames.clear()
+      with av.open(path) as container:
+        _decode_frames(container, wanted, hw, False, frames)
   except (av.FFmpegError, OSError):
     pass  # Use what was decoded; a broken tail is common in the wild.
   top, left = top_left
