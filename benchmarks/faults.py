@@ -40,6 +40,11 @@ def run_catalogue(base: str) -> list[tuple]:
     ok, detail = fault_catalogue.run_fault(base, *fault)
     rows.append((fault[0], "ok" if ok else "FAILED", detail[:150]))
     print(f"  {fault[0]}: {'ok' if ok else 'FAILED'}", flush=True)
+  trained = fault_catalogue.trained_for_predict(base)
+  for fault in fault_catalogue.PREDICT_FAULTS:
+    ok, detail = fault_catalogue.run_predict_fault(base, trained, *fault)
+    rows.append((fault[0], "ok" if ok else "FAILED", detail[:150]))
+    print(f"  {fault[0]}: {'ok' if ok else 'FAILED'}", flush=True)
   return rows
 
 

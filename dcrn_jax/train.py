@@ -141,6 +141,7 @@ def fit(config, workdir: str):
   evaluate_fn = make_evaluator(model, info, config, mesh)
   if jax.process_index() == 0:
     data.write_label_map(info, workdir)
+    workdir_lib.write_input_shape(workdir, info.input_shape)
   batches = _host_batches(data.train_batches, config, config.batch_size, seed=config.seed,
                           start_step=start_step)
   batches = parallel.prefetch_to_device(batches, mesh, config.data.prefetch_batches)
@@ -221,11 +222,7 @@ def evaluate(config, workdir: str) -> dict:
     raise UserError(f"no checkpoints in {ckpt_dir}: train first with --mode=train and the same "
                     "--workdir, or point --workdir at a finished run")
   mesh, info, model = _setup(config)
-  abstract = jax.eval_shape(
-      functools.partial(state_lib.init_variables, model, info.input_shape), jax.random.key(0))
-  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
-                                                         sharding=parallel.replicated(mesh)),
-                          abstract)
+  abstract = state_lib.abstract_variables(model, info.input_shape, parallel.replicated(mesh))
   ckpt = checkpoint.Checkpointer(workdir, read_only=True)
   wanted = None if config.eval_checkpoint_step < 0 else config.eval_checkpoint_step
   step, variables = ckpt.restore_variables(wanted, abstract)

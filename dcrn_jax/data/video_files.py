@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 
+from dcrn_jax.data import clips
 from dcrn_jax.errors import UserError
 
 EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm")
@@ -69,7 +70,7 @@ def probe(path: str) -> tuple[int, int, int]:
         count = sum(1 for p in container.demux(stream) if p.size)
       return count, first.height, first.width
   except av.FFmpegError as e:
-    raise ValueError(f"FFmpeg: {e}") from None
+    raise ValueError(f"FFmpeg: {e.strerror or e}") from None
 
 
 def _listing(split_dir: str) -> tuple[tuple[str, tuple[tuple[str, int, float], ...]], ...]:
@@ -154,38 +155,117 @@ def _try_probe(path):
     return str(e) or type(e).__name__
 
 
-def decode_clip(path: str, indices: np.ndarray, hw: tuple[int, int], top_left: tuple[int, int],
-                size: int, flip: bool) -> tuple[np.ndarray, bool]:
-  """Decodes the frames `indices` of a video, resized to hw, cropped, maybe flipped.
+_PIXEL_FORMATS = {1: "gray", 3: "rgb24"}  # Channels -> the FFmpeg format frames are read in.
 
-  Frames are decoded in order up to the last one needed and scaled by FFmpeg as they come. If
-  the file ends early or breaks, missing frames repeat the last one decoded.
 
-  Returns:
-    uint8 (len(indices), size, size, 3) RGB, and False if no frame at all could be decoded
-    (the clip is then black).
+def pixel_format(channels: int) -> str:
+  """FFmpeg's pixel format for frames of `channels` channels (1: grey, 3: RGB)."""
+  if channels not in _PIXEL_FORMATS:
+    raise UserError(f"video and image files give 1 (grey) or 3 (RGB) channels, not {channels}")
+  return _PIXEL_FORMATS[channels]
+
+
+def decode_frames(path: str, wanted, hw: tuple[int, int],
+                  channels: int = 3) -> dict[int, np.ndarray]:
+  """Frame index -> uint8 (h, w, channels) for the frames `wanted` a video has, resized to hw.
+
+  Frames are decoded in order up to the last one wanted and scaled by FFmpeg as they come. A
+  file that ends early or breaks gives the frames decoded before that.
   """
   av = require_av()
-  wanted = set(int(i) for i in indices)
-  last = max(wanted)
+  wanted = set(int(i) for i in wanted)
+  last, fmt = max(wanted), pixel_format(channels)
   frames = {}
   try:
     with av.open(path) as container:
       for i, frame in enumerate(container.decode(video=0)):
         if i in wanted:
-          frames[i] = frame.to_ndarray(format="rgb24", width=hw[1], height=hw[0])
+          frames[i] = frame.to_ndarray(format=fmt, width=hw[1], height=hw[0]).reshape(
+              hw[0], hw[1], channels)
         if i >= last:
           break
   except (av.FFmpegError, OSError):
     pass  # Use what was decoded; a broken tail is common in the wild.
+  return frames
+
+
+def cut_clip(frames: dict[int, np.ndarray], indices: np.ndarray, top_left: tuple[int, int],
+             size: int, flip: bool, channels: int = 3) -> tuple[np.ndarray, bool]:
+  """The clip of frames `indices` from decode_frames' output: cropped, maybe flipped.
+
+  Only the clip's own frames are used: a missing one repeats the clip's last decoded frame
+  before it (or its first decoded one).
+
+  Returns:
+    uint8 (len(indices), size, size, channels), and False if none of its frames was decoded
+    (the clip is then black).
+  """
   top, left = top_left
-  out = np.zeros((len(indices), size, size, 3), np.uint8)
-  if not frames:
+  out = np.zeros((len(indices), size, size, channels), np.uint8)
+  available = np.array(sorted(int(i) for i in set(int(i) for i in indices) & frames.keys()))
+  if not len(available):
     return out, False
-  available = np.array(sorted(frames))
   for row, i in enumerate(indices):
     source = available[max(np.searchsorted(available, i, side="right") - 1, 0)]
     out[row] = frames[int(source)][top:top + size, left:left + size]
   if flip:
     out = out[:, :, ::-1]
   return out, True
+
+
+def decode_clip(path: str, indices: np.ndarray, hw: tuple[int, int], top_left: tuple[int, int],
+                size: int, flip: bool, channels: int = 3) -> tuple[np.ndarray, bool]:
+  """Decodes the frames `indices` of a video, resized to hw, cropped, maybe flipped.
+
+  If the file ends early or breaks, missing frames repeat the last one decoded.
+
+  Returns:
+    uint8 (len(indices), size, size, channels) (RGB for 3), and False if no frame at all could
+    be decoded (the clip is then black).
+  """
+  frames = decode_frames(path, indices, hw, channels)
+  return cut_clip(frames, indices, top_left, size, flip, channels)
+
+
+def eval_clips(path: str, video_len: int, height: int, width: int, spec: clips.ClipSpec,
+               channels: int = 3) -> tuple[np.ndarray, bool]:
+  """Every eval view of a video (`clips.eval_view`), from one pass of decoding.
+
+  View v equals decode_clip of eval view v (what the video_folder eval pipeline reads).
+
+  Returns:
+    uint8 (spec.views, num_frames, size, size, channels), and False if no frame of some view
+    could be decoded.
+  """
+  views = [clips.eval_view(video_len, height, width, spec, v) for v in range(spec.views)]
+  wanted = set().union(*(set(int(i) for i in indices) for indices, *_ in views))
+  frames = decode_frames(path, wanted, views[0][1], channels)
+  cut = [cut_clip(frames, indices, top_left, spec.size, flip, channels)
+         for indices, _, top_left, flip in views]
+  return np.stack([c for c, _ in cut]), all(ok for _, ok in cut)
+
+
+def write_video(path: str, frames: np.ndarray, *, fps: int = 25, lossless: bool = True) -> None:
+  """Writes uint8 frames (T, H, W, C), C = 1 (grey) or 3 (RGB), as a video file.
+
+  lossless: FFV1 (use a .mkv or .avi path), which decodes to the very same pixels; else H.264
+  (a .mp4 path), what cameras and phones write. H and W must be even for H.264.
+  """
+  av = require_av()
+  frames = np.asarray(frames, np.uint8)
+  channels = frames.shape[-1]
+  fmt = pixel_format(channels)
+  with av.open(path, "w") as container:
+    if lossless:
+      stream = container.add_stream("ffv1", rate=fps)
+      stream.pix_fmt = "gray" if channels == 1 else "bgr0"
+    else:
+      stream = container.add_stream("libx264", rate=fps)
+      stream.pix_fmt = "yuv420p"
+    stream.height, stream.width = frames.shape[1:3]
+    for frame in frames:
+      image = frame[..., 0] if channels == 1 else frame
+      for packet in stream.encode(av.VideoFrame.from_ndarray(image, format=fmt)):
+        container.mux(packet)
+    for packet in stream.encode():
+      container.mux(packet)

@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from dcrn_jax.data import augment, clips, common, pipeline, video_files
+from dcrn_jax.data import augment, clips, common, pipeline, preprocess, video_files
 from dcrn_jax.data.info import DatasetInfo
 from dcrn_jax.data.tf_import import tf
 from dcrn_jax.errors import UserError
@@ -82,7 +82,9 @@ def _records(videos: video_files.VideoSplit, rows: np.ndarray):
 
 
 def _process_fn(data_config, spec: clips.ClipSpec, train: bool):
-  """(record, seed or view) -> {'inputs': float32 (T, S, S, 3), 'label': int32}."""
+  """(record, seed or view) -> {'inputs': float32 (T, S, S, 3), 'label': int32}.
+
+  Pixels become model inputs in `preprocess.to_model_input`, as predict's do."""
 
   def load(path, video_len, height, width, seed_or_view):
     args = (int(video_len), int(height), int(width), spec)
@@ -94,14 +96,13 @@ def _process_fn(data_config, spec: clips.ClipSpec, train: bool):
     if not ok:
       print(f"warning: no frame of {path.decode()} decoded; using a black clip",
             flush=True)
-    return clip
+    return preprocess.to_model_input(clip, data_config)
 
   def process(record, seed_or_view):
     path, label, video_len, height, width = record
-    clip = tf.numpy_function(load, [path, video_len, height, width, seed_or_view], tf.uint8,
-                             stateful=False)
-    clip = tf.ensure_shape(clip, (spec.num_frames, spec.size, spec.size, _CHANNELS))
-    x = augment.normalize(tf.cast(clip, tf.float32) / 255.0, data_config)
+    x = tf.numpy_function(load, [path, video_len, height, width, seed_or_view], tf.float32,
+                          stateful=False)
+    x = tf.ensure_shape(x, (spec.num_frames, spec.size, spec.size, _CHANNELS))
     return {"inputs": x, "label": tf.cast(label, tf.int32)}
 
   return process

@@ -1,0 +1,118 @@
+"""Export (dcrn_jax/export.py): the inference function as serialized jax.export StableHLO that
+loads where flax and dcrn_jax cannot be imported and gives the checkpoint's probabilities; the
+README's loader is the one tested; a TF SavedModel of the same function."""
+
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from dcrn_jax import UserError, export
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TOLERANCE = 1e-5
+
+
+def readme_loader() -> str:
+  """The README's loader: the python block that defines load_exported."""
+  blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+  loaders = [b for b in blocks if "def load_exported(" in b]
+  assert len(loaders) == 1, "README.md needs one python block defining load_exported"
+  return loaders[0]
+
+
+@pytest.fixture(scope="module")
+def exports(video_run, image_run, tmp_path_factory):
+  """{name: (workdir, export folder)}: the video model exported in-process, the image model
+  by the command."""
+  base = tmp_path_factory.mktemp("exports")
+  export.export_workdir(video_run[0], str(base / "video"))
+  r = subprocess.run([sys.executable, "-m", "dcrn_jax.export", f"--workdir={image_run[0]}",
+                      f"--out={base / 'image'}"], capture_output=True, text=True, cwd=ROOT,
+                     env=dict(os.environ, JAX_PLATFORMS="cpu"), timeout=300)
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert "exported step 2" in r.stderr and "for cpu, cuda, tpu" in r.stderr
+  return {"video": (video_run[0], str(base / "video")), "image": (image_run[0], str(base / "image"))}
+
+
+def test_metadata_says_how_to_feed_the_model_and_read_its_output(exports):
+  video = json.loads(pathlib.Path(exports["video"][1], "model.json").read_text())
+  assert video["platforms"] == ["cpu", "cuda", "tpu"]
+  assert video["input"] == {"shape": ["batch", 6, 4, 16, 16, 3], "dtype": "float32",
+                            "layout": "channels-last; 'batch' is any size; axis 1: a video's "
+                                      "views"}
+  assert video["output"]["shape"] == ["batch", 2] and video["class_names"] == ["left", "right"]
+  pre = video["preprocessing"]
+  assert (pre["kind"], pre["num_frames"], pre["frame_stride"], pre["resize_short"],
+          pre["crop_size"], pre["views"], pre["channels"]) == ("video", 4, 2, 20, 16, 6, "RGB")
+  image = json.loads(pathlib.Path(exports["image"][1], "model.json").read_text())
+  assert image["input"]["shape"] == ["batch", 28, 28, 1] and len(image["class_names"]) == 10
+  assert image["preprocessing"]["normalize_mean"] == [0.3]
+  assert image["preprocessing"]["kind"] == "image" and image["source"]["step"] == 2
+
+
+def test_the_readme_loader_runs_without_flax_or_dcrn_jax_and_matches_the_checkpoint(
+    exports, tmp_path):
+  from dcrn_jax.predict import Predictor  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  expected, jobs = {}, []
+  for name, (workdir, folder) in exports.items():
+    p = Predictor.from_workdir(workdir)
+    shape = json.loads(pathlib.Path(folder, "model.json").read_text())["input"]["shape"][1:]
+    for batch in (1, 7):
+      x = rng.random((batch, *shape), dtype=np.float32)
+      np.save(tmp_path / f"{name}{batch}.npy", x)
+      expected[f"{name}{batch}"] = p.predict_arrays(x).probabilities
+      jobs.append((folder, f"{name}{batch}"))
+  script = ("import sys\n"
+            "sys.modules['flax'] = None  # importing flax or dcrn_jax now fails\n"
+            "sys.modules['dcrn_jax'] = None\n" + readme_loader() +
+            "\nfor folder, key in " + repr(jobs) + ":\n"
+            "  probabilities, meta = load_exported(folder)\n"
+            f"  x = np.load(f'{tmp_path}/{{key}}.npy')\n"
+            f"  np.save(f'{tmp_path}/{{key}}_out.npy', np.asarray(probabilities(x)))\n"
+            "assert 'flax.linen' not in sys.modules and 'tensorflow' not in sys.modules\n")
+  r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                     cwd=tmp_path, env=dict(os.environ, JAX_PLATFORMS="cpu",
+                                            PYTHONPATH=""), timeout=300)
+  assert r.returncode == 0, r.stderr[-3000:]
+  for key, want in expected.items():
+    got = np.load(tmp_path / f"{key}_out.npy")
+    assert got.shape == want.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, atol=TOLERANCE, rtol=0)
+
+
+def test_saved_model_gives_the_same_probabilities(image_run, tmp_path):
+  from dcrn_jax.data.tf_import import tf  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.predict import Predictor  # pylint: disable=g-import-not-at-top
+  meta = export.export_workdir(image_run[0], str(tmp_path / "out"), platforms=("cpu",),
+                               saved_model=True)
+  assert meta["saved_model"]["signature"] == "serving_default"
+  serving = tf.saved_model.load(str(tmp_path / "out" / "saved_model")).signatures[
+      "serving_default"]
+  p = Predictor.from_workdir(image_run[0])
+  for batch in (1, 7):
+    x = np.random.default_rng(batch).random((batch, 28, 28, 1), dtype=np.float32)
+    got = list(serving(x=tf.constant(x)).values())[0].numpy()
+    np.testing.assert_allclose(got, p.predict_arrays(x).probabilities, atol=TOLERANCE, rtol=0)
+
+
+def test_bad_export_requests_are_one_clear_error_and_write_nothing(image_run, tmp_path):
+  out = tmp_path / "out"
+  with pytest.raises(UserError, match=r"no checkpoint for step 9 .*available steps: \[1, 2\]"):
+    export.export_workdir(image_run[0], str(out), step=9)
+  with pytest.raises(UserError, match="--platforms=cpu,metal: choose among cpu, cuda, tpu"):
+    export.export_workdir(image_run[0], str(out), platforms=("cpu", "metal"))
+  assert os.listdir(tmp_path) == []
+  out.mkdir()
+  (out / "keep.txt").write_text("mine")
+  with pytest.raises(UserError, match="exists and is not empty.*--overwrite"):
+    export.export_workdir(image_run[0], str(out), platforms=("cpu",))
+  export.export_workdir(image_run[0], str(out), platforms=("cpu",), overwrite=True)
+  assert sorted(os.listdir(out)) == ["model.jax", "model.json"]
+  assert sorted(os.listdir(tmp_path)) == ["out"]
