@@ -116,3 +116,38 @@ def test_bad_export_requests_are_one_clear_error_and_write_nothing(image_run, tm
   export.export_workdir(image_run[0], str(out), platforms=("cpu",), overwrite=True)
   assert sorted(os.listdir(out)) == ["model.jax", "model.json"]
   assert sorted(os.listdir(tmp_path)) == ["out"]
+
+
+@pytest.mark.parametrize("name, input_shape", [
+    ("cnn", (12, 12, 3)), ("row_lstm", (12, 12, 1)), ("cnn_gru", (3, 12, 12, 1)),
+    ("cnn_lstm", (3, 12, 12, 3)), ("convlstm", (3, 12, 12, 1))])
+def test_every_model_predicts_a_file_and_exports_with_a_symbolic_batch(name, input_shape,
+                                                                      tmp_path):
+  import jax  # pylint: disable=g-import-not-at-top
+  from configs import default  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.data import files, video_files  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.models import create_model  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.predict import Predictor  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.state import init_variables  # pylint: disable=g-import-not-at-top
+  config = default.get_config()
+  m = config.model
+  m.name, m.conv_features, m.embed_dim, m.hidden_size = name, (4,), 8, 8
+  m.convlstm_features, m.batch_norm = (4,), name == "cnn_gru"
+  model = create_model(m, num_classes=3, input_shape=input_shape)
+  variables = init_variables(model, input_shape, jax.random.key(0))
+  p = Predictor(model, variables, config, ("a", "b", "c"), input_shape=input_shape, batch_size=4)
+  pixels = np.random.default_rng(0).integers(0, 256, (5, 14, 18, input_shape[-1]), np.uint8)
+  if len(input_shape) == 4:
+    video_files.write_video(str(tmp_path / "x.mkv"), pixels)
+  else:
+    files.write_image(str(tmp_path / "x.png"), pixels[0])
+  (got,) = p.predict(str(tmp_path))
+  x = p.preprocess(got.path)
+  np.testing.assert_allclose(got.probabilities, p.predict_arrays(x[None]).probabilities[0],
+                             atol=1e-12)
+  fn = export.inference_fn(model, p.variables, input_shape, views=1)
+  exported = jax.export.deserialize(
+      export.export(fn, export.input_signature(input_shape, 1), ("cpu",)).serialize())
+  batch = np.concatenate([x, np.random.default_rng(1).random((2, *input_shape), np.float32)])
+  np.testing.assert_allclose(np.asarray(exported.call(batch)),
+                             p.predict_arrays(batch).probabilities, atol=TOLERANCE, rtol=0)

@@ -90,14 +90,14 @@ def test_one_decode_gives_every_eval_view_as_the_eval_pipeline_cuts_it(video_run
 
 
 def test_images_are_resized_to_cover_then_centre_cropped(tmp_path):
-  pixels = np.zeros((40, 20, 3), np.uint8)
-  pixels[:10], pixels[10:30], pixels[30:] = 50, 200, 100  # Bands: the crop keeps the middle.
+  pixels = np.zeros((60, 20, 3), np.uint8)  # Resized to 30x10, rows 10-20 kept: the middle.
+  pixels[:15], pixels[15:45], pixels[45:] = 50, 200, 100
   files.write_image(str(tmp_path / "tall.png"), pixels)
   out = files.read_image(str(tmp_path / "tall.png"), 10, 10, 3)
   assert out.shape == (10, 10, 3) and np.all(np.abs(out.astype(int) - 200) <= 2)
-  files.write_image(str(tmp_path / "g.png"), pixels[:10, :10, :1] + np.arange(10, dtype=np.uint8))
-  np.testing.assert_array_equal(files.read_image(str(tmp_path / "g.png"), 10, 10, 1),
-                                pixels[:10, :10, :1] + np.arange(10, dtype=np.uint8))
+  grey = np.arange(100, dtype=np.uint8).reshape(10, 10, 1)  # Its own size: untouched.
+  files.write_image(str(tmp_path / "g.png"), grey)
+  np.testing.assert_array_equal(files.read_image(str(tmp_path / "g.png"), 10, 10, 1), grey)
 
 
 def test_predict_arrays_averages_views_and_checks_shapes(video_predictor):
