@@ -147,9 +147,8 @@ def predict_command(workdir: str, paths, *, step="latest", top_k: int = 5, batch
   spec = predictor.file_spec
   top_k = min(top_k, len(predictor.class_names))
   print(f"{predictor.config.model.name} of {workdir} (step {predictor.step}, "
-        f"{len(predictor.class_names)} classes) on {len(files)} file(s): "
-        f"{spec.kind}s -> {spec.views} input(s) of {predictor.input_shape} each", file=err,
-        flush=True)
+        f"{len(predictor.class_names)} classes) on {len(files)} file(s): {spec.kind}s, "
+        f"{spec.views} view(s) of {predictor.input_shape} each", file=err, flush=True)
   writer = _Output(output, top_k) if output else None
   progress, skipped = _Progress(len(files), err), 0
   try:
