@@ -252,9 +252,41 @@ class Predictor:
 
   def iter_files(self, files: list[str], *, threads: int = 0) -> Iterator[FilePrediction]:
     """iter_predict for a list of files (no folder search)."""
+    queue = collections.deque()  # _Pending files, in order: each waits for its rows' results.
+    by_index = {}
+
+    def pieces():
+      for index, path, outcome in self._read_ahead(files, threads):
+        entry = _Pending(index, path)
+        queue.append(entry)
+        if isinstance(outcome, str):
+          entry.error = outcome
+          continue
+        rows, entry.note = outcome
+        entry.rows_left = len(rows)
+        by_index[index] = entry
+        yield rows, np.full(len(rows), index, np.int32)
+
+    def finished():
+      while queue and queue[0].rows_left == 0:
+        entry = queue.popleft()
+        by_index.pop(entry.index, None)
+        yield entry.prediction(self.class_names)
+
+    for log_probs, ids in self._batches(pieces()):
+      for row, index in zip(log_probs, ids):
+        entry = by_index[int(index)]
+        entry.log_probs.append(row)
+        entry.rows_left -= 1
+      yield from finished()
+    yield from finished()
+
+  def _read_ahead(self, files: list[str], threads: int):
+    """Yields (index, path, (rows, note) or the reason it is unreadable) in file order, while
+    the next files decode on `threads` threads (0: twice the CPU count, at most 16)."""
     spec = self.file_spec
     threads = threads or min(16, 2 * (os.cpu_count() or 1))
-    ahead = max(2 * threads, 2 * -(-self.batch_size // spec.views))  # Files decoding at once.
+    ahead = max(2 * threads, 2 * -(-self.batch_size // spec.views))  # Enough for 2 batches.
 
     def read(path):
       try:
@@ -262,53 +294,36 @@ class Predictor:
       except data_files.Unreadable as e:
         return str(e)
 
-    order = collections.deque()  # [index, path, note or error, rows left, row log-probs]
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:
       futures = collections.deque()
-      queued = iter(enumerate(files))
-
-      def top_up():
-        for index, path in queued:
-          futures.append((index, path, pool.submit(read, path)))
-          if len(futures) >= ahead:
-            break
-
-      def pieces():
-        top_up()
-        while futures:
+      for index, path in enumerate(files):
+        futures.append((index, path, pool.submit(read, path)))
+        if len(futures) >= ahead:
           index, path, future = futures.popleft()
-          top_up()
-          outcome = future.result()
-          if isinstance(outcome, str):
-            order.append([index, path, outcome, 0, None])
-            continue
-          rows, note = outcome
-          order.append([index, path, note, len(rows), []])
-          yield rows, np.full(len(rows), index, np.int32)
+          yield index, path, future.result()
+      while futures:
+        index, path, future = futures.popleft()
+        yield index, path, future.result()
 
-      def finished():
-        while order and order[0][3] == 0:
-          index, path, text, _, parts = order.popleft()
-          if parts is None:
-            yield FilePrediction(path, None, self.class_names, error=text)
-            continue
-          log_probs = np.concatenate(parts)
-          _, probabilities, views = evaluation.average_views(
-              log_probs, np.zeros(len(log_probs), np.int32))
-          yield FilePrediction(path, probabilities[0], self.class_names, views=int(views[0]),
-                               note=text)
 
-      by_index = {}
-      for log_probs, ids in self._batches(pieces()):
-        by_index.update({entry[0]: entry for entry in order if entry[4] is not None})
-        for row, index in zip(log_probs, ids):
-          entry = by_index[int(index)]
-          entry[4].append(row[None])
-          entry[3] -= 1
-        yield from finished()
-        by_index = {k: v for k, v in by_index.items() if v[3] > 0}
-      yield from finished()
+@dataclasses.dataclass
+class _Pending:
+  """A file on its way: its rows' log-probabilities as they come back from the device."""
 
+  index: int
+  path: str
+  note: str = ""
+  error: str = ""
+  rows_left: int = 0
+  log_probs: list = dataclasses.field(default_factory=list)
+
+  def prediction(self, class_names) -> FilePrediction:
+    if self.error:
+      return FilePrediction(self.path, None, class_names, error=self.error)
+    _, probabilities, views = evaluation.average_views(
+        np.stack(self.log_probs), np.zeros(len(self.log_probs), np.int32))
+    return FilePrediction(self.path, probabilities[0], class_names, views=int(views[0]),
+                          note=self.note)
 
 if __name__ == "__main__":
   from dcrn_jax import predict_cli  # pylint: disable=g-import-not-at-top
