@@ -74,6 +74,14 @@ def test_predict_on_image_files_equals_evaluation(image_run, image_predictor, tm
     assert g.label == info.class_names[int(np.argmax(probabilities))] and g.views == 1
 
 
+def test_to_files_refuses_what_it_cannot_write(video_run, tmp_path):
+  from dcrn_jax.data import to_files  # pylint: disable=g-import-not-at-top
+  with pytest.raises(UserError, match="--num=0 must be 1 or more"):
+    to_files.write_examples(video_run[0], str(tmp_path), 0)
+  with pytest.raises(UserError, match="eval videos of this run are files already: .*test"):
+    to_files.write_examples(video_run[0], str(tmp_path), 4)
+
+
 def test_one_decode_gives_every_eval_view_as_the_eval_pipeline_cuts_it(video_run):
   path = os.path.join(video_run[2], "test", "right", "v1.mp4")
   count, height, width = video_files.probe(path)

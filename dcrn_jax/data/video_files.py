@@ -25,8 +25,9 @@ def require_av():
   try:
     import av  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise UserError("data.name='video_folder' decodes videos with PyAV, which is not installed: "
-                    "pip install 'dcrn_jax[video]' (or pip install av).") from e
+    raise UserError("video and image files (data.name='video_folder', predict) are decoded with "
+                    "PyAV, which is not installed: pip install 'dcrn_jax[video]' (or pip "
+                    "install av).") from e
   return av
 
 
