@@ -158,9 +158,13 @@ def trained_for_predict(base):
     _trained(workdir)
   import numpy as np  # pylint: disable=g-import-not-at-top
   from dcrn_jax.data import video_files  # pylint: disable=g-import-not-at-top
-  video = os.path.join(base, "clip.mkv")
-  video_files.write_video(video, np.zeros((5, 16, 16, 1), np.uint8))
+  video_files.write_video(_clip(workdir), np.zeros((5, 16, 16, 1), np.uint8))
   return workdir
+
+
+def _clip(trained):
+  """The video trained_for_predict wrote beside the run."""
+  return os.path.join(os.path.dirname(trained), "clip.mkv")
 
 
 def _without(base, trained, name):
@@ -194,19 +198,19 @@ PREDICT_FAULTS = [
      lambda b, t: [_P, f"--workdir={t}", _junk(b, "photo.png", b"\x89PNG")],
      "an image, but this model takes clips"),
     ("predict: a workdir without checkpoints",
-     lambda b, t: [_P, f"--workdir={_without(b, t, 'checkpoints')}", os.path.join(b, "clip.mkv")],
+     lambda b, t: [_P, f"--workdir={_without(b, t, 'checkpoints')}", _clip(t)],
      "no checkpoints in"),
     ("predict: a workdir without config.json",
-     lambda b, t: [_P, f"--workdir={_without(b, t, 'config.json')}", os.path.join(b, "clip.mkv")],
+     lambda b, t: [_P, f"--workdir={_without(b, t, 'config.json')}", _clip(t)],
      "config.json is missing"),
     ("predict: a workdir without label_map.json",
      lambda b, t: [_P, f"--workdir={_without(b, t, 'label_map.json')}",
-                   os.path.join(b, "clip.mkv")], "label_map.json is missing"),
+                   _clip(t)], "label_map.json is missing"),
     ("predict: a step that does not exist",
-     lambda b, t: [_P, f"--workdir={t}", "--step=3", os.path.join(b, "clip.mkv")],
+     lambda b, t: [_P, f"--workdir={t}", "--step=3", _clip(t)],
      "available steps: [2, 4]"),
     ("predict: an --output of another format",
-     lambda b, t: [_P, f"--workdir={t}", "--output=p.txt", os.path.join(b, "clip.mkv")],
+     lambda b, t: [_P, f"--workdir={t}", "--output=p.txt", _clip(t)],
      "give a .jsonl or .csv file"),
     ("export: an --out that holds files",
      lambda b, t: [_E, f"--workdir={t}", f"--out={_non_empty(b)}"], "exists and is not empty"),
