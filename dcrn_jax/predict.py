@@ -1,10 +1,13 @@
 """Use a trained model: a workdir -> class probabilities for video and image files, or arrays.
 
+    python -m dcrn_jax.predict --workdir=DIR PATH... [--step=N] [--output=FILE.jsonl]
+
     from dcrn_jax import Predictor
     p = Predictor.from_workdir("runs/video_gru")          # latest checkpoint; step=N for another
     p.predict(["clip.mp4", "more_clips/"])[0].top_k(3)    # [(class name, probability), ...]
 
-The command line, `python -m dcrn_jax.predict --workdir=DIR PATH...`, is in predict_cli.py.
+PATH: video or image files, or folders of them (searched recursively). The command line, its
+flags and output are in predict_cli.py.
 
 Everything a prediction goes through is evaluation's: files become the rows evaluation would
 score (dcrn_jax/data/files.py: a video's num_test_clips x num_test_crops views, an image resized

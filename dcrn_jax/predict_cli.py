@@ -35,6 +35,9 @@ def define_flags():
   flags.DEFINE_integer("threads", 0, "Files decoded at once; 0: twice the CPU count (<= 16).")
   flags.DEFINE_bool("verbose", False, "Show library logs and warnings, and tracebacks.")
   flags.mark_flag_as_required("workdir")
+  # --helpshort lists the key flags of the main module (predict.py when run with -m).
+  for name in ("workdir", "step", "top_k", "batch_size", "output", "threads", "verbose"):
+    FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
 
 
 class _Progress:
