@@ -145,6 +145,10 @@ class Predictor:
                       "workdir")
     wanted = checkpoint_step(step)
     config = workdir_lib.read_config(workdir)
+    task = config["task"] if "task" in config else "classify"
+    if task != "classify":
+      raise UserError(f"{workdir} holds a run of task={task!r}: predict and export serve "
+                      "classifiers (task='classify') only")
     class_names = workdir_lib.read_class_names(workdir)
     ckpt_dir = os.path.join(workdir, "checkpoints")
     if not os.path.isdir(ckpt_dir):

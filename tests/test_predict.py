@@ -202,6 +202,15 @@ def test_an_incomplete_workdir_is_one_clear_error(video_run, tmp_path, drop, mes
     _predict(workdir, [video_run[2]])
 
 
+def test_a_run_of_another_task_is_refused(video_run, tmp_path):
+  workdir = _copy_run(video_run[0], tmp_path, "label_map.json")  # A forecast run has none.
+  config = json.loads((tmp_path / "run" / "config.json").read_text())
+  config["task"] = "forecast"
+  (tmp_path / "run" / "config.json").write_text(json.dumps(config))
+  with pytest.raises(UserError, match="task='forecast': predict and export serve classifiers"):
+    _predict(workdir, [video_run[2]])
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"step": "7"}, r"no checkpoint for step 7 .*available steps: \[1, 2\]"),
     ({"step": "best"}, "no record of a best checkpoint"),
