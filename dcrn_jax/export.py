@@ -9,7 +9,8 @@ Writes OUT/ (whole, or not at all):
   saved_model/ with --saved_model: the same function as a TensorFlow SavedModel (jax2tf), for
                TF Serving
 
-Loading needs `jax` (and numpy) only; the ten lines are in the README ("Use a trained model").
+Loading needs `jax` and `flatbuffers` only (jax.export.deserialize imports flatbuffers, which jax
+does not require); the ten lines are in the README ("Use a trained model").
 The function takes float32 (batch, *input_shape), or (batch, views, *input_shape) for a video
 model scored on several views, and returns float32 (batch, classes): the softmax of the model's
 logits, averaged over views as evaluation averages them (dcrn_jax/evaluation.py).
@@ -91,6 +92,7 @@ def metadata(predictor, exported, signature, workdir: str) -> dict:
     spec = None  # Inputs no file gives: the caller makes them.
   return {
       "format": "jax.export", "file": MODEL_FILE, "jax_version": jax.__version__,
+      "load_requires": ["jax", "flatbuffers"],
       "calling_convention_version": exported.calling_convention_version,
       "platforms": list(exported.platforms),
       "input": {"shape": list(signature), "dtype": "float32",

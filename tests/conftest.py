@@ -138,3 +138,18 @@ def image_run(tmp_path_factory):
   d.normalize_mean, d.normalize_std = (0.3,), (0.4,)
   config.model.name, config.model.conv_features = "cnn", (4, 8)
   return _tiny_training(config, tmp_path_factory.mktemp("image_run"))
+
+
+@pytest.fixture(scope="session")
+def clip_run(tmp_path_factory):
+  """(workdir, config) of a cnn_gru trained 2 steps on moving_digits, the default config's
+  dataset of stored clips (prepared here: 16 train, 9 test clips of 4 frames of 24x24)."""
+  from configs import default  # pylint: disable=g-import-not-at-top
+  config = default.get_config()
+  d = config.data
+  d.data_dir = str(tmp_path_factory.mktemp("predict_md"))
+  d.image_size, d.num_frames, d.num_train_examples, d.num_test_examples = 24, 4, 16, 9
+  d.shuffle_buffer = 100
+  config.model.stem_stride, config.model.conv_features = 2, (4, 8)
+  config.model.embed_dim, config.model.hidden_size = 16, 16
+  return _tiny_training(config, tmp_path_factory.mktemp("clip_run"))

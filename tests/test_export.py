@@ -1,7 +1,8 @@
 """Export (dcrn_jax/export.py): the inference function as serialized jax.export StableHLO that
-loads where flax and dcrn_jax cannot be imported and gives the checkpoint's probabilities; the
+loads where only jax (and flatbuffers) is installed and gives the checkpoint's probabilities; the
 README's loader is the one tested; a TF SavedModel of the same function."""
 
+import ast
 import json
 import os
 import pathlib
@@ -43,6 +44,7 @@ def exports(video_run, image_run, tmp_path_factory):
 def test_metadata_says_how_to_feed_the_model_and_read_its_output(exports):
   video = json.loads(pathlib.Path(exports["video"][1], "model.json").read_text())
   assert video["platforms"] == ["cpu", "cuda", "tpu"]
+  assert video["load_requires"] == ["jax", "flatbuffers"]
   assert video["input"] == {"shape": ["batch", 6, 4, 16, 16, 3], "dtype": "float32",
                             "layout": "channels-last; 'batch' is any size; axis 1: a video's "
                                       "views"}
@@ -56,9 +58,45 @@ def test_metadata_says_how_to_feed_the_model_and_read_its_output(exports):
   assert image["preprocessing"]["kind"] == "image" and image["source"]["step"] == 2
 
 
-def test_the_readme_loader_runs_without_flax_or_dcrn_jax_and_matches_the_checkpoint(
+# What the exported model may need: jax's own requirements, and flatbuffers, which
+# jax.export.deserialize imports (jax does not require it).
+LOADER_DISTRIBUTIONS = ("jax", "flatbuffers")
+
+
+def jax_only_site(folder: pathlib.Path) -> set[str]:
+  """Fills `folder` with links to the installed jax, its requirements (transitively) and
+  flatbuffers, as a site of a machine with nothing else installed; returns their top-level
+  module names."""
+  from importlib import metadata  # pylint: disable=g-import-not-at-top
+  todo, seen, modules = list(LOADER_DISTRIBUTIONS), set(), set()
+  while todo:
+    name = re.sub(r"[-_.]+", "-", todo.pop()).lower()
+    if name in seen:
+      continue
+    seen.add(name)
+    dist = metadata.distribution(name)
+    todo += [re.match(r"[A-Za-z0-9_.-]+", r).group() for r in dist.requires or []
+             if "extra ==" not in r]
+    for top in {f.parts[0] for f in dist.files if f.parts[0] not in ("..", "bin")}:
+      source = pathlib.Path(dist.locate_file(top))
+      if not (folder / top).exists() and source.exists():
+        (folder / top).symlink_to(source)
+      if not top.endswith((".dist-info", ".libs")) and top != "__pycache__":
+        modules.add(top.split(".")[0])
+  return modules
+
+
+def test_the_readme_loader_runs_where_only_jax_is_installed_and_matches_the_checkpoint(
     exports, tmp_path):
+  """The README's loader in `python -I -S` (no site-packages, no PYTHONPATH) over a site that
+  holds jax, its requirements and flatbuffers only: flax, optax, orbax, TensorFlow and dcrn_jax
+  are not there to import."""
   from dcrn_jax.predict import Predictor  # pylint: disable=g-import-not-at-top
+  site = tmp_path / "site"
+  site.mkdir()
+  allowed = jax_only_site(site)
+  assert {"jax", "jaxlib", "numpy", "flatbuffers"} <= allowed
+  assert not allowed & {"flax", "optax", "orbax", "tensorflow", "dcrn_jax", "ml_collections"}
   rng = np.random.default_rng(0)
   expected, jobs = {}, []
   for name, (workdir, folder) in exports.items():
@@ -69,18 +107,25 @@ def test_the_readme_loader_runs_without_flax_or_dcrn_jax_and_matches_the_checkpo
       np.save(tmp_path / f"{name}{batch}.npy", x)
       expected[f"{name}{batch}"] = p.predict_arrays(x).probabilities
       jobs.append((folder, f"{name}{batch}"))
-  script = ("import sys\n"
-            "sys.modules['flax'] = None  # importing flax or dcrn_jax now fails\n"
-            "sys.modules['dcrn_jax'] = None\n" + readme_loader() +
+  script = (f"import sys\nsys.path.insert(0, {str(site)!r})\n" + readme_loader() +
             "\nfor folder, key in " + repr(jobs) + ":\n"
             "  probabilities, meta = load_exported(folder)\n"
             f"  x = np.load(f'{tmp_path}/{{key}}.npy')\n"
             f"  np.save(f'{tmp_path}/{{key}}_out.npy', np.asarray(probabilities(x)))\n"
-            "assert 'flax.linen' not in sys.modules and 'tensorflow' not in sys.modules\n")
-  r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                     cwd=tmp_path, env=dict(os.environ, JAX_PLATFORMS="cpu",
-                                            PYTHONPATH=""), timeout=300)
+            "for name in ('flax', 'optax', 'orbax', 'tensorflow', 'dcrn_jax', 'ml_collections'):\n"
+            "  try:\n"
+            "    __import__(name)\n"
+            "    raise SystemExit(f'{name} could be imported')\n"
+            "  except ModuleNotFoundError:\n"
+            "    pass\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules}"
+            " - set(sys.stdlib_module_names)))\n")
+  r = subprocess.run([sys.executable, "-I", "-S", "-c", script], capture_output=True, text=True,
+                     cwd=tmp_path, env=dict(os.environ, JAX_PLATFORMS="cpu"), timeout=300)
   assert r.returncode == 0, r.stderr[-3000:]
+  imported = {m for m in ast.literal_eval(r.stdout.strip().splitlines()[-1])
+              if not m.startswith("_")}
+  assert imported <= allowed | {"cython_runtime"}, imported - allowed
   for key, want in expected.items():
     got = np.load(tmp_path / f"{key}_out.npy")
     assert got.shape == want.shape and got.dtype == np.float32

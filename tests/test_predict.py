@@ -74,6 +74,30 @@ def test_predict_on_image_files_equals_evaluation(image_run, image_predictor, tm
     assert g.label == info.class_names[int(np.argmax(probabilities))] and g.views == 1
 
 
+def test_predict_on_clips_of_a_stored_clip_dataset_equals_evaluation(clip_run, tmp_path):
+  """The default config's data path: moving_digits clips written by to_files (lossless .mkv)
+  and predicted by the command give evaluation's probabilities."""
+  from dcrn_jax.data import to_files  # pylint: disable=g-import-not-at-top
+  workdir, config = clip_run
+  written = to_files.write_examples(workdir, str(tmp_path / "clips"), num=100)
+  assert len(written) == 9 and all(p.endswith(".mkv") for p in written)
+  info, expected = _eval_predictions(config, workdir)
+  out = tmp_path / "p.jsonl"
+  assert _predict(workdir, [str(tmp_path / "clips")], output=str(out), top_k=100) == {
+      "predicted": 9, "skipped": 0, "files": 9}
+  got = {os.path.basename(r["path"]): r
+         for r in map(json.loads, out.read_text().splitlines())}
+  for example_id, label, probabilities in zip(expected.example_id, expected.label,
+                                              expected.probabilities):
+    record = got[f"{example_id:05d}.mkv"]
+    assert os.path.basename(os.path.dirname(record["path"])) == info.class_names[label]
+    top = {c["class"]: c["probability"] for c in record["top_k"]}
+    np.testing.assert_allclose([top[n] for n in info.class_names], probabilities, atol=1e-5,
+                               rtol=0)
+    assert record["top_k"][0]["class"] == info.class_names[int(np.argmax(probabilities))]
+    assert record["views"] == 1 and record["note"] == ""
+
+
 def test_to_files_refuses_what_it_cannot_write(video_run, tmp_path):
   from dcrn_jax.data import to_files  # pylint: disable=g-import-not-at-top
   with pytest.raises(UserError, match="--num=0 must be 1 or more"):
@@ -106,6 +130,24 @@ def test_images_are_resized_to_cover_then_centre_cropped(tmp_path):
   grey = np.arange(100, dtype=np.uint8).reshape(10, 10, 1)  # Its own size: untouched.
   files.write_image(str(tmp_path / "g.png"), grey)
   np.testing.assert_array_equal(files.read_image(str(tmp_path / "g.png"), 10, 10, 1), grey)
+
+
+def test_the_readme_python_example_runs(video_run, capsys):
+  import pathlib  # pylint: disable=g-import-not-at-top
+  import re  # pylint: disable=g-import-not-at-top
+  readme = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+  blocks = [b for b in re.findall(r"```python\n(.*?)```", readme.read_text(), re.S)
+            if "Predictor.from_workdir" in b]
+  assert len(blocks) == 1, "README.md needs one python block using Predictor.from_workdir"
+  workdir, _, video_dir = video_run
+  folder = os.path.join(video_dir, "test", "right")
+  code = blocks[0].replace('"runs/video_gru"', repr(workdir)).replace('"runs/clips"',
+                                                                      repr(folder))
+  exec(compile(code, "README.md", "exec"), {})  # pylint: disable=exec-used
+  lines = capsys.readouterr().out.strip().splitlines()
+  assert [line.split()[0] for line in lines] == [os.path.join(folder, f"v{j}.mp4")
+                                                 for j in range(2)]
+  assert all(line.split()[1] in ("left", "right") and "[('" in line for line in lines)
 
 
 def test_predict_arrays_averages_views_and_checks_shapes(video_predictor):
@@ -240,6 +282,32 @@ def test_an_earlier_step_is_restored_by_number(video_run, video_predictor):
   assert first.step == 1 and video_predictor.step == 2
   assert not np.allclose(first.predict_arrays(x).probabilities,
                          video_predictor.predict_arrays(x).probabilities, atol=1e-7)
+
+
+def test_progress_line_shows_files_rate_and_eta():
+  import io  # pylint: disable=g-import-not-at-top
+  from dcrn_jax import predict_cli  # pylint: disable=g-import-not-at-top
+
+  class Terminal(io.StringIO):
+    def isatty(self):
+      return True
+
+  live = Terminal()
+  progress = predict_cli._Progress(4, live)  # pylint: disable=protected-access
+  progress.step()
+  progress.step()
+  progress.clear()
+  shown = live.getvalue().split("\r")
+  assert shown[1].startswith("1/4 files | ") and " files/s | ETA " in shown[1]
+  assert shown[2].startswith("2/4 files | ") and shown[-1] == "\033[K"
+  piped = io.StringIO()  # Not a terminal: a plain line now and then, never a carriage return.
+  progress = predict_cli._Progress(4, piped)  # pylint: disable=protected-access
+  progress._shown -= predict_cli._QUIET_PROGRESS_S  # pylint: disable=protected-access
+  progress.step()
+  progress.step()
+  progress.clear()
+  assert piped.getvalue().startswith("1/4 files | ") and piped.getvalue().count("\n") == 1
+  assert "\r" not in piped.getvalue()
 
 
 def _run_cli(*args):
