@@ -162,6 +162,10 @@ def test_predict_arrays_averages_views_and_checks_shapes(video_predictor):
     p.predict_arrays(np.zeros((2, 4, 16, 16, 1)))
   video = os.path.join(p.config.data.video_dir, "test", "left", "v0.mp4")
   assert p.preprocess(video).shape == (6, 4, 16, 16, 3)
+  # Every batch, the last partial one too, is padded to batch_size rows: one compilation.
+  p.predict_arrays(x[:1, :1])
+  p.predict([video, os.path.join(p.config.data.video_dir, "test")])
+  assert p._log_probs_fn._cache_size() == 1  # pylint: disable=protected-access
 
 
 # ------------------------------------------------------------------ the command and bad input
