@@ -3,7 +3,7 @@
 Writes OUT/ (whole, or not at all):
   model.jax    `jax.export` of  preprocessed batch -> class probabilities, serialized
                (StableHLO with the weights inside), batch dimension symbolic, lowered for
-               cpu, cuda and tpu (--platforms)
+               cpu, cuda and tpu (--platforms), each in the models' forms for it
   model.json   input shape and dtype, output, class names, the preprocessing that makes inputs
                (clip sampling, resize, crop, normalisation), and where the model came from
   saved_model/ with --saved_model: the same function as a TensorFlow SavedModel (jax2tf), for
@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dcrn_jax import cli
+from dcrn_jax.models import conv
 from dcrn_jax.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -35,14 +36,29 @@ MODEL_FILE, META_FILE, SAVED_MODEL_DIR = "model.jax", "model.json", "saved_model
 PLATFORMS = ("cpu", "cuda", "tpu")
 
 
-def inference_fn(model, variables, input_shape, views: int):
+def inference_fn(model, variables, input_shape, views: int, platforms=PLATFORMS):
   """x float32 (b, *input_shape), or (b, views, *input_shape) when views > 1 -> float32
-  (b, classes) probabilities, views averaged. The variables are closed over (constants)."""
+  (b, classes) probabilities, views averaged. The variables are closed over (constants).
+
+  Lowered for CPU and accelerators at once, the model is traced in both its CPU and its
+  accelerator forms (`conv.cpu_forms`), one chosen by the platform that compiles it.
+  """
   variables = jax.device_get(variables)
+
+  def logits_in_forms_for(platform):
+    def logits(rows):
+      with conv.forms_for(platform):
+        return model.apply(variables, rows, train=False).astype(jnp.float32)
+    return logits
 
   def probabilities(x):
     rows = x.reshape((-1, *input_shape))
-    logits = model.apply(variables, rows, train=False).astype(jnp.float32)
+    accelerators = [p for p in platforms if p != "cpu"]
+    if "cpu" in platforms and accelerators:
+      logits = jax.lax.platform_dependent(rows, cpu=logits_in_forms_for("cpu"),
+                                          default=logits_in_forms_for(accelerators[0]))
+    else:
+      logits = logits_in_forms_for(platforms[0])(rows)
     p = jnp.exp(jax.nn.log_softmax(logits))  # What evaluation averages.
     return p.reshape((x.shape[0], views, p.shape[-1])).mean(axis=1) if views > 1 else p
 
@@ -151,7 +167,7 @@ def export_workdir(workdir: str, out: str, *, step=None, platforms=PLATFORMS,
   except UserError:
     views = 1
   signature = input_signature(p.input_shape, views)
-  fn = inference_fn(p.model, p.variables, p.input_shape, views)
+  fn = inference_fn(p.model, p.variables, p.input_shape, views, platforms)
   exported = export(fn, signature, platforms)
   parent = os.path.dirname(out)
   try:

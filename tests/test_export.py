@@ -200,3 +200,41 @@ def test_every_model_predicts_a_file_and_exports_with_a_symbolic_batch(name, inp
   batch = np.concatenate([x, np.random.default_rng(1).random((2, *input_shape), np.float32)])
   np.testing.assert_allclose(np.asarray(exported.call(batch)),
                              p.predict_arrays(batch).probabilities, atol=TOLERANCE, rtol=0)
+
+
+def test_an_export_for_cpu_and_gpus_runs_each_platforms_own_forms():
+  """convlstm's recurrence differs by platform (per step on CPU, the input convolutions of all
+  steps at once on accelerators): a cpu+cuda export holds both, switched by the platform that
+  compiles it; the accelerator form, run here on CPU, gives the same values."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from configs import default  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.models import conv, create_model  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.state import init_variables  # pylint: disable=g-import-not-at-top
+  config = default.get_config()
+  m = config.model
+  m.name, m.conv_features, m.convlstm_features = "convlstm", (4,), (4,)
+  shape = (3, 12, 12, 1)
+  model = create_model(m, num_classes=3, input_shape=shape)
+  variables = init_variables(model, shape, jax.random.key(0))
+  signature = export.input_signature(shape, 1)
+
+  def lowered(platforms):
+    fn = export.inference_fn(model, variables, shape, 1, platforms)
+    return export.export(fn, signature, platforms)
+
+  convolutions = {p: lowered((p,)).mlir_module().count("= stablehlo.convolution(")
+                  for p in ("cpu", "cuda")}
+  assert convolutions == {"cpu": 2, "cuda": 3}  # Stem + one in the loop; + all steps' inputs.
+  both = lowered(("cpu", "cuda"))
+  text = both.mlir_module()  # One branch per form, picked by the compiling platform.
+  assert both.platforms == ("cpu", "cuda") and "branch_0_fun" in text and "branch_1_fun" in text
+  assert text.count("= stablehlo.convolution(") > 3
+  x = np.random.default_rng(0).random((4, *shape), dtype=np.float32)
+  cpu = jax.nn.softmax(model.apply(variables, x, train=False))
+  np.testing.assert_allclose(jax.export.deserialize(both.serialize()).call(x), cpu,
+                             atol=1e-6, rtol=0)
+  with conv.forms_for("cuda"):
+    assert not conv.cpu_forms()
+    accelerator = jax.nn.softmax(model.apply(variables, x, train=False))
+  assert conv.cpu_forms()
+  np.testing.assert_allclose(accelerator, cpu, atol=1e-6, rtol=0)
