@@ -135,9 +135,9 @@ def predict_command(workdir: str, paths, *, step="latest", top_k: int = 5, batch
   out, err = out or sys.stdout, err or sys.stderr
   if top_k < 1:
     raise UserError(f"--top_k={top_k} must be 1 or more")
-  if batch_size < 0 or threads < 0:
-    raise UserError(f"--batch_size={batch_size} and --threads={threads} must be 0 (automatic) "
-                    "or more")
+  for name, value in (("batch_size", batch_size), ("threads", threads)):
+    if value < 0:
+      raise UserError(f"--{name}={value} must be 0 (automatic) or more")
   if output and not output.lower().endswith(OUTPUT_FORMATS):
     raise UserError(f"--output={output}: give a .jsonl or .csv file")
   if not paths:

@@ -262,7 +262,8 @@ def test_a_run_of_another_task_is_refused(video_run, tmp_path):
     ({"step": "best"}, "no record of a best checkpoint"),
     ({"step": "last"}, "give 'latest' or a checkpoint's step number"),
     ({"top_k": 0}, "--top_k=0 must be 1 or more"),
-    ({"batch_size": -1}, "must be 0 .automatic. or more"),
+    ({"batch_size": -1}, "--batch_size=-1 must be 0 .automatic. or more"),
+    ({"threads": -2}, "--threads=-2 must be 0 .automatic. or more"),
     ({"output": "p.txt"}, "give a .jsonl or .csv file"),
 ])
 def test_bad_flags_are_one_clear_error(video_run, kwargs, message):
