@@ -1,6 +1,6 @@
 """Fault injection: the bad-input catalogue, then random SIGKILL-and-resume trials.
 
-    python benchmarks/faults.py [--trials 10] [--seed 0] [--skip-catalogue]
+    python benchmarks/faults.py [--trials 10] [--seed 0] [--skip-catalogue | --predict-only]
 
 Catalogue: every user-caused fault in tests/fault_catalogue.py must print one `error:` line
 that says what is wrong (no traceback) and exit non-zero.
@@ -34,10 +34,15 @@ CHECKPOINT_EVERY = kill_worker.tiny_config("").checkpoint_every_steps
 NUM_STEPS = kill_worker.tiny_config("").num_train_steps
 
 
-def run_catalogue(base: str) -> list[tuple]:
+def run_catalogue(base: str, predict_only: bool = False) -> list[tuple]:
   rows = []
-  for fault in fault_catalogue.FAULTS:
+  for fault in () if predict_only else fault_catalogue.FAULTS:
     ok, detail = fault_catalogue.run_fault(base, *fault)
+    rows.append((fault[0], "ok" if ok else "FAILED", detail[:150]))
+    print(f"  {fault[0]}: {'ok' if ok else 'FAILED'}", flush=True)
+  trained = fault_catalogue.trained_for_predict(base)
+  for fault in fault_catalogue.PREDICT_FAULTS:
+    ok, detail = fault_catalogue.run_predict_fault(base, trained, *fault)
     rows.append((fault[0], "ok" if ok else "FAILED", detail[:150]))
     print(f"  {fault[0]}: {'ok' if ok else 'FAILED'}", flush=True)
   return rows
@@ -77,14 +82,18 @@ def main():
   parser.add_argument("--trials", type=int, default=10)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--skip-catalogue", action="store_true")
+  parser.add_argument("--predict-only", action="store_true",
+                      help="only the catalogue's predict and export faults, no trials")
   args = parser.parse_args()
   base = tempfile.mkdtemp(prefix="dcrn_faults_")
   if not args.skip_catalogue:
     print("bad-input catalogue:", flush=True)
-    rows = run_catalogue(base)
+    rows = run_catalogue(base, args.predict_only)
     print("\n| fault | outcome | what the user sees |\n|---|---|---|")
     for name, outcome, detail in rows:
       print(f"| {name} | {outcome} | `{detail}` |")
+  if args.predict_only:
+    return
   data_dir = os.path.join(base, "tfds")
   data.get_info(kill_worker.tiny_config(data_dir).data)
   reference_dir = os.path.join(base, "reference")

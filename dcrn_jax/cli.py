@@ -106,6 +106,15 @@ def parse_flags(argv: list[str]) -> list[str]:
     fail(" ".join(str(e).split()))
 
 
+def parse_plain_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing for our commands without --config (predict, export): a mistake is one
+  `error:` line, not a usage screen."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    fail(f"{' '.join(str(e).split())} (see --helpshort)")
+
+
 def quiet_libraries(verbose: bool) -> None:
   """Hides library log lines and warnings (shows them, with INFO logs, when verbose)."""
   if verbose:

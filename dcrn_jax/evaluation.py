@@ -101,22 +101,44 @@ class Predictions:
   loss: np.ndarray
 
 
+def _average(log_probs: np.ndarray, ids: np.ndarray):
+  """(unique ids, inverse, views per id, float64 mean of exp(log_probs) per id)."""
+  unique, inverse = np.unique(ids, return_inverse=True)
+  inverse = inverse.reshape(-1)
+  views = np.bincount(inverse, minlength=len(unique))
+  probabilities = np.zeros((len(unique), log_probs.shape[1]))
+  np.add.at(probabilities, inverse, np.exp(log_probs))
+  probabilities /= np.maximum(views, 1)[:, None]
+  return unique, inverse, views, probabilities
+
+
+def average_views(log_probs: np.ndarray, example_ids: np.ndarray):
+  """The views of each example averaged, as evaluation averages them (predict uses this).
+
+  Args:
+    log_probs: float (R, classes), one row per view (no padding rows).
+    example_ids: int (R,); the views of one example share its id.
+
+  Returns:
+    (ids int64 (N,) sorted, probabilities float64 (N, classes), views int (N,)).
+  """
+  unique, _, views, probabilities = _average(np.asarray(log_probs, np.float64),
+                                             np.asarray(example_ids))
+  return unique.astype(np.int64), probabilities, views
+
+
 def combine_views(log_probs: np.ndarray, labels: np.ndarray, mask: np.ndarray,
                   example_ids: np.ndarray) -> Predictions:
   """Rows (padding included, mask 0) -> one prediction per example, views averaged."""
   real = np.asarray(mask) > 0
   log_probs = np.asarray(log_probs, np.float64)[real]
   labels, ids = np.asarray(labels)[real], np.asarray(example_ids)[real]
-  unique, inverse = np.unique(ids, return_inverse=True)
-  n, classes = len(unique), log_probs.shape[1]
-  views = np.bincount(inverse, minlength=n)
+  unique, inverse, views, probabilities = _average(log_probs, ids)
+  n = len(unique)
   example_labels = np.zeros(n, np.int64)
   example_labels[inverse] = labels
   if np.any(example_labels[inverse] != labels):
     raise RuntimeError("the views of one example carry different labels")
-  probabilities = np.zeros((n, classes))
-  np.add.at(probabilities, inverse, np.exp(log_probs))
-  probabilities /= np.maximum(views, 1)[:, None]
   # -log mean_v exp(lp_v[label]) computed as a log-sum-exp, exact for confident mistakes too.
   true_lp = log_probs[np.arange(len(labels)), labels]
   top = np.full(n, -np.inf)

@@ -1,5 +1,6 @@
 """The TrainState pytree and its creation directly with its sharding."""
 
+import functools
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
@@ -41,6 +42,15 @@ def init_variables(model: nn.Module, input_shape: Sequence[int], rng: jax.Array)
   dummy = jnp.zeros((1,) + tuple(input_shape), jnp.float32)
   variables = model.init({"params": rng}, dummy, train=False)
   return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+
+
+def abstract_variables(model: nn.Module, input_shape: Sequence[int], sharding) -> dict:
+  """The shapes and dtypes of init_variables' result, each carrying `sharding`: the target a
+  checkpoint's model item is restored into (nothing is allocated)."""
+  shapes = jax.eval_shape(functools.partial(init_variables, model, input_shape),
+                          jax.random.key(0))
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                      shapes)
 
 
 def create_train_state(model: nn.Module, tx: optax.GradientTransformation,

@@ -206,6 +206,7 @@ def fit(config, workdir: str, *, profile_steps: int = 0):
   evaluate_fn = make_evaluator(model, info, config, mesh)
   if jax.process_index() == 0:
     data.write_label_map(info, workdir)
+    workdir_lib.write_input_shape(workdir, info.input_shape)
   micro_batches = config.optim.accumulate_steps  # Per update (step); 1 without accumulation.
   batches = _host_batches(data.train_batches, config, config.batch_size, seed=config.seed,
                           start_step=start_step * micro_batches)
@@ -322,11 +323,7 @@ def restore(config, workdir: str, step=None, *, ema: bool | None = None):
     raise UserError(f"no checkpoints in {ckpt_dir}: train first with --mode=train and the same "
                     "--workdir, or point --workdir at a finished run")
   mesh, info, model = _setup(config)
-  abstract = jax.eval_shape(
-      functools.partial(state_lib.init_variables, model, info.input_shape), jax.random.key(0))
-  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
-                                                         sharding=parallel.replicated(mesh)),
-                          abstract)
+  abstract = state_lib.abstract_variables(model, info.input_shape, parallel.replicated(mesh))
   ckpt = checkpoint.Checkpointer(
       workdir, read_only=True, best_metric=config.best_metric,
       best_mode=_best_mode(config))

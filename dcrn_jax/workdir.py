@@ -2,6 +2,8 @@
 
     config.json      the full config of the run (written at the start of training)
     label_map.json   class index -> class name (written by the data room)
+    input.json       {"input_shape": [...]}: one model input, no batch dimension (written by
+                     training since predict exists; read by predict and export)
     metrics.jsonl    see metrics.py
     eval.json, eval_predictions.jsonl   the latest evaluation's metrics and its per-example
                      predictions (evaluation.to_records), written together by train.py
@@ -24,6 +26,7 @@ LABEL_MAP_FILE = "label_map.json"
 EVAL_FILE = "eval.json"
 PREDICTIONS_FILE = "eval_predictions.jsonl"
 SESSIONS_FILE = "sessions.jsonl"
+INPUT_FILE = "input.json"
 # Parts of the config a run's checkpoints depend on: changing them in the same workdir is refused.
 # optim.accumulate_steps too: it sets where the data stream of a step starts (and the optimizer
 # state's structure), so a resume with another value would not continue the same run.
@@ -150,3 +153,21 @@ def read_class_names(workdir: str) -> tuple[str, ...]:
   except KeyError as e:
     raise UserError(f"{os.path.join(workdir, LABEL_MAP_FILE)} does not map 0..{len(raw) - 1} "
                     "to class names") from e
+
+
+def write_input_shape(workdir: str, input_shape) -> None:
+  """Records the shape of one model input (no batch dimension) in WORKDIR/input.json."""
+  write_json(os.path.join(workdir, INPUT_FILE), {"input_shape": [int(n) for n in input_shape]},
+             indent=1)
+
+
+def read_input_shape(workdir: str) -> tuple[int, ...] | None:
+  """The model's input shape from WORKDIR/input.json; None for runs that predate the file."""
+  if not os.path.isfile(os.path.join(workdir, INPUT_FILE)):
+    return None
+  raw = _read_json(workdir, INPUT_FILE, "the model's input shape")
+  shape = raw.get("input_shape") if isinstance(raw, dict) else None
+  if not (isinstance(shape, list) and shape and all(isinstance(n, int) and n > 0 for n in shape)):
+    raise UserError(f"{os.path.join(workdir, INPUT_FILE)} does not hold an input_shape of "
+                    "positive ints; delete it to read the shape from the dataset instead")
+  return tuple(shape)

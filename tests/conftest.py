@@ -76,3 +76,80 @@ def fake_fashion_idx(tmp_path):
     return str(folder), arrays
 
   return make
+
+
+# ----------------------------------------------------------------- trained runs for predict/export
+
+
+def _tiny_training(config, workdir):
+  """Trains config for 2 steps into workdir (tiny models: a few seconds)."""
+  from dcrn_jax import train  # pylint: disable=g-import-not-at-top
+  config.batch_size, config.eval_batch_size = 4, 8
+  config.num_train_steps, config.log_every_steps, config.optim.warmup_steps = 2, 1, 1
+  config.checkpoint_every_steps, config.progress_bar = 1, False
+  train.train_and_evaluate(config, str(workdir))
+  return str(workdir), config
+
+
+@pytest.fixture(scope="session")
+def video_run(tmp_path_factory):
+  """(workdir, config, video_dir) of a cnn_gru trained 2 steps on a video_folder of H.264 clips
+  written with PyAV (2 classes; test: 2 clips each plus one shorter than a clip), scored on
+  2 clips x 3 crops per video. Checkpoints at steps 1 and 2."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from configs import video_gru  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.data import video_files  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp("predict_videos")
+  rng = np.random.default_rng(0)
+  for split, per_class in (("train", 2), ("test", 2)):
+    for k, name in enumerate(("left", "right")):
+      (root / split / name).mkdir(parents=True)
+      for j in range(per_class):
+        frames = rng.integers(0, 256, (9 + 3 * j, 24, 32, 3), dtype=np.uint8)
+        frames[..., k * 16:(k + 1) * 16, :] //= 3
+        video_files.write_video(str(root / split / name / f"v{j}.mp4"), frames, lossless=False)
+  short = rng.integers(0, 256, (3, 24, 32, 3), dtype=np.uint8)  # Shorter than a clip's 7.
+  video_files.write_video(str(root / "test" / "left" / "short.mp4"), short, lossless=False)
+  config = video_gru.get_config()
+  d = config.data
+  d.name, d.video_dir, d.num_frames, d.frame_stride = "video_folder", str(root), 4, 2
+  d.image_size, d.resize_short, d.num_test_clips, d.num_test_crops = 16, 20, 2, 3
+  config.model.stem_stride, config.model.conv_features = 2, (4, 8)
+  config.model.embed_dim, config.model.hidden_size = 16, 16
+  workdir, config = _tiny_training(config, tmp_path_factory.mktemp("video_run"))
+  return workdir, config, str(root)
+
+
+@pytest.fixture(scope="session")
+def image_run(tmp_path_factory):
+  """(workdir, config) of a cnn trained 2 steps on fashion_mnist prepared from small random idx
+  files (60 train, 13 test images), inputs normalised."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from configs import default  # pylint: disable=g-import-not-at-top
+  idx = tmp_path_factory.mktemp("predict_idx")
+  rng = np.random.default_rng(1)
+  for prefix, num in (("train", 60), ("t10k", 13)):
+    write_idx(idx / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (num, 28, 28)))
+    write_idx(idx / f"{prefix}-labels-idx1-ubyte", np.arange(num) % 10)
+  config = default.get_config()
+  d = config.data
+  d.name, d.manual_dir = "fashion_mnist", str(idx)
+  d.data_dir = str(tmp_path_factory.mktemp("predict_tfds"))
+  d.normalize_mean, d.normalize_std = (0.3,), (0.4,)
+  config.model.name, config.model.conv_features = "cnn", (4, 8)
+  return _tiny_training(config, tmp_path_factory.mktemp("image_run"))
+
+
+@pytest.fixture(scope="session")
+def clip_run(tmp_path_factory):
+  """(workdir, config) of a cnn_gru trained 2 steps on moving_digits, the default config's
+  dataset of stored clips (prepared here: 16 train, 9 test clips of 4 frames of 24x24)."""
+  from configs import default  # pylint: disable=g-import-not-at-top
+  config = default.get_config()
+  d = config.data
+  d.data_dir = str(tmp_path_factory.mktemp("predict_md"))
+  d.image_size, d.num_frames, d.num_train_examples, d.num_test_examples = 24, 4, 16, 9
+  d.shuffle_buffer = 100
+  config.model.stem_stride, config.model.conv_features = 2, (4, 8)
+  config.model.embed_dim, config.model.hidden_size = 16, 16
+  return _tiny_training(config, tmp_path_factory.mktemp("clip_run"))

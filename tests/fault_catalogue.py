@@ -189,3 +189,105 @@ REPORT_FAULTS = [
     ("report: output folder not writable", ["--workdir={run}", "--out={file}/report"],
      "cannot write the report"),
 ]
+
+# ------------------------------------------------------------------ predict and export
+# Faults of `python -m dcrn_jax.predict` and `python -m dcrn_jax.export`, all on one tiny trained
+# run (`trained_for_predict`). A fault is (name, argv(base, trained) -> command line after the
+# module, text stderr must contain); the last stderr line must be `error: ...`.
+
+
+def run_command(module, *args, timeout=300):
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=timeout)
+
+
+def trained_for_predict(base):
+  """A TINY run (checkpoints 2 and 4, clips of (3, 16, 16, 1)) and a video it can read."""
+  workdir = os.path.join(base, "predict_run")
+  if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+    _trained(workdir)
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.data import video_files  # pylint: disable=g-import-not-at-top
+  video_files.write_video(_clip(workdir), np.zeros((5, 16, 16, 1), np.uint8))
+  return workdir
+
+
+def _clip(trained):
+  """The video trained_for_predict wrote beside the run."""
+  return os.path.join(os.path.dirname(trained), "clip.mkv")
+
+
+def _without(base, trained, name):
+  copy = os.path.join(base, f"run_without_{name}")
+  shutil.copytree(trained, copy)
+  target = os.path.join(copy, name)
+  shutil.rmtree(target) if os.path.isdir(target) else os.remove(target)
+  return copy
+
+
+def _junk(base, name, content=b"not a video"):
+  path = os.path.join(base, name)
+  pathlib.Path(path).write_bytes(content)
+  return path
+
+
+def _non_empty(base):
+  os.makedirs(os.path.join(base, "full"), exist_ok=True)
+  pathlib.Path(base, "full", "x").write_text("x")
+  return os.path.join(base, "full")
+
+
+_P, _E = "dcrn_jax.predict", "dcrn_jax.export"
+PREDICT_FAULTS = [
+    ("predict: a path that does not exist",
+     lambda b, t: [_P, f"--workdir={t}", os.path.join(b, "nope.mp4")], "nope.mp4 does not exist"),
+    ("predict: no readable file",
+     lambda b, t: [_P, f"--workdir={t}", _junk(b, "junk.mp4")],
+     "none of the 1 file(s) could be read"),
+    ("predict: an image for a clip model",
+     lambda b, t: [_P, f"--workdir={t}", _junk(b, "photo.png", b"\x89PNG")],
+     "an image, but this model takes clips"),
+    ("predict: a workdir without checkpoints",
+     lambda b, t: [_P, f"--workdir={_without(b, t, 'checkpoints')}", _clip(t)],
+     "no checkpoints in"),
+    ("predict: a workdir without config.json",
+     lambda b, t: [_P, f"--workdir={_without(b, t, 'config.json')}", _clip(t)],
+     "config.json is missing"),
+    ("predict: a workdir without label_map.json",
+     lambda b, t: [_P, f"--workdir={_without(b, t, 'label_map.json')}",
+                   _clip(t)], "label_map.json is missing"),
+    ("predict: a step that does not exist",
+     lambda b, t: [_P, f"--workdir={t}", "--step=3", _clip(t)],
+     "available steps: [2, 4]"),
+    ("predict: a flag of the wrong type",
+     lambda b, t: [_P, f"--workdir={t}", "--top_k=five", _clip(t)],
+     "flag --top_k=five: invalid literal for int()"),
+    ("predict: an --output of another format",
+     lambda b, t: [_P, f"--workdir={t}", "--output=p.txt", _clip(t)],
+     "give a .jsonl or .csv file"),
+    ("export: an --out that holds files",
+     lambda b, t: [_E, f"--workdir={t}", f"--out={_non_empty(b)}"], "exists and is not empty"),
+    ("export: a step that does not exist",
+     lambda b, t: [_E, f"--workdir={t}", f"--out={b}/exported", "--step=3"],
+     "no checkpoint for step 3"),
+]
+
+
+def run_predict_fault(base_dir, trained, name, argv, expected):
+  """Returns (ok, detail) as run_fault does, for a PREDICT_FAULTS entry."""
+  base = os.path.join(base_dir, name.replace(" ", "_").replace(":", "").replace(".", ""))
+  os.makedirs(base, exist_ok=True)
+  r = run_command(*argv(base, trained))
+  lines = [x for x in r.stderr.strip().splitlines() if x.strip()]
+  last = lines[-1] if lines else ""
+  problems = []
+  if r.returncode == 0:
+    problems.append("exit code 0")
+  if "Traceback" in r.stderr:
+    problems.append("traceback shown")
+  if not last.startswith("error: "):
+    problems.append("last line is not an error: line")
+  if expected not in r.stderr:
+    problems.append(f"message lacks {expected!r}")
+  return not problems, (last if not problems else "; ".join(problems) + f" | {last}")

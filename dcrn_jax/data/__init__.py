@@ -16,8 +16,9 @@ Every source yields numpy batches, channels-last:
          and 'example_id' int32 (B,), the example's index in the whole eval split (-1 on
          padding). An example with several views (a video's num_test_clips x num_test_crops) is
          info.eval_views consecutive rows sharing its example_id.
-Inputs are in [0, 1] unless data.normalize_mean/std are set. How the examples are divided among
-processes, for every source: `common.process_share`.
+Inputs are in [0, 1] unless data.normalize_mean/std are set (`preprocess.py`, which predict
+shares; `files.py` turns video and image files into the inputs evaluation would give them). How
+the examples are divided among processes, for every source: `common.process_share`.
 """
 
 from collections.abc import Iterator

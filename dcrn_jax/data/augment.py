@@ -12,6 +12,7 @@ and the example's place in it), so a resumed run augments each example exactly a
 
 import math
 
+from dcrn_jax.data import preprocess
 from dcrn_jax.data.tf_import import tf
 from dcrn_jax.errors import UserError
 
@@ -34,12 +35,10 @@ def check(data_config, channels: int) -> None:
 
 
 def normalize(x, data_config):
-  """(x - mean) / std per channel (last axis) of float32 x in [0, 1]; x if none is set."""
-  if not tuple(data_config.normalize_mean):
-    return x
-  mean = tf.constant(data_config.normalize_mean, tf.float32)
-  std = tf.constant(data_config.normalize_std, tf.float32)
-  return (x - mean) / std
+  """(x - mean) / std per channel (last axis) of float32 x in [0, 1]; x if none is set.
+
+  The rule predict applies to numpy arrays too (`preprocess.normalize`)."""
+  return preprocess.normalize(x, data_config)
 
 
 def is_active(data_config) -> bool:

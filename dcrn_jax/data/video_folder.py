@@ -116,7 +116,9 @@ def _records(videos: _Videos, rows: np.ndarray):
 
 
 def _process_fn(data_config, spec: clips.ClipSpec, videos: _Videos, split: str, train: bool):
-  """(record, seed or view) -> {'inputs': float32 (T, S, S, 3), 'label': int32}."""
+  """(record, seed or view) -> {'inputs': float32 (T, S, S, 3), 'label': int32}.
+
+  Pixels become model inputs by `augment.normalize` (`preprocess.normalize`, as predict's do)."""
   if videos.shards:
     clip_from_shards = video_shards.clip_fn(video_shards.frame_reader(videos.shards, split),
                                             spec, videos.frames_per_record, train)

@@ -18,6 +18,8 @@ XLA ops; only the gradients are computed differently:
 Measured speed-ups: the README (Speed on CPU) and benchmarks/RESULTS.md.
 """
 
+import contextlib
+import contextvars
 from typing import Any, Callable, Sequence, Tuple, Union
 
 import flax.linen as nn
@@ -35,18 +37,33 @@ PATCHES_MAX = 144
 _BLOCK_BYTES = 4 << 20
 
 Pads = Tuple[Tuple[int, int], Tuple[int, int]]
+# The platform whose forms `forms_for` asks for while tracing; None: the default backend's.
+_FORMS_FOR = contextvars.ContextVar("dcrn_jax_forms_for", default=None)
 
 
 def cpu_forms() -> bool:
   """Whether the models run their XLA:CPU forms: the one place that chooses between CPU and
-  accelerator code, decided when tracing, from the default backend.
+  accelerator code, decided when tracing, from the default backend (or, inside `forms_for`,
+  from the platform named there).
 
   True (CPU): weight gradients of convolutions are matmuls over shifted inputs (`Conv` here, the
   recurrent layers' maps in `rnn_maps`), and the convolutional recurrences do their input-side
   work step by step inside their loops (`rnn_scan`). False (GPU, TPU): autodiff's
   weight-gradient convolutions, and the recurrences' input-side work batched over all steps.
   """
-  return jax.default_backend() == "cpu"
+  return (_FORMS_FOR.get() or jax.default_backend()) == "cpu"
+
+
+@contextlib.contextmanager
+def forms_for(platform: str):
+  """Within the block, models trace their forms for `platform` ('cpu', 'cuda', 'tpu'), not the
+  default backend's: for code lowered for other machines (jax.export, `lax.platform_dependent`
+  branches). The setting is the calling context's own (a ContextVar), reset on leaving."""
+  token = _FORMS_FOR.set(platform)
+  try:
+    yield
+  finally:
+    _FORMS_FOR.reset(token)
 
 
 def weight_grad_taps(x, dy, kernel_size: Tuple[int, int], strides: Tuple[int, int],
