@@ -31,6 +31,18 @@ from dcrn_jax import host, parallel
 from dcrn_jax.errors import UserError
 
 TOP_K = 5
+# Forecasting (forecast_evaluation.py) scores each frame metric for three forecasts, named by
+# these prefixes: the model's, the last input frame repeated, all zeros.
+FORECASTS = ("", "baseline_last_frame_", "baseline_zeros_")
+FORECAST_FRAME_METRICS = {"mse": "min", "mae": "min", "ssim": "max", "psnr": "max"}
+# Whether a larger value of each metric is better ("max") or worse ("min"): every metric name
+# an evaluation writes to eval.json, classification's and forecasting's (for choosing the best
+# checkpoint by name).
+METRIC_DIRECTIONS = {
+    "loss": "min", "accuracy": "max", "top5_accuracy": "max", "view_accuracy": "max",
+    **{prefix + name: direction for prefix in FORECASTS
+       for name, direction in FORECAST_FRAME_METRICS.items()},
+}
 
 
 def log_probs_step(variables: dict, batch: dict, *, apply_fn) -> dict:
@@ -121,16 +133,27 @@ def metrics(predictions: Predictions) -> dict:
   return out
 
 
+def gather_rows(fn, variables, batches, mesh, prefetch: int = 2, wrap=None) -> dict:
+  """Runs a jitted per-row step over this process's eval batches: {key: rows of every global
+  batch, concatenated} (the step's outputs are replicated, so every process holds every row).
+
+  wrap, if given, is applied to the stream of global batches (to look at some on the way).
+  """
+  parts = {}
+  stream = parallel.prefetch_to_device(batches, mesh, prefetch)
+  for batch in (wrap(stream) if wrap else stream):
+    out = jax.device_get(fn(variables, batch))
+    for key, value in out.items():
+      parts.setdefault(key, []).append(np.asarray(value))
+  if not parts:
+    raise UserError("the eval split is empty: there is nothing to evaluate")
+  return {key: np.concatenate(value) for key, value in parts.items()}
+
+
 def predict_rows(log_probs_fn, variables, batches, mesh, prefetch: int = 2) -> Predictions:
   """Runs the jitted step over this process's eval batches and combines every process's rows."""
-  parts = {"log_probs": [], "label": [], "mask": [], "example_id": []}
-  for batch in parallel.prefetch_to_device(batches, mesh, prefetch):
-    out = jax.device_get(log_probs_fn(variables, batch))
-    for key in parts:
-      parts[key].append(np.asarray(out[key]))
-  if not parts["log_probs"]:
-    raise UserError("the eval split is empty: there is nothing to evaluate")
-  return combine_views(*(np.concatenate(parts[k]) for k in parts))
+  rows = gather_rows(log_probs_fn, variables, batches, mesh, prefetch)
+  return combine_views(rows["log_probs"], rows["label"], rows["mask"], rows["example_id"])
 
 
 def evaluate(log_probs_fn, variables, batches, mesh, prefetch: int = 2):

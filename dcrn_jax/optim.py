@@ -5,7 +5,7 @@ import optax
 from dcrn_jax.errors import UserError
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-SCHEDULES = ("constant", "cosine", "warmup_cosine", "piecewise")
+SCHEDULES = ("constant", "cosine", "warmup_cosine", "piecewise", "onecycle")
 
 
 # A warmup longer than this fraction of the run is shortened to it (and a line says so), so that
@@ -55,6 +55,9 @@ def create_schedule(optim_config, num_train_steps: int) -> optax.Schedule:
       raise UserError(f"optim.boundaries={tuple(bounds)} must be positive increasing steps for "
                       "schedule 'piecewise', e.g. --config.optim.boundaries='(3000, 6000)'")
     return optax.piecewise_constant_schedule(lr, {b: c.decay_factor for b in bounds})
+  if c.schedule == "onecycle":  # PyTorch's OneCycleLR defaults, which OpenSTL trains with.
+    return optax.cosine_onecycle_schedule(max(num_train_steps, 1), lr, pct_start=0.3,
+                                          div_factor=25.0, final_div_factor=1e4)
   raise UserError(f"unknown optim.schedule={c.schedule!r}; choose one of {list(SCHEDULES)}")
 
 

@@ -11,11 +11,14 @@ import time
 
 import jax
 
-from dcrn_jax import checkpoint, data, distributed, evaluation, host, metrics as metrics_lib
-from dcrn_jax import optim, parallel
+from dcrn_jax import checkpoint, data, distributed, evaluation, forecast_evaluation, host
+from dcrn_jax import forecast_pictures, metrics as metrics_lib, optim, parallel
 from dcrn_jax import state as state_lib, steps, workdir as workdir_lib
 from dcrn_jax.errors import Interrupted, UserError
 from dcrn_jax.models import create_model
+from dcrn_jax.models.classifiers import model_task
+
+TASKS = ("classify", "forecast")
 
 _POSITIVE = ("batch_size", "eval_batch_size", "num_train_steps", "log_every_steps",
              "max_checkpoints_to_keep")
@@ -34,6 +37,41 @@ def validate_config(config):
     raise UserError(f"label_smoothing={config.label_smoothing} must be in [0, 1)")
   if config.on_nonfinite not in ("stop", "skip"):
     raise UserError(f"on_nonfinite={config.on_nonfinite!r} must be 'stop' or 'skip'")
+  if config.task not in TASKS:
+    raise UserError(f"task={config.task!r} must be one of {list(TASKS)}")
+  if model_task(config.model.name) != config.task:
+    raise UserError(f"model.name={config.model.name!r} is a model for task="
+                    f"{model_task(config.model.name)!r}, but task={config.task!r}; set both "
+                    "(forecasting models: convlstm_forecaster, convlstm_autoregressive)")
+  if config.task == "forecast":
+    _validate_forecast(config)
+
+
+def _validate_forecast(config):
+  d, f = config.data, config.forecast
+  for name in ("input_frames", "output_frames"):
+    if d[name] < 1:
+      raise UserError(f"data.{name}={d[name]} must be >= 1")
+  if d.num_frames != d.input_frames + d.output_frames:
+    raise UserError(f"data.num_frames={d.num_frames} must be data.input_frames + "
+                    f"data.output_frames = {d.input_frames + d.output_frames} for task='forecast'"
+                    f" (each sequence is read whole); set --config.data.num_frames="
+                    f"{d.input_frames + d.output_frames}")
+  if f.l1_weight < 0:
+    raise UserError(f"forecast.l1_weight={f.l1_weight} must be >= 0")
+  if not 0.0 <= f.sampling_start <= 1.0:
+    raise UserError(f"forecast.sampling_start={f.sampling_start} must be a probability in [0, 1]")
+  if f.sampling_decay < 0 or f.sampling_stop_step < 0:
+    raise UserError("forecast.sampling_decay and forecast.sampling_stop_step must be >= 0")
+  if f.num_shown < 0:
+    raise UserError(f"forecast.num_shown={f.num_shown} must be >= 0")
+
+
+def model_input_shape(config, info) -> tuple[int, ...]:
+  """One example as the model reads it: the dataset's, or a forecaster's input frames."""
+  if config.task == "forecast":
+    return (config.data.input_frames,) + tuple(info.input_shape[1:])
+  return tuple(info.input_shape)
 
 
 def _setup(config):
@@ -42,8 +80,16 @@ def _setup(config):
   parallel.local_batch_size(config.batch_size, mesh, "batch_size")
   parallel.local_batch_size(config.eval_batch_size, mesh, "eval_batch_size")
   info = data.get_info(config.data)
+  if config.task == "classify" and info.num_classes == 0:
+    raise UserError(f"data.name={config.data.name!r} has no labels: it is a dataset of sequences "
+                    "to forecast. Set --config.task=forecast and a forecasting model, or pick a "
+                    "labelled dataset")
+  if config.task == "forecast" and len(info.input_shape) != 4:
+    raise UserError(f"task='forecast' needs sequences (T, H, W, C), but data.name="
+                    f"{config.data.name!r} gives examples of shape {tuple(info.input_shape)}")
   model = create_model(config.model, num_classes=info.num_classes,
-                       input_shape=info.input_shape)
+                       input_shape=model_input_shape(config, info),
+                       output_frames=config.data.output_frames)
   return mesh, info, model
 
 
@@ -59,18 +105,51 @@ def _host_batches(make_batches, config, global_batch_size: int, **kwargs):
 
 
 def make_evaluator(model, info, config, mesh):
-  """variables -> (metrics, predictions) over one pass of the eval split (dcrn_jax/evaluation.py:
-  padded rows masked, each example counted once, a video's views averaged)."""
-  log_probs_fn = evaluation.make_log_probs_fn(model, mesh)
+  """variables -> (metrics, predictions) over one pass of the eval split: classification's
+  (dcrn_jax/evaluation.py: padded rows masked, each example counted once, a video's views
+  averaged), or forecasting's (forecast_evaluation.py; its `predictions` are the first
+  forecast.num_shown test sequences, for pictures)."""
+  if config.task == "forecast":
+    d = config.data
+    rows_fn = forecast_evaluation.make_rows_fn(
+        model, mesh, input_frames=d.input_frames, output_frames=d.output_frames,
+        l1_weight=config.forecast.l1_weight)
+    shown = min(config.forecast.num_shown, config.eval_batch_size)
+    examples_fn = forecast_evaluation.make_examples_fn(
+        model, mesh, input_frames=d.input_frames, output_frames=d.output_frames,
+        num_shown=shown) if shown else None
+    run = functools.partial(forecast_evaluation.evaluate, rows_fn, examples_fn=examples_fn)
+  else:
+    run = functools.partial(evaluation.evaluate, evaluation.make_log_probs_fn(model, mesh))
 
   def evaluate_split(variables):
     batches = _host_batches(data.eval_batches, config, config.eval_batch_size)
     try:
-      return evaluation.evaluate(log_probs_fn, variables, batches, mesh,
-                                 config.data.prefetch_batches)
+      return run(variables, batches, mesh, config.data.prefetch_batches)
     except UserError as e:
       raise UserError(f"{e} ({config.data.name!r}, split {config.data.eval_split!r})") from None
   return evaluate_split
+
+
+def _train_fn(config, schedule):
+  """The task's train step with its settings bound."""
+  if config.task == "forecast":
+    f = config.forecast
+    return functools.partial(
+        steps.forecast_train_step, schedule=schedule, input_frames=config.data.input_frames,
+        output_frames=config.data.output_frames, l1_weight=f.l1_weight,
+        sampling=(f.sampling_start, f.sampling_decay, f.sampling_stop_step),
+        grad_clip_norm=config.optim.grad_clip_norm)
+  return functools.partial(steps.train_step, schedule=schedule,
+                           label_smoothing=config.label_smoothing,
+                           grad_clip_norm=config.optim.grad_clip_norm)
+
+
+def _describe_data(config, info) -> str:
+  if config.task == "forecast":
+    return (f"sequences of shape {info.input_shape}: {config.data.input_frames} frames in, "
+            f"{config.data.output_frames} predicted")
+  return f"examples of shape {info.input_shape}, {info.num_classes} classes"
 
 
 def is_due(step: int, every: int, last_step: int) -> bool:
@@ -114,7 +193,8 @@ def fit(config, workdir: str):
   mesh, info, model = _setup(config)
   root_rng = jax.random.key(config.seed)
   init_rng, dropout_rng = jax.random.split(root_rng)
-  state, state_sharding = state_lib.create_train_state(model, tx, info.input_shape, init_rng, mesh)
+  state, state_sharding = state_lib.create_train_state(
+      model, tx, model_input_shape(config, info), init_rng, mesh)
   ckpt = checkpoint.Checkpointer(workdir, max_to_keep=config.max_checkpoints_to_keep,
                                  async_save=config.async_checkpointing)
   latest = ckpt.latest_step()
@@ -125,21 +205,19 @@ def fit(config, workdir: str):
   num_params = sum(x.size for x in jax.tree.leaves(state.params))
   if jax.process_index() == 0:
     print(f"model {config.model.name}: {num_params:,} parameters | data {config.data.name}: "
-          f"{info.num_train_examples} train / {info.num_eval_examples} eval examples of shape "
-          f"{info.input_shape}, {info.num_classes} classes | {mesh.devices.size} device(s) "
+          f"{info.num_train_examples} train / {info.num_eval_examples} eval "
+          f"{_describe_data(config, info)} | {mesh.devices.size} device(s) "
           f"({jax.devices()[0].platform}), {jax.process_count()} process(es) | "
           + (f"resuming from step {start_step}" if latest is not None else "starting at step 0"),
           flush=True)
 
   train_fn = jax.jit(
-      functools.partial(steps.train_step, schedule=schedule,
-                        label_smoothing=config.label_smoothing,
-                        grad_clip_norm=config.optim.grad_clip_norm),
+      _train_fn(config, schedule),
       in_shardings=(state_sharding, parallel.batch_sharding(mesh), parallel.replicated(mesh)),
       out_shardings=(state_sharding, parallel.replicated(mesh)),
       donate_argnums=(0,), compiler_options=host.compiler_options())
   evaluate_fn = make_evaluator(model, info, config, mesh)
-  if jax.process_index() == 0:
+  if jax.process_index() == 0 and config.task == "classify":
     data.write_label_map(info, workdir)
   batches = _host_batches(data.train_batches, config, config.batch_size, seed=config.seed,
                           start_step=start_step)
@@ -222,15 +300,19 @@ def evaluate(config, workdir: str) -> dict:
                     "--workdir, or point --workdir at a finished run")
   mesh, info, model = _setup(config)
   abstract = jax.eval_shape(
-      functools.partial(state_lib.init_variables, model, info.input_shape), jax.random.key(0))
+      functools.partial(state_lib.init_variables, model, model_input_shape(config, info)),
+      jax.random.key(0))
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
                                                          sharding=parallel.replicated(mesh)),
                           abstract)
   ckpt = checkpoint.Checkpointer(workdir, read_only=True)
   wanted = None if config.eval_checkpoint_step < 0 else config.eval_checkpoint_step
   step, variables = ckpt.restore_variables(wanted, abstract)
-  results, _ = make_evaluator(model, info, config, mesh)(variables)
+  results, predictions = make_evaluator(model, info, config, mesh)(variables)
   results["step"] = step
+  if jax.process_index() == 0 and config.task == "forecast" and predictions:
+    for path in forecast_pictures.write(workdir, predictions):
+      print(f"wrote {path}", flush=True)
   if jax.process_index() == 0:
     print(f"[eval] step {step} | {metrics_lib.format_metrics(results)} | "
           f"{results['num_examples']} examples of {config.data.name}/{config.data.eval_split}",
