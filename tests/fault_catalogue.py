@@ -114,6 +114,13 @@ FAULTS = [
     ("incompatible checkpoint", [], "does not fit this model/config", _trained_then_config_lost),
     ("damaged checkpoint", [], "checkpoint of step 4 in", _trained_then_damaged),
     ("checkpoint missing an item", [], "checkpoint of step 4", _trained_then_truncated),
+    ("forecasting with a classifier", ["--config.task=forecast"],
+     "is a model for task='classify'", None),
+    ("forecast frames that do not add up", ["--config.task=forecast",
+                                            "--config.model.name=convlstm_forecaster"],
+     "data.num_frames=10 must be data.input_frames + data.output_frames", None),
+    ("classifying unlabelled sequences", ["--config.data.name=moving_digits_seq"],
+     "has no labels", None),
 ]
 
 
