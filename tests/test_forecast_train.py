@@ -109,6 +109,7 @@ def test_config_mistakes_are_one_line_errors(tmp_path):
       ({"data.output_frames": 0, "data.num_frames": 4}, "output_frames=0 must be >= 1"),
       ({"forecast.sampling_start": 1.5}, "sampling_start=1.5"),
       ({"forecast.l1_weight": -1.0}, "l1_weight"),
+      ({"forecast.sampling_decay": -1.0}, "sampling_decay"),
       ({"forecast.num_shown": -1}, "num_shown"),
       ({"model.patch_size": 3}, "patch_size=3"),
   ]:
