@@ -1,4 +1,4 @@
-"""Pictures of forecasts, written by `--mode=eval` of a forecasting run (numpy + Pillow).
+"""Pictures of forecasts, written by `--mode=eval` of a forecasting run (numpy, Pillow, matplotlib).
 
     WORKDIR/forecast_examples.png            one block of three rows per test sequence: its
                                              input frames, the true future frames, the
@@ -6,6 +6,8 @@
     WORKDIR/forecast_examples/<id>.gif       one animation per sequence: the true frames on the
                                              left, the prediction on the right (the inputs on
                                              both sides while they play), looping
+    WORKDIR/forecast_mse_per_step.png        MSE against the horizon (eval.json's mse_per_step),
+                                             the model's and the last-frame baseline's (matplotlib)
 
 `<id>` is the sequence's example_id, its index in the eval split. Frames are (H, W, 1) grey or
 (H, W, 3) colour in [0, 1]; frames smaller than 48 px are enlarged (nearest) to be seen.
@@ -17,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 PNG_NAME = "forecast_examples.png"
+PER_STEP_NAME = "forecast_mse_per_step.png"
 GIF_FOLDER = "forecast_examples"
 _GAP = 2  # pixels between frames
 _LABEL_WIDTH = 72
@@ -96,3 +99,27 @@ def write(workdir: str, examples: dict) -> list[str]:
     os.replace(path + ".tmp", path)
     paths.append(path)
   return paths
+
+
+def mse_per_step_png(workdir: str, results: dict) -> str:
+  """Writes forecast_mse_per_step.png from eval results ('mse_per_step',
+  'baseline_last_frame_mse_per_step', 'step', 'num_examples'); returns its path."""
+  # The object API, not pyplot: no global figure state, no display backend needed.
+  from matplotlib.figure import Figure  # pylint: disable=import-outside-toplevel
+  fig = Figure(figsize=(5, 3.2), dpi=120, layout="constrained")
+  ax = fig.subplots()
+  for key, label, style in (("mse_per_step", "model", "o-"),
+                            ("baseline_last_frame_mse_per_step", "last input frame repeated",
+                             "s--")):
+    values = results[key]
+    ax.plot(range(1, len(values) + 1), values, style, label=label, markersize=4)
+  ax.set_xlabel("frames ahead")
+  ax.set_ylabel("MSE per frame (sum over pixels)")
+  ax.set_ylim(bottom=0)
+  ax.set_title(f"step {results['step']}, {results['num_examples']} test sequences", fontsize=9)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  path = os.path.join(workdir, PER_STEP_NAME)
+  fig.savefig(path + ".tmp", format="png")
+  os.replace(path + ".tmp", path)
+  return path

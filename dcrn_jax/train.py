@@ -310,8 +310,10 @@ def evaluate(config, workdir: str) -> dict:
   step, variables = ckpt.restore_variables(wanted, abstract)
   results, predictions = make_evaluator(model, info, config, mesh)(variables)
   results["step"] = step
-  if jax.process_index() == 0 and config.task == "forecast" and predictions:
-    for path in forecast_pictures.write(workdir, predictions):
+  if jax.process_index() == 0 and config.task == "forecast":
+    paths = forecast_pictures.write(workdir, predictions) if predictions else []
+    paths.append(forecast_pictures.mse_per_step_png(workdir, results))
+    for path in paths:
       print(f"wrote {path}", flush=True)
   if jax.process_index() == 0:
     print(f"[eval] step {step} | {metrics_lib.format_metrics(results)} | "

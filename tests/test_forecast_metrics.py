@@ -99,3 +99,20 @@ def test_rows_step_scores_the_last_frame_and_zero_baselines():
                              rtol=1e-5)
   np.testing.assert_allclose(result["loss"], np.mean((0.5 - still[:, 3:]) ** 2), rtol=1e-5)
   assert result["mse"] > 0
+
+
+def test_the_per_step_picture_draws_the_model_and_the_baseline(tmp_path):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from dcrn_jax import forecast_pictures  # pylint: disable=g-import-not-at-top
+  results = {"mse_per_step": [10.0, 20.0, 30.0], "baseline_last_frame_mse_per_step": [15, 40, 70],
+             "step": 7, "num_examples": 5}
+  path = forecast_pictures.mse_per_step_png(str(tmp_path), results)
+  assert path == str(tmp_path / "forecast_mse_per_step.png")
+  image = np.asarray(Image.open(path).convert("RGB")).astype(int)
+  assert image.shape[0] > 200 and image.shape[1] > 300
+  # The two lines: matplotlib's first two colours (blue, orange) are both drawn.
+  for colour in ((31, 119, 180), (255, 127, 14)):
+    assert (np.abs(image - colour).sum(-1) < 40).sum() > 50, colour
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["forecast_mse_per_step.png"]
+  with pytest.raises(KeyError):
+    forecast_pictures.mse_per_step_png(str(tmp_path), {"step": 1, "num_examples": 1})

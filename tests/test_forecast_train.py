@@ -70,6 +70,7 @@ def test_loss_goes_down_and_the_forecast_beats_the_last_frame_baseline(tmp_path)
   assert png.size[1] > 2 * 3 * 48  # Two sequences of three rows of (enlarged) frames.
   gif = Image.open(tmp_path / "forecast_examples" / "1.gif")
   assert gif.n_frames == 8  # 4 input frames, then 4 predicted.
+  assert Image.open(tmp_path / "forecast_mse_per_step.png").size[0] > 300
   assert not (tmp_path / "label_map.json").exists()
 
 
