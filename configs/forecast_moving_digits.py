@@ -1,8 +1,9 @@
 """Forecasting on moving_digits_seq: 10 frames of two bouncing digits in, the next 10 out.
 
 Shi et al.'s ConvLSTM encoder-forecaster (`convlstm_forecaster`) on 32x32 frames read as 8x8
-maps of 4x4 patches (`model.patch_size=4`): two 32-feature layers keep a train step cheap enough
-(~16 GFLOP) for a few minutes on 2 CPU cores. Sequences are drawn fresh every epoch (OpenSTL's Moving MNIST
+maps of 4x4 patches (`model.patch_size=4`): two 32-feature layers keep a train step cheap
+(~16 GFLOP, an estimate from the layer sizes; the full 1,500 steps were not timed on our shared
+2-core machine). Sequences are drawn fresh every epoch (OpenSTL's Moving MNIST
 process with scikit-learn's digits); the fixed test set has 1,000 sequences. `--mode=eval`
 writes eval.json (MSE, MAE, SSIM, PSNR, per-step MSE, the last-frame and all-zeros baselines)
 and WORKDIR/forecast_examples.png.

@@ -135,7 +135,8 @@ json.dump(metrics, open({workdir!r} + f".{{pid}}.json", "w"))
 """
 
 
-def test_two_processes_score_every_sequence_once_like_one_process(tmp_path):
+def test_two_processes_of_two_devices_score_every_sequence_once_like_one_process(tmp_path):
+  """Four devices in two processes: the batch split over both axes of the run."""
   import socket  # pylint: disable=g-import-not-at-top
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
@@ -144,15 +145,18 @@ def test_two_processes_score_every_sequence_once_like_one_process(tmp_path):
   code = _WORKER.format(root=str(ROOT), tests=str(ROOT / "tests"), port=port,
                         workdir=str(workdir))
   env = {**__import__("os").environ, "JAX_PLATFORMS": "cpu",
-         "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+         "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
   procs = [subprocess.Popen([sys.executable, "-c", code, str(i)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
            for i in range(2)]
+  procs_out = []
   for p in procs:
     out, _ = p.communicate(timeout=900)
     assert p.returncode == 0, out[-3000:]
+    procs_out.append(out)
   two = [json.loads((tmp_path / f"run.{i}.json").read_text()) for i in range(2)]
   assert two[0] == two[1] and two[0]["num_examples"] == 13
+  assert "4 device(s)" in procs_out[0] and "2 process(es)" in procs_out[0], procs_out[0][-2000:]
   # The same checkpoint scored by one process (13 sequences: padded batches on both sides).
   one = train.evaluate(tiny_config(num_train_steps=4, **{"data.num_test_examples": 13}),
                        str(workdir))
