@@ -1,12 +1,12 @@
 """Train-step speed of the forecasters: ours against PyTorch (eager and torch.compile) running the
 same encoder-forecaster, and our two forms against each other, side by side in one process.
 
-    python benchmarks/bench_forecast.py [--steps 5] [--write]
+    python benchmarks/bench_forecast.py [--steps 5] [--batch 4] [--write]
 
 Shapes: OpenSTL's ConvLSTM-S setting scaled to fit 2 CPU cores: sequences of 10 + 10 frames of
 64x64x1 read as 16x16x16 maps (patch 4, as OpenSTL), 5x5 kernels, but 2 ConvLSTM layers of 64
-features instead of 4 of 128 and batch 4 instead of 16 (about 1/45 of the FLOPs of a
-ConvLSTM-S step). One train step = forward, MSE loss, backward and an Adam update, float32.
+features instead of 4 of 128 and batch 4 instead of 16 (about 1/35 of the FLOPs of a
+ConvLSTM-S step by the layer sizes; --batch 2 halves that again). One train step = forward, MSE loss, backward and an Adam update, float32.
 
   encoder-forecaster  `convlstm_forecaster` (ours, jitted with the toolkit's XLA options) against
                       a PyTorch module of the same layers, sizes and FLOPs (encoder ConvLSTMs,
@@ -39,26 +39,26 @@ from dcrn_jax.forecast_evaluation import forecast_loss  # pylint: disable=wrong-
 from dcrn_jax.models import forecasters  # pylint: disable=wrong-import-position
 
 MALLOC_TUNED = host.tune_malloc()
-BATCH, T_IN, T_OUT, SIZE, PATCH = 4, 10, 10, 64, 4
+T_IN, T_OUT, SIZE, PATCH = 10, 10, 64, 4
 FEATURES, KERNEL = (64, 64), 5
 
 
-def _sequences():
-  return jax.random.uniform(jax.random.key(0), (BATCH, T_IN + T_OUT, SIZE, SIZE, 1))
+def _sequences(batch: int):
+  return jax.random.uniform(jax.random.key(0), (batch, T_IN + T_OUT, SIZE, SIZE, 1))
 
 
-def jax_runner(name: str):
+def jax_runner(name: str, batch: int):
   """(run, compile s, XLA FLOPs of the step) for our model `name`."""
   cls = {"convlstm_forecaster": forecasters.ConvLSTMForecaster,
          "convlstm_autoregressive": forecasters.ConvLSTMAutoregressive}[name]
   model = cls(output_frames=T_OUT, features=FEATURES, kernel_size=KERNEL, patch_size=PATCH)
-  seq = _sequences()
+  seq = _sequences(batch)
   params = model.init(jax.random.key(1), seq[:, :T_IN])["params"]
   tx = optax.adam(1e-3)
 
   def step(params, opt_state, seq, rng):
     inputs, targets = seq[:, :T_IN], seq[:, T_IN:]
-    forcing = jax.random.bernoulli(rng, 0.5, (BATCH, T_OUT - 1))
+    forcing = jax.random.bernoulli(rng, 0.5, (batch, T_OUT - 1))
 
     def loss_fn(p):
       pred = model.apply({"params": p}, inputs, targets=targets, teacher_forcing=forcing)
@@ -84,7 +84,7 @@ def jax_runner(name: str):
   return run, seconds, float(cost.get("flops", float("nan")))
 
 
-def torch_runner(compiled: bool):
+def torch_runner(compiled: bool, batch: int):
   """(run, compile s or None, None): the encoder-forecaster in PyTorch, channels-first."""
   import torch  # pylint: disable=import-outside-toplevel
   from torch import nn as tnn  # pylint: disable=import-outside-toplevel
@@ -141,7 +141,7 @@ def torch_runner(compiled: bool):
     return torch.from_numpy(jax.device_get(forecasters.to_patches(x, PATCH)).copy()).permute(
         0, 1, 4, 2, 3).contiguous()
 
-  seq = _sequences()
+  seq = _sequences(batch)
   x, y = patches(seq[:, :T_IN]), patches(seq[:, T_IN:])
   model = EncoderForecaster()
   opt = torch.optim.Adam(model.parameters(), 1e-3)
@@ -175,11 +175,13 @@ def round_robin(runners: dict, steps: int) -> dict:
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--steps", type=int, default=5)
+  parser.add_argument("--batch", type=int, default=4, help="sequences per step (OpenSTL: 16)")
   parser.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
   args = parser.parse_args()
   import torch  # pylint: disable=import-outside-toplevel
   load = os.getloadavg()[0]
-  shapes = (f"batch {BATCH}, {T_IN} + {T_OUT} frames of {SIZE}x{SIZE}x1 as "
+  batch = args.batch
+  shapes = (f"batch {batch}, {T_IN} + {T_OUT} frames of {SIZE}x{SIZE}x1 as "
             f"{SIZE // PATCH}x{SIZE // PATCH}x{PATCH * PATCH} patches, ConvLSTM layers "
             f"{FEATURES}, {KERNEL}x{KERNEL}, float32")
   out = [f"Shapes: {shapes}. jax {jax.__version__}, torch {torch.__version__} "
@@ -187,8 +189,9 @@ def main():
          ""]
   print(out[0], flush=True)
 
-  runners = {"ours (convlstm_forecaster)": jax_runner("convlstm_forecaster"),
-             "PyTorch eager": torch_runner(False), "torch.compile": torch_runner(True)}
+  runners = {"ours (convlstm_forecaster)": jax_runner("convlstm_forecaster", batch),
+             "PyTorch eager": torch_runner(False, batch),
+             "torch.compile": torch_runner(True, batch)}
   times = round_robin(runners, args.steps)
   ours = times["ours (convlstm_forecaster)"]
   out += ["| encoder-forecaster | step (ms) | compile (s) | ours is x faster |",
@@ -200,7 +203,7 @@ def main():
   out.append("")
   print("\n".join(out[2:]), flush=True)
 
-  forms = {name: jax_runner(name) for name in ("convlstm_forecaster", "convlstm_autoregressive")}
+  forms = {name: jax_runner(name, batch) for name in ("convlstm_forecaster", "convlstm_autoregressive")}
   times = round_robin(forms, args.steps)
   out += ["| our forms | step (ms) | XLA GFLOP per step | GFLOP/s | compile (s) |",
           "|---|---:|---:|---:|---:|"]
