@@ -135,6 +135,7 @@ json.dump(metrics, open({workdir!r} + f".{{pid}}.json", "w"))
 """
 
 
+@pytest.mark.slow  # Two processes compiling and training: the longest forecasting test.
 def test_two_processes_of_two_devices_score_every_sequence_once_like_one_process(tmp_path):
   """Four devices in two processes: the batch split over both axes of the run."""
   import socket  # pylint: disable=g-import-not-at-top
