@@ -13,8 +13,10 @@ ConvLSTM-S step by the layer sizes; --batch 2 halves that again). One train step
                       forecaster ConvLSTMs started from their states and reading a zero map,
                       1x1 convolution of all forecaster outputs), eager and torch.compile.
   autoregressive      ours: `convlstm_autoregressive` (nn.scan of cells, scheduled sampling at
-                      probability 0.5) against `convlstm_forecaster`, with XLA's FLOP count of
-                      each compiled step, so the time per FLOP compares the two forms.
+                      probability 0.5) against `convlstm_forecaster`; by the layer sizes the two
+                      do about equal arithmetic (0.98x), so compare their step times. The XLA
+                      FLOP count printed beside them counts a loop's body once, not once per
+                      iteration: it undercounts both and its time-per-FLOP ratio misleads.
 Steps are timed round robin (one step of each implementation in turn); figures are medians.
 --write puts the tables into benchmarks/RESULTS.md (its own section).
 """
