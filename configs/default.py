@@ -32,6 +32,10 @@ def get_config() -> ml_collections.ConfigDict:
   # error naming that step and the last good checkpoint; "skip": go on and count such steps.
   config.on_nonfinite = "stop"
   config.progress_bar = True  # A live line on a terminal; periodic lines otherwise.
+  # "classify": a label per example (the models of dcrn_jax/models/classifiers.py). "forecast":
+  # the first data.input_frames frames of a sequence in, the next data.output_frames out
+  # (convlstm_forecaster, convlstm_autoregressive; any clip dataset, labels unused).
+  config.task = "classify"
 
   # Durations in epochs (dcrn_jax/durations.py): each is the alternative to the *_steps field of
   # the same name, converted to steps once before training from the train split's size and the
@@ -64,6 +68,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.dropout = 0.0
   config.model.batch_norm = False
   config.model.dtype = "float32"  # Compute dtype: float32 or bfloat16 (parameters stay float32).
+  # Forecasters: p x p patches of a frame become one position of p*p*C channels (OpenSTL's
+  # reshape_patch); 1: none. The ConvLSTM layers are model.convlstm_features/convlstm_kernel.
+  config.model.patch_size = 1
 
   config.data = ml_collections.ConfigDict()
   # moving_digits or moving_fashion (ours, offline), any TFDS image or video dataset such as
@@ -137,11 +144,18 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.synthetic_shape = (10, 64, 64, 1)
   config.data.synthetic_num_classes = 8
   config.data.synthetic_num_examples = 1024
+  # task="forecast": frames in and frames predicted; data.num_frames must be their sum.
+  # moving_fashion_seq / moving_digits_seq draw data.num_digits items per sequence, and
+  # num_train_examples fresh sequences per epoch; their test set is num_test_examples fixed ones.
+  config.data.input_frames = 10
+  config.data.output_frames = 10
 
   config.optim = ml_collections.ConfigDict()
   config.optim.optimizer = "adam"  # adam, adamw, sgd, rmsprop
   config.optim.learning_rate = 1e-3  # Peak learning rate.
-  config.optim.schedule = "warmup_cosine"  # constant, cosine, warmup_cosine, piecewise
+  # constant, cosine, warmup_cosine, piecewise, onecycle (PyTorch's OneCycleLR as OpenSTL uses
+  # it: from learning_rate/25 up to learning_rate over 30 % of the run, then down to /25e4).
+  config.optim.schedule = "warmup_cosine"
   config.optim.warmup_steps = 50
   config.optim.end_lr_factor = 0.0  # Cosine ends at learning_rate * end_lr_factor.
   config.optim.boundaries = ()  # piecewise: steps at which the rate is multiplied by `decay_factor`.
@@ -157,6 +171,19 @@ def get_config() -> ml_collections.ConfigDict:
   # averaged weights; during training both are evaluated and logged (split test_ema).
   config.optim.ema_decay = 0.0
   config.optim.ema_eval = True
+
+  # task="forecast" only.
+  config.forecast = ml_collections.ConfigDict()
+  config.forecast.l1_weight = 0.0  # Loss: per-pixel MSE + l1_weight x mean absolute error.
+  # Scheduled sampling (convlstm_autoregressive, OpenSTL's rule): at update s (0-based), each
+  # step after the input frames reads the true frame with probability
+  # max(sampling_start - sampling_decay * (s + 1), 0), and from sampling_stop_step on never;
+  # evaluation always feeds the model its own predictions.
+  config.forecast.sampling_start = 1.0
+  config.forecast.sampling_decay = 2e-5
+  config.forecast.sampling_stop_step = 50_000
+  # Test sequences drawn in WORKDIR/forecast_examples.png and as GIFs by --mode=eval (0: none).
+  config.forecast.num_shown = 4
 
   config.lock()
   return config

@@ -38,6 +38,10 @@ from dcrn_jax import host, parallel
 from dcrn_jax.errors import UserError
 
 TOP_K = 5
+# Forecasting (forecast_evaluation.py) scores each frame metric for three forecasts, named by
+# these prefixes: the model's, the last input frame repeated, all zeros.
+FORECASTS = ("", "baseline_last_frame_", "baseline_zeros_")
+FORECAST_FRAME_METRICS = {"mse": "min", "mae": "min", "ssim": "max", "psnr": "max"}
 
 # Which way is better for each metric an evaluation reports: "max" or "min". best_metric must
 # be one of these (and reported by the run's evaluation); Orbax ranks checkpoints by it
@@ -55,11 +59,10 @@ METRIC_DIRECTIONS = {
     "macro_f1": "max",
     "weighted_f1": "max",
     "mean_class_accuracy": "max",
-    # Forecasting (frames predicted from frames).
-    "mse": "min",
-    "mae": "min",
-    "ssim": "max",
-    "psnr": "max",
+    # Forecasting (forecast_evaluation.py): each frame metric of the model's forecast and of the
+    # two baselines (which do not depend on the checkpoint, so they rank nothing useful).
+    **{prefix + name: direction for prefix in FORECASTS
+       for name, direction in FORECAST_FRAME_METRICS.items()},
 }
 # Reported beside the metrics, but counts that rank nothing.
 COUNTS = ("num_examples", "num_views")
@@ -264,16 +267,27 @@ def to_records(predictions: Predictions, class_names, eval_ids=()) -> list[dict]
   return records
 
 
+def gather_rows(fn, variables, batches, mesh, prefetch: int = 2, wrap=None) -> dict:
+  """Runs a jitted per-row step over this process's eval batches: {key: rows of every global
+  batch, concatenated} (the step's outputs are replicated, so every process holds every row).
+
+  wrap, if given, is applied to the stream of global batches (to look at some on the way).
+  """
+  parts = {}
+  stream = parallel.prefetch_to_device(batches, mesh, prefetch)
+  for batch in (wrap(stream) if wrap else stream):
+    out = jax.device_get(fn(variables, batch))
+    for key, value in out.items():
+      parts.setdefault(key, []).append(np.asarray(value))
+  if not parts:
+    raise UserError("the eval split is empty: there is nothing to evaluate")
+  return {key: np.concatenate(value) for key, value in parts.items()}
+
+
 def predict_rows(log_probs_fn, variables, batches, mesh, prefetch: int = 2) -> Predictions:
   """Runs the jitted step over this process's eval batches and combines every process's rows."""
-  parts = {"log_probs": [], "label": [], "mask": [], "example_id": []}
-  for batch in parallel.prefetch_to_device(batches, mesh, prefetch):
-    out = jax.device_get(log_probs_fn(variables, batch))
-    for key in parts:
-      parts[key].append(np.asarray(out[key]))
-  if not parts["log_probs"]:
-    raise UserError("the eval split is empty: there is nothing to evaluate")
-  return combine_views(*(np.concatenate(parts[k]) for k in parts))
+  rows = gather_rows(log_probs_fn, variables, batches, mesh, prefetch)
+  return combine_views(rows["log_probs"], rows["label"], rows["mask"], rows["example_id"])
 
 
 def evaluate(log_probs_fn, variables, batches, mesh, prefetch: int = 2, class_names=None):

@@ -120,7 +120,9 @@ def format_duration(seconds: float) -> str:
 
 
 def format_metrics(metrics: dict) -> str:
-  names = {"loss": "loss", "accuracy": "acc", "top5_accuracy": "top5", "learning_rate": "lr",
+  names = {"loss": "loss", "accuracy": "acc", "top5_accuracy": "top5", "mse": "mse",
+           "mae": "mae", "ssim": "ssim", "psnr": "psnr",
+           "baseline_last_frame_mse": "last-frame mse", "learning_rate": "lr",
            "grad_norm": "gnorm"}
   parts = []
   for k, short in names.items():

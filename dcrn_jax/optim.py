@@ -12,7 +12,7 @@ import optax
 from dcrn_jax.errors import UserError
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-SCHEDULES = ("constant", "cosine", "warmup_cosine", "piecewise")
+SCHEDULES = ("constant", "cosine", "warmup_cosine", "piecewise", "onecycle")
 
 
 # A warmup longer than this fraction of the run is shortened to it (and a line says so), so that
@@ -94,6 +94,9 @@ def create_schedule(optim_config, num_train_steps: int) -> optax.Schedule:
   if c.schedule == "piecewise":
     _check_boundaries(c.boundaries)
     return optax.piecewise_constant_schedule(lr, {b: c.decay_factor for b in c.boundaries})
+  if c.schedule == "onecycle":  # PyTorch's OneCycleLR defaults, which OpenSTL trains with.
+    return optax.cosine_onecycle_schedule(max(num_train_steps, 1), lr, pct_start=0.3,
+                                          div_factor=25.0, final_div_factor=1e4)
   raise UserError(f"unknown optim.schedule={c.schedule!r}; choose one of {list(SCHEDULES)}")
 
 

@@ -1,13 +1,15 @@
-"""The train step: a pure function (state, batch, rng) -> (state, metrics), jitted by train.py.
+"""The train steps: pure functions (state, batch, rng) -> (state, metrics), jitted by train.py.
 
-Batches are dicts: 'inputs' (B, ...) float32, 'label' (B,) int32. Evaluation has its own step
-in evaluation.py.
+Classification (`train_step`): batches of 'inputs' (B, ...) float32 and 'label' (B,) int32.
+Forecasting (`forecast_train_step`): batches of sequences 'inputs' (B, T, H, W, C). Evaluation
+has its own steps, in evaluation.py and forecast_evaluation.py.
 """
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from dcrn_jax import forecast_evaluation
 from dcrn_jax.evaluation import TOP_K
 from dcrn_jax.state import TrainState
 
@@ -42,12 +44,18 @@ def _update_gradient(state: TrainState, grads):
                       grads)
 
 
-def train_step(state: TrainState, batch: dict, rng: jax.Array, *, schedule,
-               label_smoothing: float = 0.0, grad_clip_norm: float = 0.0,
-               ema_decay: float = 0.0):
-  """One micro-batch: one optimizer update, or with accumulation (`state.opt_state` of
-  optax.MultiSteps) one of the micro-batches an update averages. Returns (new state, metrics
-  averaged over the global batch).
+def _step_rng(state: TrainState, rng: jax.Array) -> jax.Array:
+  """The key of this (micro-)batch: rng folded with the update, and with accumulation with the
+  micro-batch too, so every micro-batch draws its own (a resumed run draws the same)."""
+  key = jax.random.fold_in(rng, state.step)
+  if isinstance(state.opt_state, optax.MultiStepsState):
+    key = jax.random.fold_in(key, state.opt_state.mini_step)
+  return key
+
+
+def _apply(state: TrainState, loss, grads, batch_stats, *, schedule, grad_clip_norm: float,
+           ema_decay: float):
+  """The update of one (micro-)batch and its metrics: what every task's train step shares.
 
   `state.step` counts updates: it advances on the micro-batch that completes one. Metrics of
   the update (grad_norm, clipped, learning_rate) are final on that micro-batch.
@@ -59,18 +67,6 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array, *, schedule,
   step reports `nonfinite` = 1, so the loop can stop with the last good state or skip the step.
   """
   accumulating = isinstance(state.opt_state, optax.MultiStepsState)
-  dropout_rng = jax.random.fold_in(rng, state.step)
-  if accumulating:  # A key of its own for every micro-batch.
-    dropout_rng = jax.random.fold_in(dropout_rng, state.opt_state.mini_step)
-
-  def loss_fn(params):
-    logits, updates = state.apply_fn(
-        {"params": params, "batch_stats": state.batch_stats}, batch["inputs"], train=True,
-        rngs={"dropout": dropout_rng}, mutable=["batch_stats"])
-    loss = jnp.mean(cross_entropy(logits, batch["label"], label_smoothing))
-    return loss, (logits, updates.get("batch_stats", {}))
-
-  (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
   if accumulating:
     grads = jax.tree.map(lambda g: jnp.where(finite, g, jnp.zeros_like(g)), grads)
@@ -95,5 +91,73 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array, *, schedule,
              "nonfinite": 1.0 - finite.astype(jnp.float32)}
   if grad_clip_norm > 0:  # Fraction of updates whose gradient was scaled down by clipping.
     metrics["clipped"] = (grad_norm > grad_clip_norm).astype(jnp.float32)
+  return new_state, metrics
+
+
+def train_step(state: TrainState, batch: dict, rng: jax.Array, *, schedule,
+               label_smoothing: float = 0.0, grad_clip_norm: float = 0.0,
+               ema_decay: float = 0.0):
+  """One micro-batch of a classifier: one optimizer update, or with accumulation (`state.opt_state`
+  of optax.MultiSteps) one of the micro-batches an update averages (`_apply`). Returns (new
+  state, metrics averaged over the global batch)."""
+  dropout_rng = _step_rng(state, rng)
+
+  def loss_fn(params):
+    logits, updates = state.apply_fn(
+        {"params": params, "batch_stats": state.batch_stats}, batch["inputs"], train=True,
+        rngs={"dropout": dropout_rng}, mutable=["batch_stats"])
+    loss = jnp.mean(cross_entropy(logits, batch["label"], label_smoothing))
+    return loss, (logits, updates.get("batch_stats", {}))
+
+  (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  new_state, metrics = _apply(state, loss, grads, batch_stats, schedule=schedule,
+                              grad_clip_norm=grad_clip_norm, ema_decay=ema_decay)
   metrics.update({k: jnp.mean(v) for k, v in _correct(logits, batch["label"]).items()})
+  return new_state, metrics
+
+
+def sampling_probability(step, *, start: float, decay: float, stop_step: int):
+  """Scheduled sampling as OpenSTL runs it: the probability that a step after the input frames
+  reads the true frame rather than the model's own prediction, at (0-based) update `step`:
+  max(start - decay * (step + 1), 0) before stop_step, 0 from it on."""
+  p = jnp.maximum(start - decay * (jnp.asarray(step, jnp.float32) + 1), 0.0)
+  return jnp.where(step < stop_step, p, 0.0)
+
+
+def forecast_train_step(state: TrainState, batch: dict, rng: jax.Array, *, schedule,
+                        input_frames: int, output_frames: int, l1_weight: float = 0.0,
+                        sampling=(1.0, 2e-5, 50_000), grad_clip_norm: float = 0.0,
+                        ema_decay: float = 0.0):
+  """One optimizer update of a forecaster on batch['inputs'] (B, T, H, W, C) sequences: the
+  first input_frames in, the next output_frames to predict.
+
+  `sampling` = (start, decay, stop_step) of `sampling_probability`: the teacher-forcing mask
+  (B, output_frames - 1) is drawn from `rng` folded with the step (a resumed run draws the same),
+  for the models that read it. Metrics: 'loss' (forecast_evaluation.forecast_loss), 'mse' as
+  the evaluation defines it (of the future frames, teacher forcing as drawn), and
+  'sampling_probability'.
+  """
+  step_rng = _step_rng(state, rng)
+  inputs, targets, frames = forecast_evaluation.split(batch["inputs"], input_frames,
+                                                      output_frames)
+  start, decay, stop_step = sampling
+  probability = sampling_probability(state.step, start=start, decay=decay, stop_step=stop_step)
+  forcing = jax.random.bernoulli(jax.random.fold_in(step_rng, 1), probability,
+                                 (inputs.shape[0], output_frames - 1))
+
+  def loss_fn(params):
+    predictions, updates = state.apply_fn(
+        {"params": params, "batch_stats": state.batch_stats}, inputs, targets=targets,
+        teacher_forcing=forcing, train=True, rngs={"dropout": step_rng},
+        mutable=["batch_stats"])
+    loss = jnp.mean(forecast_evaluation.forecast_loss(predictions, frames, l1_weight))
+    return loss, (predictions, updates.get("batch_stats", {}))
+
+  (loss, (predictions, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state.params)
+  new_state, metrics = _apply(state, loss, grads, batch_stats, schedule=schedule,
+                              grad_clip_norm=grad_clip_norm, ema_decay=ema_decay)
+  future = predictions[:, predictions.shape[1] - output_frames:]
+  metrics["mse"] = jnp.mean(jnp.sum((future - targets) ** 2, axis=(2, 3, 4)))
+  metrics["sampling_probability"] = probability
   return new_state, metrics

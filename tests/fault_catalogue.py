@@ -149,6 +149,14 @@ FAULTS = [
     ("best_metric not among the eval metrics", ["--config.best_metric=view_accuracy"],
      "best_metric='view_accuracy' is not among the eval metrics of this dataset", None),
     ("negative profile steps", ["--profile_steps=-1"], "--profile_steps=-1 must be >= 0", None),
+
+    ("forecasting with a classifier", ["--config.task=forecast"],
+     "is a model for task='classify'", None),
+    ("forecast frames that do not add up", ["--config.task=forecast",
+                                            "--config.model.name=convlstm_forecaster"],
+     "data.num_frames=10 must be data.input_frames + data.output_frames", None),
+    ("classifying unlabelled sequences", ["--config.data.name=moving_digits_seq"],
+     "has no labels", None),
 ]
 
 

@@ -223,10 +223,18 @@ def test_ucf101_through_the_real_builder_with_mock_data(tmp_path, mock_tfds):
   assert info.eval_ids == ()  # The index is the id.
 
 
-def test_moving_mnist_without_labels_is_a_user_error(tmp_path, mock_tfds):
-  with mock_tfds("moving_mnist", 2, splits=("test",)):
-    with pytest.raises(UserError, match="no labels.*moving_fashion"):
-      data.get_info(_config(name="moving_mnist", data_dir=str(tmp_path / "unused")))
+def test_moving_mnist_is_read_as_unlabelled_sequences(tmp_path, mock_tfds):
+  # Its only split is 'test' (tfds.testing.mock_data serves whole splits, not slices).
+  config = _config(name="moving_mnist", data_dir=str(tmp_path / "unused"), num_frames=20,
+                   train_split="test", eval_split="test")
+  with mock_tfds("moving_mnist", 5, splits=("test",)):
+    info = data.get_info(config)
+    batch = next(data.train_batches(config, local_batch_size=2, seed=0, start_step=0))
+    batches = list(data.eval_batches(config, local_batch_size=4))
+  assert (info.num_classes, info.class_names, info.input_shape) == (0, (), (20, 64, 64, 1))
+  assert sorted(batch) == ["inputs"] and batch["inputs"].shape == (2, 20, 64, 64, 1)
+  assert len(batches) == 2 and sorted(batches[0]) == ["example_id", "inputs", "mask"]
+  np.testing.assert_array_equal(batches[1]["mask"], [1, 0, 0, 0])
 
 
 def test_train_loop_on_a_video_folder_scores_every_test_video_once_over_its_views(

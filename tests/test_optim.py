@@ -92,3 +92,11 @@ def test_schedule_notes_name_a_shortened_warmup_and_unreachable_boundaries():
   notes = optim.schedule_notes(_optim(schedule="piecewise", boundaries=(3, 3000)), 5)
   assert notes == ["optim.boundaries (3000,) are at or past num_train_steps=5: those rate "
                    "changes never happen in this run"]
+
+
+def test_onecycle_follows_pytorchs_one_cycle_defaults_as_openstl_trains():
+  s = optim.create_schedule(_optim(schedule="onecycle", learning_rate=5e-4), num_train_steps=1000)
+  np.testing.assert_allclose(float(s(0)), 5e-4 / 25, rtol=1e-5)  # div_factor 25
+  np.testing.assert_allclose(float(s(300)), 5e-4, rtol=1e-5)  # peak after 30 % of the run
+  np.testing.assert_allclose(float(s(1000)), 5e-4 / 25 / 1e4, rtol=1e-3)  # final_div_factor 1e4
+  assert float(s(150)) < float(s(300)) and float(s(650)) < float(s(300))

@@ -18,7 +18,7 @@ def _smaller_data(config, tmp_path):
   """Less data to prepare and to evaluate; the model, batch and schedule stay the config's."""
   d = config.data
   d.data_dir = str(tmp_path / "tfds")
-  if d.name in ("moving_digits", "moving_fashion"):
+  if d.name in ("moving_digits", "moving_fashion", "moving_digits_seq", "moving_fashion_seq"):
     d.num_train_examples, d.num_test_examples = 256, 64
   elif d.name in ("fashion_mnist", "cifar10"):
     d.eval_split = "test[:64]"

@@ -4,6 +4,7 @@
   video_folder    videos as distributed (split folders, class folders, UCF101/HMDB51/Kinetics/
                   MMAction2 lists: data/video_layouts.py), decoded with PyAV
   moving_digits, moving_fashion   our TFDS builders (dcrn_jax/datasets/), prepared offline
+  moving_fashion_seq, moving_digits_seq   unlabelled sequences for forecasting, drawn in memory
   fashion_mnist   TFDS's, prepared offline from local idx files when it is not prepared
   anything else   a TFDS dataset by name: images (cifar10, mnist, ...) or videos (ucf101)
 
@@ -16,9 +17,11 @@ Every source yields numpy batches, channels-last:
          and 'example_id' int32 (B,), the example's index in the whole eval split (-1 on
          padding). An example with several views (a video's num_test_clips x num_test_crops) is
          info.eval_views consecutive rows sharing its example_id.
-Inputs are in [0, 1] unless data.normalize_mean/std are set (`preprocess.py`, which predict
-shares; `files.py` turns video and image files into the inputs evaluation would give them). How
-the examples are divided among processes, for every source: `common.process_share`.
+Unlabelled sources (the *_seq sequences, TFDS moving_mnist) give no 'label'; they serve
+config.task='forecast', which reads any clip source and ignores labels. Inputs are in [0, 1]
+unless data.normalize_mean/std are set (`preprocess.py`, which predict shares; `files.py` turns
+video and image files into the inputs evaluation would give them). How the examples are
+divided among processes, for every source: `common.process_share`.
 """
 
 from collections.abc import Iterator
@@ -64,6 +67,9 @@ SOURCES = {
     "moving_digits": Source(_TFDS, builder="dcrn_jax.datasets.moving_digits.builder"),
     "moving_fashion": Source(_TFDS, builder="dcrn_jax.datasets.moving_fashion.builder"),
     "fashion_mnist": Source(_TFDS, offline="dcrn_jax.datasets.fashion_mnist.builder"),
+    # Unlabelled sequences for config.task='forecast', drawn in memory (dcrn_jax/data/sequences.py).
+    "moving_fashion_seq": Source("dcrn_jax.data.sequences"),
+    "moving_digits_seq": Source("dcrn_jax.data.sequences"),
 }
 _ANY_TFDS = Source(_TFDS)
 

@@ -102,8 +102,8 @@ def process_share(num_examples: int, *, process_index: int, process_count: int, 
 
 
 def padded_eval_batches(batches: Iterable[dict[str, np.ndarray]], *,
-                        local_batch_size: int, num_batches: int,
-                        input_shape: tuple[int, ...]) -> Iterator[dict[str, np.ndarray]]:
+                        local_batch_size: int, num_batches: int, input_shape: tuple[int, ...],
+                        labels: bool = True) -> Iterator[dict[str, np.ndarray]]:
   """Pads a finite stream of eval batches to exactly `num_batches` full batches.
 
   Args:
@@ -113,33 +113,39 @@ def padded_eval_batches(batches: Iterable[dict[str, np.ndarray]], *,
     num_batches: how many batches to yield; all-masked batches make up any shortfall so that
       every process runs the same number of eval steps (collectives would hang otherwise).
     input_shape: shape of one example, for the padding rows.
+    labels: whether batches carry 'label' (False: unlabelled sequences, for forecasting).
 
   Yields:
     {'inputs': float32 (local_batch_size, *input_shape), 'label': int32 (local_batch_size,),
      'mask': float32 (local_batch_size,), 'example_id': int32 (local_batch_size,)}: mask 1 for
-    real rows; padding rows are zeros with mask 0 and example_id -1.
+    real rows; padding rows are zeros with mask 0 and example_id -1. No 'label' if not labels.
   """
+  keys = ("inputs", "label", "example_id") if labels else ("inputs", "example_id")
   count = 0
   for given in batches:
-    n = len(given["label"])
+    n = len(given["example_id"])
     if count >= num_batches or n > local_batch_size:
       raise RuntimeError(
           f"Eval share larger than its split metadata says ({count + 1} batches of up to {n} "
           f"rows, expected {num_batches} of {local_batch_size}).")
-    batch = _empty_batch(local_batch_size, input_shape)
-    for key in ("inputs", "label", "example_id"):
+    batch = _empty_batch(local_batch_size, input_shape, labels)
+    for key in keys:
       batch[key][:n] = given[key]
     batch["mask"][:n] = 1.0
     count += 1
     yield batch
   for _ in range(count, num_batches):
-    yield _empty_batch(local_batch_size, input_shape)
+    yield _empty_batch(local_batch_size, input_shape, labels)
 
 
-def _empty_batch(batch_size: int, input_shape: tuple[int, ...]) -> dict[str, np.ndarray]:
-  return {
+def _empty_batch(batch_size: int, input_shape: tuple[int, ...],
+                 labels: bool = True) -> dict[str, np.ndarray]:
+  batch = {
       "inputs": np.zeros((batch_size, *input_shape), np.float32),
       "label": np.zeros((batch_size,), np.int32),
       "mask": np.zeros((batch_size,), np.float32),
       "example_id": np.full((batch_size,), -1, np.int32),
   }
+  if not labels:
+    del batch["label"]
+  return batch

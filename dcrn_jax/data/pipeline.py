@@ -82,8 +82,8 @@ def train_stream(records, *, num_records: int, process: Callable, data_config,
 
 
 def eval_stream(records, *, share: common.Share, views: int, process: Callable, data_config,
-                local_batch_size: int,
-                input_shape: tuple[int, ...]) -> Iterator[dict[str, np.ndarray]]:
+                local_batch_size: int, input_shape: tuple[int, ...],
+                labels: bool = True) -> Iterator[dict[str, np.ndarray]]:
   """One pass over this process's eval records, every record as `views` views, padded.
 
   Args:
@@ -94,6 +94,7 @@ def eval_stream(records, *, share: common.Share, views: int, process: Callable, 
     data_config: the `data` config (prefetch_batches).
     local_batch_size: rows per batch.
     input_shape: shape of one example's inputs.
+    labels: whether `process` gives a 'label' (False: unlabelled videos).
 
   Yields:
     {'inputs', 'label', 'mask', 'example_id'} of exactly local_batch_size rows, the same number
@@ -116,4 +117,5 @@ def eval_stream(records, *, share: common.Share, views: int, process: Callable, 
   ds = ds.prefetch(data_config.prefetch_batches).with_options(options())
   return common.padded_eval_batches(
       as_numpy_dicts(ds), local_batch_size=local_batch_size,
-      num_batches=share.num_batches(local_batch_size, views), input_shape=input_shape)
+      num_batches=share.num_batches(local_batch_size, views), input_shape=input_shape,
+      labels=labels)

@@ -1,6 +1,7 @@
 """The TFDS source: our builders (dcrn_jax/datasets/) and any TFDS dataset by name.
 
-Three kinds of input feature are read:
+Three kinds of input feature are read (a dataset without labels only if it holds videos, e.g.
+moving_mnist: its batches carry no 'label', for forecasting):
   image: a fixed-size `Image` (cifar10, mnist, fashion_mnist, ...): augmented for training.
   clip:  a fixed-size uint8 (T, H, W, C) `Tensor` as supervised input (our moving_digits and
          moving_fashion): read as stored.
@@ -128,23 +129,44 @@ def _stored_clip_key(builder) -> str | None:
   return None
 
 
-def _input_feature(data_config, builder) -> tuple[str, str]:
-  """(kind, feature key) of the dataset's input; UserError if it is no classification data."""
+def _has_labels(builder) -> bool:
   features = builder.info.features
-  if "label" not in features or not isinstance(features["label"], tfds.features.ClassLabel):
-    raise UserError(
-        f"The TFDS dataset {data_config.name!r} has no 'label' class feature (features: "
-        f"{sorted(features)}): it has no labels, and dcrn_jax trains classifiers. For clips "
-        f"with a class label, use one of ours (offline): {', '.join(data_lib.names(ours=True))}.")
-  clip_key = _stored_clip_key(builder)
-  if clip_key:
-    return "clip", clip_key
-  for key, feature in features.items():
+  return "label" in features and isinstance(features["label"], tfds.features.ClassLabel)
+
+
+def _video_key(data_config, builder) -> str | None:
+  """The key of the dataset's first Video feature, if it has one (checked)."""
+  for key, feature in builder.info.features.items():
     if isinstance(feature, tfds.features.Video):
       if feature.shape[-1] is None:
         raise UserError(f"The video feature {key!r} of {data_config.name!r} has no fixed "
                         "number of channels; dcrn_jax cannot batch it.")
+      return key
+  return None
+
+
+def _input_feature(data_config, builder) -> tuple[str, str]:
+  """(kind, feature key) of the dataset's input; UserError if dcrn_jax cannot read it.
+
+  A dataset without a 'label' class feature is read only if it holds videos (moving_mnist):
+  as unlabelled sequences, for forecasting.
+  """
+  features = builder.info.features
+  if not _has_labels(builder):
+    key = _video_key(data_config, builder)
+    if key:
       return "video", key
+    raise UserError(
+        f"The TFDS dataset {data_config.name!r} has no 'label' class feature and no video "
+        f"(features: {sorted(features)}): dcrn_jax classifies labelled examples and forecasts "
+        f"videos. For clips with a class label, use one of ours (offline): "
+        f"{', '.join(data_lib.names(ours=True))}.")
+  clip_key = _stored_clip_key(builder)
+  if clip_key:
+    return "clip", clip_key
+  video_key = _video_key(data_config, builder)
+  if video_key:
+    return "video", video_key
   image = features["image"] if "image" in features else None
   if not isinstance(image, tfds.features.Image):
     raise UserError(
@@ -187,14 +209,15 @@ def _open(data_config):
 
 
 def get_info(data_config) -> DatasetInfo:
+  """Shapes and sizes; an unlabelled dataset (videos to forecast) has 0 classes."""
   builder, kind, _, shape = _open(data_config)
-  label = builder.info.features["label"]
+  label = builder.info.features["label"] if _has_labels(builder) else None
   views = clips.spec_from_config(data_config).views if kind == "video" else 1
   return DatasetInfo(
-      num_classes=label.num_classes, input_shape=shape,
+      num_classes=label.num_classes if label else 0, input_shape=shape,
       num_train_examples=_split_size(data_config, builder, data_config.train_split),
       num_eval_examples=_split_size(data_config, builder, data_config.eval_split),
-      class_names=tuple(label.names), eval_views=views)
+      class_names=tuple(label.names) if label else (), eval_views=views)
 
 
 def _records(builder, key, split, *, process_index: int, process_count: int, train: bool):
@@ -209,8 +232,11 @@ def _records(builder, key, split, *, process_index: int, process_count: int, tra
   ds = builder.as_dataset(split=split, shuffle_files=False,
                           decoders={key: tfds.decode.SkipDecoding()},
                           read_config=tfds.ReadConfig(try_autocache=False))
-  # Only these two features travel on; dropping the rest early saves buffer memory.
-  return ds.map(lambda ex: (ex[key], ex["label"]))
+  # Only these two features travel on; dropping the rest early saves buffer memory. Unlabelled
+  # videos carry -1, which `_process_fn` drops.
+  if _has_labels(builder):
+    return ds.map(lambda ex: (ex[key], ex["label"]))
+  return ds.map(lambda ex: (ex[key], tf.constant(-1, tf.int64)))
 
 
 def _video_frames(encoded, channels, spec, sample, seed_or_view):
@@ -246,10 +272,14 @@ def _plan(indices, hw, top_left, flip) -> np.ndarray:
 
 
 def _process_fn(data_config, builder, kind, key, shape, train: bool):
-  """(record, seed or view) -> {'inputs': float32 shape, 'label': int32}."""
+  """(record, seed or view) -> {'inputs': float32 shape, 'label': int32} ('inputs' only for
+  unlabelled videos)."""
   feature = builder.info.features[key]
+  labelled = _has_labels(builder)
 
   def finish(x, label):
+    if not labelled:
+      return {"inputs": augment.normalize(x, data_config)}
     return {"inputs": augment.normalize(x, data_config), "label": tf.cast(label, tf.int32)}
 
   if kind == "video":
@@ -319,4 +349,5 @@ def eval_batches(data_config, *, local_batch_size: int, process_index: int = 0,
       _records(builder, key, split, process_index=process_index,
                process_count=process_count, train=False), share=share, views=views,
       process=_process_fn(data_config, builder, kind, key, shape, train=False),
-      data_config=data_config, local_batch_size=local_batch_size, input_shape=shape)
+      data_config=data_config, local_batch_size=local_batch_size, input_shape=shape,
+      labels=_has_labels(builder))

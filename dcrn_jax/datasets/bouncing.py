@@ -25,20 +25,28 @@ def resize_bilinear(images: np.ndarray, size: int) -> np.ndarray:
   return x[:, :, cols] * (1 - col_frac) + x[:, :, cols + 1] * col_frac
 
 
-def bounce_step(pos: np.ndarray, vel: np.ndarray, max_pos: float):
+EDGES = ("reflect", "clamp")
+
+
+def bounce_step(pos: np.ndarray, vel: np.ndarray, max_pos: float, edge: str = "reflect"):
   """One frame of motion in the box [0, max_pos]^2: returns the new (pos, vel), float (k, 2).
 
-  A position that leaves the box is reflected back inside and that velocity component flips.
-  One reflection suffices because a step is far shorter than the free range.
+  A position that leaves the box comes back inside and that velocity component flips: mirrored
+  about the edge (edge='reflect'; one reflection suffices because a step is far shorter than
+  the free range), or stopped on the edge (edge='clamp', the rule of the Moving MNIST generator
+  that OpenSTL uses).
   """
   pos = pos + vel
   low, high = pos < 0, pos > max_pos
-  pos = np.where(low, -pos, np.where(high, 2 * max_pos - pos, pos))
+  if edge == "clamp":
+    pos = np.clip(pos, 0, max_pos)
+  else:
+    pos = np.where(low, -pos, np.where(high, 2 * max_pos - pos, pos))
   return pos, np.where(low | high, -vel, vel)
 
 
 def draw(sprites: np.ndarray, pos: np.ndarray, vel: np.ndarray, *, num_frames: int,
-         image_size: int) -> tuple[np.ndarray, np.ndarray]:
+         image_size: int, edge: str = "reflect") -> tuple[np.ndarray, np.ndarray]:
   """Draws k sprites moving and bouncing for num_frames frames.
 
   Args:
@@ -46,6 +54,7 @@ def draw(sprites: np.ndarray, pos: np.ndarray, vel: np.ndarray, *, num_frames: i
     pos: float (k, 2) top-left (row, col) of each sprite at the first frame, in [0, S - d].
     vel: float (k, 2) its (row, col) step per frame; a zero velocity stands still.
     num_frames, image_size: clip shape T and S.
+    edge: what a sprite does at the frame edge (`bounce_step`).
 
   Returns:
     video uint8 (T, S, S, 1) and positions float32 (T, k, 2), the top-left of each sprite in
@@ -60,5 +69,5 @@ def draw(sprites: np.ndarray, pos: np.ndarray, vel: np.ndarray, *, num_frames: i
     for (row, col), sprite in zip(np.rint(pos).astype(int), sprites):
       window = video[t, row:row + size, col:col + size]
       np.maximum(window, sprite, out=window)  # Overlapping sprites combine with max().
-    pos, vel = bounce_step(pos, vel, max_pos)
+    pos, vel = bounce_step(pos, vel, max_pos, edge)
   return video[..., None], positions

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from dcrn_jax.errors import UserError
 from dcrn_jax.models.conv import Conv
 from dcrn_jax.models.encoders import FrameEncoder, ImageEncoder
+from dcrn_jax.models.forecasters import ConvLSTMAutoregressive, ConvLSTMForecaster
 from dcrn_jax.models.recurrent import GRU, LSTM, ConvLSTM, Stack
 
 
@@ -169,10 +170,12 @@ class _Entry:
   rank: int  # of one example: 4 for clips (T, H, W, C), 3 for images (H, W, C)
   fields: Tuple[str, ...]  # config.model fields passed on as keywords (renamed by _KEYWORDS)
   fixed: Tuple[Tuple[str, Any], ...] = ()  # keywords that the name itself sets
+  task: str = "classify"  # or "forecast": frames in, frames out (forecasters.py)
 
 
 _ENCODER = ("conv_features", "convs_per_block", "embed_dim", "stem_stride", "batch_norm")
 _HEAD = ("head_hidden", "dropout", "dtype")
+_FORECASTER = ("convlstm_features", "convlstm_kernel", "patch_size", "dtype")
 # config.model.name -> how create_model builds it; the one place config fields become keywords.
 MODELS = {
     "cnn": _Entry(CNNClassifier, 3, _ENCODER + _HEAD),
@@ -183,16 +186,26 @@ MODELS = {
     "convlstm": _Entry(ConvLSTMClassifier, 4, ("convlstm_features", "convlstm_kernel",
                                                "stem_stride", "batch_norm") + _HEAD),
     "row_lstm": _Entry(RowLSTMClassifier, 3, ("hidden_size", "num_layers") + _HEAD),
+    "convlstm_forecaster": _Entry(ConvLSTMForecaster, 4, _FORECASTER, task="forecast"),
+    "convlstm_autoregressive": _Entry(ConvLSTMAutoregressive, 4, _FORECASTER, task="forecast"),
 }
 _KEYWORDS = {"convlstm_kernel": "kernel_size"}  # config field -> keyword, where they differ
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
-def create_model(model_config, *, num_classes: int, input_shape: Sequence[int]) -> nn.Module:
-  """Builds the model named by `model_config.name` for examples of `input_shape` (no batch)."""
+def model_task(name: str) -> str:
+  """'classify' or 'forecast': what the model named `name` does (UserError if unknown)."""
+  if name not in MODELS:
+    raise UserError(f"unknown model.name={name!r}; choose one of {sorted(MODELS)}")
+  return MODELS[name].task
+
+
+def create_model(model_config, *, num_classes: int, input_shape: Sequence[int],
+                 output_frames: int = 0) -> nn.Module:
+  """Builds the model named by `model_config.name` for examples of `input_shape` (no batch);
+  a forecaster predicts `output_frames` frames."""
   m = model_config
-  if m.name not in MODELS:
-    raise UserError(f"unknown model.name={m.name!r}; choose one of {sorted(MODELS)}")
+  model_task(m.name)  # Checks the name.
   entry = MODELS[m.name]
   if len(input_shape) != entry.rank:
     kind = "clips (T, H, W, C)" if entry.rank == 4 else "images (H, W, C)"
@@ -207,4 +220,10 @@ def create_model(model_config, *, num_classes: int, input_shape: Sequence[int]) 
   kwargs = {_KEYWORDS.get(f, f): tuple(m[f]) if isinstance(m[f], (list, tuple)) else m[f]
             for f in entry.fields}
   kwargs["dtype"] = _DTYPES[m.dtype]
+  if entry.task == "forecast":
+    if m.patch_size < 1 or input_shape[1] % m.patch_size or input_shape[2] % m.patch_size:
+      raise UserError(f"model.patch_size={m.patch_size} must be >= 1 and divide the frame size "
+                      f"{input_shape[1]}x{input_shape[2]}")
+    kwargs["features"] = kwargs.pop("convlstm_features")
+    return entry.model(output_frames=output_frames, **kwargs)
   return entry.model(num_classes=num_classes, **dict(entry.fixed), **kwargs)
