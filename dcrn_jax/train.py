@@ -148,7 +148,8 @@ def make_evaluator(model, info, config, mesh):
         num_shown=shown) if shown else None
     run = functools.partial(forecast_evaluation.evaluate, rows_fn, examples_fn=examples_fn)
   else:
-    run = functools.partial(evaluation.evaluate, evaluation.make_log_probs_fn(model, mesh))
+    run = functools.partial(evaluation.evaluate, evaluation.make_log_probs_fn(model, mesh),
+                            class_names=info.class_names)
 
   def evaluate_split(variables):
     batches = _host_batches(data.eval_batches, config, config.eval_batch_size)

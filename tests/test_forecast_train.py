@@ -74,6 +74,7 @@ def test_loss_goes_down_and_the_forecast_beats_the_last_frame_baseline(tmp_path)
   assert not (tmp_path / "label_map.json").exists()
 
 
+@pytest.mark.slow  # Long end-to-end run, left out of the default suite (-m slow runs it).
 def test_an_interrupted_autoregressive_run_resumes_to_the_same_parameters(tmp_path, monkeypatch):
   # Scheduled sampling that changes every step: the resumed run must draw the same masks.
   config = tiny_config(**{"model.name": "convlstm_autoregressive",

@@ -6,6 +6,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 from configs import default
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -60,6 +62,7 @@ def test_eval_on_empty_workdir_is_one_line_error(tmp_path):
   assert "Traceback" not in r.stderr
 
 
+@pytest.mark.slow  # Long end-to-end run, left out of the default suite (-m slow runs it).
 def test_train_then_eval_from_another_directory(tmp_path):
   """Config files import configs.default even when run outside the repository root."""
   work = tmp_path / "run"

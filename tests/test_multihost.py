@@ -70,6 +70,7 @@ def _run_workers(tmp_path, name, num, devices, overrides):
   return [dict(np.load(tmp_path / f"{name}.{i}.npz")) for i in range(num)]
 
 
+@pytest.mark.slow  # Long end-to-end run, left out of the default suite (-m slow runs it).
 def test_two_processes_agree_with_each_other_and_with_one_process(tmp_path):
   overrides = TINY + ["--config.num_train_steps=24", "--config.log_every_steps=8",
                       "--config.checkpoint_every_steps=12", "--config.eval_every_steps=0",
@@ -113,6 +114,7 @@ def _launch(workdir, *extra):
       start_new_session=True)
 
 
+@pytest.mark.slow  # Long end-to-end run, left out of the default suite (-m slow runs it).
 def test_sigterm_saves_an_agreed_step_and_the_same_command_resumes(tmp_path):
   workdir = tmp_path / "run"
   job = _launch(workdir)

@@ -59,6 +59,9 @@ def reference(data_dir, tmp_path_factory):
   return params_at_end(workdir, data_dir)
 
 
+# Long end-to-end runs (two or three training processes each, ~1 min): -m slow runs them; the
+# default suite keeps a second Ctrl-C and the in-process resume tests.
+@pytest.mark.slow
 @pytest.mark.parametrize("mode,n", [("step", 15), ("checkpoint", 18), ("after_save", 12)])
 def test_sigkill_then_same_command_ends_bitwise_equal(mode, n, data_dir, reference, tmp_path):
   killed = worker(tmp_path, data_dir, mode, n)
@@ -109,6 +112,7 @@ def test_accumulation_and_ema_resume_bitwise_after_sigkill(data_dir, tmp_path):
                                                 if r["split"] == "train"]
 
 
+@pytest.mark.slow  # Long end-to-end run, left out of the default suite (-m slow runs it).
 def test_ctrl_c_saves_at_the_interrupt_step_and_the_same_command_resumes_bitwise(
     data_dir, reference, tmp_path):
   stopped = worker(tmp_path, data_dir, "sigint", 15)
@@ -158,6 +162,7 @@ def test_nan_stops_with_the_step_and_the_last_good_checkpoint(data_dir, tmp_path
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(variables))
 
 
+@pytest.mark.slow  # Long end-to-end run, left out of the default suite (-m slow runs it).
 def test_nan_step_can_be_skipped_and_counted(data_dir, tmp_path, monkeypatch):
   _with_nan_at(monkeypatch, 9)
   config = kill_worker.tiny_config(data_dir)
@@ -172,6 +177,7 @@ def test_nan_step_can_be_skipped_and_counted(data_dir, tmp_path, monkeypatch):
   assert "clipped" in train_records[12] and "learning_rate" in train_records[12]
 
 
+@pytest.mark.slow  # Long end-to-end run, left out of the default suite (-m slow runs it).
 def test_disk_full_during_a_checkpoint_is_a_clear_error(data_dir, tmp_path, monkeypatch):
   real_save = checkpoint.ocp.CheckpointManager.save
 
@@ -186,7 +192,14 @@ def test_disk_full_during_a_checkpoint_is_a_clear_error(data_dir, tmp_path, monk
   train.train_and_evaluate(kill_worker.tiny_config(data_dir), str(tmp_path))  # Resumes from 6.
 
 
-@pytest.mark.parametrize("fault", fault_catalogue.FAULTS, ids=[f[0] for f in fault_catalogue.FAULTS])
+# Faults that need a trained run first (~20-35 s each) are slow; the rest stay in the default suite.
+_SLOW_FAULTS = ("incompatible checkpoint", "damaged checkpoint", "checkpoint missing an item",
+                "eval of a missing step", "other model in a trained workdir")
+
+
+@pytest.mark.parametrize("fault", [
+    pytest.param(f, marks=pytest.mark.slow) if f[0] in _SLOW_FAULTS else f
+    for f in fault_catalogue.FAULTS], ids=[f[0] for f in fault_catalogue.FAULTS])
 def test_bad_input_gives_one_clear_line_and_a_nonzero_exit(fault, tmp_path):
   ok, detail = fault_catalogue.run_fault(str(tmp_path), *fault)
   assert ok, detail

@@ -63,6 +63,7 @@ def test_loss_goes_down_and_accuracy_beats_chance(data_dir, tmp_path):
   assert result["accuracy"] > 0.3, result  # chance: 1/8
 
 
+@pytest.mark.slow  # Long end-to-end run, left out of the default suite (-m slow runs it).
 def test_interrupted_run_resumes_to_the_same_parameters_and_eval_restores(
     data_dir, tmp_path, monkeypatch):
   config = tiny_config(data_dir)
@@ -100,6 +101,7 @@ def test_interrupted_run_resumes_to_the_same_parameters_and_eval_restores(
   np.testing.assert_allclose(saved["accuracy"], last_test["accuracy"])
 
 
+@pytest.mark.slow  # Long end-to-end run, left out of the default suite (-m slow runs it).
 def test_eval_restores_a_chosen_step_and_names_missing_ones(data_dir, tmp_path):
   config = tiny_config(data_dir, num_train_steps=20, eval_every_steps=0)
   train.train_and_evaluate(config, str(tmp_path))
@@ -123,6 +125,7 @@ np.savez({out!r}, devices=len(jax.devices()), loss=result["loss"], **flat)
 """
 
 
+@pytest.mark.slow  # Long end-to-end run, left out of the default suite (-m slow runs it).
 def test_four_devices_match_one_device(data_dir, tmp_path):
   data.get_info(tiny_config(data_dir).data)  # Prepared once here, not by both children.
   outs = {}
@@ -142,6 +145,7 @@ def test_four_devices_match_one_device(data_dir, tmp_path):
     np.testing.assert_allclose(outs[1][k], outs[4][k], rtol=2e-4, atol=2e-5, err_msg=k)
 
 
+@pytest.mark.slow  # Long end-to-end run, left out of the default suite (-m slow runs it).
 def test_cifar10_cnn_config_trains_and_evaluates_on_mocked_tfds(tmp_path, mock_cifar10):
   from configs import cifar10_cnn  # pylint: disable=g-import-not-at-top
   config = cifar10_cnn.get_config()

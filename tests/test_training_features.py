@@ -347,17 +347,23 @@ def _conv_and_dot_dtypes(jaxpr, found, outer=""):
 def _traced_train_step(name, dtype, shape):
   """The jitted train step of model `name` traced (not compiled) on abstract values, with
   accumulation, EMA and batch norm on."""
+  forecast = MODELS[name].task == "forecast"  # Reads 2 frames of a 3-frame sequence, predicts 1.
   config = tiny_config(**{"model.name": name, "model.dtype": dtype,
                           "model.convlstm_features": (4, 4), "model.batch_norm": True,
-                          "optim.ema_decay": 0.9, "optim.accumulate_steps": 2})
-  model = create_model(config.model, num_classes=8, input_shape=shape)
+                          "optim.ema_decay": 0.9, "optim.accumulate_steps": 2,
+                          **({"task": "forecast", "data.input_frames": 2,
+                              "data.output_frames": 1} if forecast else {})})
+  model_shape = (2,) + shape[1:] if forecast else shape
+  model = create_model(config.model, num_classes=8, input_shape=model_shape,
+                       output_frames=config.data.output_frames)
   tx, schedule = optim.create_optimizer(config.optim, 10)
   mesh = parallel.create_mesh()
   state = jax.eval_shape(lambda: state_lib.create_train_state(
-      model, tx, shape, jax.random.key(0), mesh, ema=True)[0])
+      model, tx, model_shape, jax.random.key(0), mesh, ema=True)[0])
   sharding = jax.tree.map(lambda _: parallel.replicated(mesh), state)
-  batch = {"inputs": jax.ShapeDtypeStruct((8,) + shape, jnp.float32),
-           "label": jax.ShapeDtypeStruct((8,), jnp.int32)}
+  batch = {"inputs": jax.ShapeDtypeStruct((8,) + shape, jnp.float32)}
+  if not forecast:
+    batch["label"] = jax.ShapeDtypeStruct((8,), jnp.int32)
   traced = train.make_train_step(config, schedule, mesh, sharding).trace(
       state, batch, jax.random.key(1))
   return state, traced
