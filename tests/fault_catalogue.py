@@ -170,6 +170,13 @@ def run_fault(base_dir, name, flags, expected, setup):
   os.makedirs(data_dir, exist_ok=True)
   r = run_main(workdir, *TINY, f"--config.data.data_dir={data_dir}", *flags, *extra,
                devices=devices)
+  return judge(r, expected)
+
+
+def judge(r, expected, *, error_last: bool = False):
+  """(ok, detail) of a finished command: a non-zero exit, no traceback, `expected` in stderr
+  (and with error_last, stderr's last line an `error:` line); detail is that last line, or the
+  problems found before it."""
   lines = [x for x in r.stderr.strip().splitlines() if x.strip()]
   last = lines[-1] if lines else ""
   problems = []
@@ -177,6 +184,8 @@ def run_fault(base_dir, name, flags, expected, setup):
     problems.append("exit code 0")
   if "Traceback" in r.stderr:
     problems.append("traceback shown")
+  if error_last and not last.startswith("error: "):
+    problems.append("last line is not an error: line")
   if expected not in r.stderr:
     problems.append(f"message lacks {expected!r}")
   return not problems, (last if not problems else "; ".join(problems) + f" | {last}")
@@ -286,16 +295,4 @@ def run_predict_fault(base_dir, trained, name, argv, expected):
   """Returns (ok, detail) as run_fault does, for a PREDICT_FAULTS entry."""
   base = os.path.join(base_dir, name.replace(" ", "_").replace(":", "").replace(".", ""))
   os.makedirs(base, exist_ok=True)
-  r = run_command(*argv(base, trained))
-  lines = [x for x in r.stderr.strip().splitlines() if x.strip()]
-  last = lines[-1] if lines else ""
-  problems = []
-  if r.returncode == 0:
-    problems.append("exit code 0")
-  if "Traceback" in r.stderr:
-    problems.append("traceback shown")
-  if not last.startswith("error: "):
-    problems.append("last line is not an error: line")
-  if expected not in r.stderr:
-    problems.append(f"message lacks {expected!r}")
-  return not problems, (last if not problems else "; ".join(problems) + f" | {last}")
+  return judge(run_command(*argv(base, trained)), expected, error_last=True)
