@@ -413,7 +413,7 @@ def torch_compile_runner(workload, limit):
 
 IMPLS = {  # name: runner(workload, args) -> (run, compile seconds or None, peak bytes[, note])
     "ours (dcrn_jax)": lambda w, a: flax_runner(w, ours=True),
-    "ours, dcrn_jax.main's XLA options": lambda w, a: flax_runner(w, True, main_options=True),
+    "ours with dcrn_jax.main's XLA options": lambda w, a: flax_runner(w, True, main_options=True),
     "Flax nn.RNN(cell)": lambda w, a: flax_runner(w, ours=False),
     "PyTorch eager": lambda w, a: torch_runner(w, compiled=False),
     "torch.compile": lambda w, a: torch_compile_runner(w, a.compile_limit),
@@ -427,7 +427,7 @@ def measure(workload, args):
   batch = WORKLOADS[workload][0][0]
   runners = {}
   for name in args.impls.split(","):
-    if name == "ours, dcrn_jax.main's XLA options" and not host.compiler_options():
+    if name == "ours with dcrn_jax.main's XLA options" and not host.compiler_options():
       continue  # main compiles with XLA's defaults here: the same as "ours".
     try:
       run, seconds, peak, *note = IMPLS[name](workload, args)

@@ -34,7 +34,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   cli.quiet_libraries(FLAGS.verbose)
   from dcrn_jax import distributed, host, train  # pylint: disable=g-import-not-at-top
-  host.configure()  # Steps reuse freed memory instead of faulting in fresh pages (host.py).
+  host.configure()  # Freed memory kept for the next step; our XLA:CPU flags (host.py).
   with cli.user_errors(FLAGS.verbose):
     distributed.initialize(FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes,
                            FLAGS.process_id,

@@ -161,5 +161,20 @@ def test_host_settings_apply_by_default_and_can_be_turned_off():
 
 def test_configure_is_the_one_call_for_a_user_program():
   code = "from dcrn_jax import host; print(host.configure())"
-  assert " ".join(_run_python(code)) == "{'tune_malloc': True}"
-  assert " ".join(_run_python(code, DCRN_JAX_TUNE_MALLOC="0")) == "{'tune_malloc': False}"
+  assert " ".join(_run_python(code)) == "{'tune_malloc': True, 'xla_flags': True}"
+  assert " ".join(_run_python(code, DCRN_JAX_TUNE_MALLOC="0", DCRN_JAX_XLA_CPU_OPTIONS="0")) == (
+      "{'tune_malloc': False, 'xla_flags': False}")
+
+
+def test_configure_gives_a_users_own_jit_our_xla_options():
+  # A plain jax.jit after configure() compiles without YNNPACK fusions, as our own steps do;
+  # after JAX has started, XLA_FLAGS can no longer change and configure() says so.
+  code = ("from dcrn_jax import host; applied = host.configure(); import jax, jax.numpy as jnp; "
+          "from dcrn_jax.models import ConvLSTM; x = jnp.ones((2, 2, 32, 32, 3)); "
+          "m = ConvLSTM(32); "
+          "v = m.init(jax.random.key(0), x); "
+          "text = jax.jit(jax.grad(lambda v: m.apply(v, x).sum())).lower(v).compile().as_text(); "
+          "print(applied['xla_flags'], 'ynn_fusion' in text, host.configure()['xla_flags'])")
+  assert _run_python(code) == ["True", "False", "False"]
+  plain = code.replace("applied = host.configure()", "applied = {'xla_flags': None}")
+  assert _run_python(plain)[:2] == ["None", "True"]  # XLA's defaults: YNNPACK takes the convs
