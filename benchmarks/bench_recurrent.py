@@ -38,6 +38,7 @@ import functools
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -564,7 +565,7 @@ def main():
              f"{load[2]:.1f}; at end: " + ", ".join(f"{v:.1f}" for v in os.getloadavg())
              + " (other processes share the 2 cores; ratios are fairer than absolute figures).")
   print(out[-1])
-  command = "python benchmarks/bench_recurrent.py " + " ".join(sys.argv[1:])
+  command = "python benchmarks/bench_recurrent.py " + shlex.join(sys.argv[1:])
   if args.write:
     title = ("after `dcrn_jax.host.configure()`" if args.configure else
              "as a user jits it (nothing process-wide)")
