@@ -5,6 +5,7 @@ frame tells its index. Shards hold JPEG frames, so shard clips equal PyAV clips 
 error; everything else about a clip (frames, crop, flip, order, example ids) is exact.
 """
 
+import itertools
 import json
 import os
 import pathlib
@@ -156,6 +157,21 @@ def test_shard_clips_equal_the_pyav_clips_up_to_jpeg_error(folder, prepared):
     for key in ("label", "mask", "example_id"):
       np.testing.assert_array_equal(a[key], b[key])
     assert np.abs(a["inputs"] - b["inputs"]).max() <= _JPEG_TOLERANCE
+
+
+def test_a_shard_clip_does_not_depend_on_the_batch_it_is_made_in(folder, prepared):
+  # Training batches are made whole (one plan, parse and decode loop per batch): clip i of the
+  # stream must be the same cut in batches of 4 as in batches of 1, flipped or not.
+  config = _config(folder, prepared, video_cache=True)
+  streams = [np.concatenate([b["inputs"] for b in itertools.islice(
+      data.train_batches(config, local_batch_size=size, seed=5, start_step=0), 8 // size)])
+             for size in (4, 1)]
+  np.testing.assert_array_equal(*streams)
+  direct = np.concatenate([b["inputs"] for b in itertools.islice(data.train_batches(
+      _config(folder, prepared), local_batch_size=4, seed=5, start_step=0), 2)])
+  assert np.abs(streams[0] - direct).max() <= _JPEG_TOLERANCE
+  mirrored = [np.abs(s - s[:, :, ::-1]).max() for s in streams[0]]
+  assert max(mirrored) > 0.1  # Not all symmetric, so a wrong flip would show.
 
 
 def test_only_the_sampled_frames_of_a_tfds_video_are_decoded():

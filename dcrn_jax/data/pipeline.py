@@ -36,9 +36,9 @@ def as_numpy_dicts(ds) -> Iterator[dict[str, np.ndarray]]:
     yield dict(batch)
 
 
-def train_stream(records, *, num_records: int, process: Callable, data_config,
+def train_stream(records, *, num_records: int, process: Callable | None = None, data_config,
                  local_batch_size: int, seed: int, start_step: int,
-                 plan_batch: Callable | None = None) -> Iterator[dict[str, np.ndarray]]:
+                 process_batch: Callable | None = None) -> Iterator[dict[str, np.ndarray]]:
   """Endless batches of process(record, example_seed) over reshuffled epochs of `records`.
 
   Args:
@@ -49,10 +49,10 @@ def train_stream(records, *, num_records: int, process: Callable, data_config,
     local_batch_size: rows per batch.
     seed: config.seed; the order and the augmentation depend on it and the epoch only.
     start_step: the first batch yielded is batch number start_step of the start_step=0 stream.
-    plan_batch: if given, (records (b,), seeds (b, 2)) -> per-example structure (b, ...), run
-      on batches of examples (one call where per-example work has a fixed cost, such as a
-      Python call), and `process` then takes one example of its result instead of
-      (record, seed). Per-example results do not depend on how examples are grouped.
+    process_batch: instead of `process`, (records (b,), seeds (b, 2)) -> {'inputs': (b, ...),
+      'label': (b,)}: a batch made at once (where an example's fixed costs, such as a Python
+      call, would outweigh its work). Row i must depend on record i and seed i only, not on
+      the rest of its batch.
 
   Yields:
     {'inputs': float32 (local_batch_size, ...), 'label': int32 (local_batch_size,)}.
@@ -69,14 +69,16 @@ def train_stream(records, *, num_records: int, process: Callable, data_config,
     return shuffled.enumerate().map(lambda i, record: (tf.stack([key, i]), record))
 
   ds = tf.data.Dataset.range(start_epoch, _LAST_EPOCH).flat_map(epoch).skip(offset)
-  if plan_batch is None:
+  if (process is None) == (process_batch is None):
+    raise ValueError("train_stream: give one of process and process_batch")
+  if process_batch is None:
     ds = ds.map(lambda example_seed, record: process(record, example_seed),
                 num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(local_batch_size, drop_remainder=True)
   else:
-    ds = ds.batch(local_batch_size).map(lambda seeds, records: plan_batch(records, seeds),
-                                        num_parallel_calls=tf.data.AUTOTUNE).unbatch()
-    ds = ds.map(process, num_parallel_calls=tf.data.AUTOTUNE)
-  ds = ds.batch(local_batch_size, drop_remainder=True)
+    ds = ds.batch(local_batch_size, drop_remainder=True).map(
+        lambda seeds, records: process_batch(records, seeds),
+        num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.prefetch(data_config.prefetch_batches).with_options(options())
   return as_numpy_dicts(ds)
 

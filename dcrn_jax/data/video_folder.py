@@ -165,18 +165,18 @@ def train_batches(data_config, *, local_batch_size: int, seed: int, start_step: 
       len(videos), process_index=process_index, process_count=process_count, train=True,
       split=f"The readable {data_config.train_split!r} videos in {data_config.video_dir}")
   records = _records(videos, share.rows())
-  if videos.shards:  # Clips planned a batch at a time (one Python call), decoded one by one.
-    reader = video_shards.frame_reader(videos.shards, data_config.train_split)
+  if videos.shards:  # A batch at a time: one Python call, one parse, one decode loop.
+    clips_of = video_shards.train_batch_fn(
+        video_shards.frame_reader(videos.shards, data_config.train_split), spec,
+        videos.frames_per_record)
 
-    def process(planned):
-      clip = video_shards.train_clip(planned, spec, videos.frames_per_record)
-      return {"inputs": augment.normalize(tf.cast(clip, tf.float32) / 255.0, data_config),
-              "label": tf.cast(planned["label"], tf.int32)}
+    def process_batch(records, seeds):
+      frames, label = clips_of(records, seeds)
+      return {"inputs": augment.normalize(tf.cast(frames, tf.float32) / 255.0, data_config),
+              "label": tf.cast(label, tf.int32)}
     return pipeline.train_stream(
-        records, num_records=share.count, process=process,
-        plan_batch=video_shards.train_plan_fn(reader, spec, videos.frames_per_record),
-        data_config=data_config, local_batch_size=local_batch_size, seed=seed,
-        start_step=start_step)
+        records, num_records=share.count, process_batch=process_batch, data_config=data_config,
+        local_batch_size=local_batch_size, seed=seed, start_step=start_step)
   return pipeline.train_stream(
       records, num_records=share.count,
       process=_process_fn(data_config, spec, videos, data_config.train_split, train=True),

@@ -4,8 +4,9 @@ The shards (dcrn_jax/datasets/video_shards/) hold a video's frames in consecutiv
 records of frames_per_record frames each, from its `first` record. A clip is cut exactly as the
 PyAV path cuts it (`clips.train_view` / `eval_view` from the same seeds), then the records
 holding its frames are read by index and only its num_frames JPEGs are decoded, inside the
-tf.data graph, and only the crop window of each (`decode_and_crop_jpeg`). So a clip costs the same wherever it sits in a video, and the
-clips equal the PyAV path's up to JPEG's error.
+tf.data graph, and only the crop window of each (`decode_and_crop_jpeg`). So a clip costs the
+same wherever it sits in a video, and the clips equal the PyAV path's up to JPEG's error.
+Training makes a batch at a time (`train_batch_fn`); eval a view at a time (`clip_fn`).
 
 Importing this module imports TensorFlow.
 """
@@ -111,31 +112,60 @@ def clip_fn(reader: FrameReader, spec: clips.ClipSpec, frames_per_record: int, t
   return clip
 
 
-def train_plan_fn(reader: FrameReader, spec: clips.ClipSpec, frames_per_record: int):
-  """For a batch of training examples at once: (records, seeds) -> per example
-  {'records': ragged, 'positions', 'window', 'label'}: one Python call per batch instead of
-  one per clip (what a clip costs besides decoding is mostly that call)."""
+def train_batch_fn(reader: FrameReader, spec: clips.ClipSpec, frames_per_record: int):
+  """(records (B,), seeds (B, 2)) -> (uint8 clips (B, T, S, S, 3), labels (B,)): a batch of
+  training clips cut as the PyAV path cuts them (`clips.train_view`), from one Python call (the
+  clips' views and their records), one parse of the batch's records and one decode loop over
+  its B*T frames (only each frame's crop window)."""
   k = frames_per_record
 
-  def plan_many(video_lens, heights, widths, firsts, seeds):
-    plans = [_plan(reader, spec, k, True, *a)
-             for a in zip(video_lens, heights, widths, firsts, seeds)]
-    return (np.concatenate([p[0] for p in plans]),
-            np.array([len(p[0]) for p in plans], np.int64),
-            np.stack([p[1] for p in plans]), np.stack([p[2] for p in plans]))
+  def plan(video_lens, heights, widths, firsts, seeds):
+    """The batch's records (R,) and the first frame each must hold (R,); per frame (B*T,):
+    the slot of its record, its position there, its crop window [top, left, S, S]; flips (B,)."""
+    wanted, starts, slots, positions, windows, flips = [], [], [], [], [], []
+    for video_len, height, width, first, seed in zip(video_lens, heights, widths, firsts, seeds):
+      indices, _, top_left, flip = clips.train_view(int(video_len), int(height), int(width),
+                                                    spec, seed)
+      low, high = int(indices.min()) // k, int(indices.max()) // k
+      slots.append(len(wanted) + indices // k - low)
+      wanted.extend(range(int(first) + low, int(first) + high + 1))
+      starts.extend(range(low * k, (high + 1) * k, k))
+      positions.append(indices % k)
+      windows.append([*top_left, spec.size, spec.size])
+      flips.append(flip)
+    return (reader.read(np.asarray(wanted, np.int64)), np.asarray(starts, np.int64),
+            np.concatenate(slots), np.concatenate(positions),
+            np.repeat(np.asarray(windows, np.int32), spec.num_frames, axis=0),
+            np.asarray(flips))
 
-  def plan(records, seeds):
+  def batch(records, seeds):
     _, label, video_len, height, width, first = records
-    flat, lengths, positions, windows = tf.numpy_function(
-        plan_many, [video_len, height, width, first, seeds],
-        [tf.string, tf.int64, tf.int64, tf.int64], stateful=False)
-    return {"records": tf.RaggedTensor.from_row_lengths(flat, lengths), "label": label,
-            "positions": positions, "window": windows}
+    flat, starts, slots, positions, windows, flips = tf.numpy_function(
+        plan, [video_len, height, width, first, seeds],
+        [tf.string, tf.int64, tf.int64, tf.int64, tf.int32, tf.bool], stateful=False)
+    parsed = tf.io.parse_example(tf.ensure_shape(flat, [None]), _RECORD_FEATURES)
+    # A record out of place would silently train on wrong frames: check where each one starts.
+    check = tf.debugging.assert_equal(parsed["first_frame"], starts,
+                                      message="video shards: a record is not the one asked for")
+    images = parsed["images"]
+    with tf.control_dependencies([check]):
+      jpegs = tf.gather(images.flat_values,
+                        tf.cast(tf.gather(images.row_splits, slots), tf.int64) + positions)
+    t = spec.num_frames
+    jpegs = tf.reshape(jpegs, [-1, t])
+    windows = tf.reshape(windows, [-1, t, 4])
 
-  return plan
+    def clip(args):
+      clip_jpegs, clip_windows, flip = args
+      # Unrolled over the clip's frames (num_frames is static); one loop step per clip.
+      frames = tf.stack([tf.io.decode_and_crop_jpeg(clip_jpegs[i], clip_windows[i], channels=3)
+                         for i in range(t)])
+      # Mirrored as rows of (pixel, channel): cheaper than reversing the 4-D clip's axis.
+      return tf.cond(flip, lambda: tf.reshape(tf.reverse(tf.reshape(
+          frames, [-1, spec.size, 3]), [1]), tf.shape(frames)), lambda: frames)
 
+    frames = tf.map_fn(clip, (jpegs, windows, flips), fn_output_signature=tf.TensorSpec(
+        (t, spec.size, spec.size, 3), tf.uint8))
+    return frames, label
 
-def train_clip(planned, spec: clips.ClipSpec, frames_per_record: int):
-  """uint8 (T, S, S, 3) of one example planned by train_plan_fn."""
-  return _decode(planned["records"], planned["positions"], planned["window"], spec,
-                 frames_per_record)
+  return batch
