@@ -6,6 +6,7 @@ brightness LEVEL * i, so a decoded clip tells which frames were sampled.
 
 import json
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -162,6 +163,33 @@ def test_video_folder_train_clips_are_strided_cropped_flipped_and_resumable(vide
   resumed = _take(data.train_batches(config, local_batch_size=4, seed=1, start_step=4), 2)
   for a, b in zip(batches[4:], resumed):
     np.testing.assert_array_equal(a["inputs"], b["inputs"])
+
+
+_OPEN_STREAM_AT_EXIT = """
+import sys
+from configs import default
+from dcrn_jax import data
+config = default.get_config().data
+for key, value in dict(name="video_folder", video_dir=sys.argv[1], num_frames=3, frame_stride=2,
+                       image_size=24, resize_short=28).items():
+  config[key] = value
+batches = data.train_batches(config, local_batch_size=2, seed=0, start_step=0)
+next(batches)
+print("took a batch", flush=True)
+"""
+
+
+def test_a_script_exits_with_a_video_stream_still_open(video_dir, tmp_path):
+  # Its decoding threads (tf.numpy_function) are stopped before Python shuts down: left to the
+  # shutdown, such a script hung at exit (every time with PyAV) or aborted.
+  script = tmp_path / "open_stream.py"
+  script.write_text(_OPEN_STREAM_AT_EXIT)
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  result = subprocess.run([sys.executable, str(script), video_dir], capture_output=True,
+                          text=True, timeout=120, cwd=root,
+                          env=dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="3"))
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "took a batch" in result.stdout and "terminate called" not in result.stderr
 
 
 def test_video_folder_two_processes_share_train_and_eval_exactly_once(video_dir):

@@ -9,7 +9,9 @@ gets a seed pair (epoch key, position in the epoch) for its augmentation, so the
 at step s equals the uninterrupted stream from batch s on, augmentation included.
 """
 
+import atexit
 from collections.abc import Callable, Iterator
+import weakref
 
 import numpy as np
 
@@ -32,8 +34,32 @@ def _seed64(seed: int):
 
 
 def as_numpy_dicts(ds) -> Iterator[dict[str, np.ndarray]]:
+  """The batches of `ds` as dicts of numpy arrays; a stream still open when Python exits is
+  closed first (`_close_open_streams`)."""
+  stream = _numpy_dicts(ds)
+  _OPEN_STREAMS.add(stream)
+  return stream
+
+
+def _numpy_dicts(ds):
   for batch in tfds.as_numpy(ds):
     yield dict(batch)
+
+
+_OPEN_STREAMS = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_streams():
+  """Closes the streams still open, so their tf.data iterators stop while Python can still
+  run their Python calls (tf.numpy_function: decoding videos, reading shards). Left to
+  interpreter shutdown, a thread in such a call waits for the GIL forever: the process hung
+  at exit or aborted ("terminate called without an active exception")."""
+  for stream in list(_OPEN_STREAMS):
+    try:
+      stream.close()
+    except ValueError:  # Running in another thread right now: nothing to do from here.
+      pass
 
 
 def train_stream(records, *, num_records: int, process: Callable | None = None, data_config,
