@@ -20,7 +20,9 @@ instead compares the three ways to read real videos (benchmarks/video_input.py):
 (a) PyAV decoding from the start, (b) PyAV seeking, (c) prepared video shards, each on 1 and 2
 cores (taskset), on those segments and on a generated 5-minute 320x240 video; the cost of a
 clip from the first and from the last 10 s of that video; the time to prepare the shards and
-their bytes per minute of video; and the video_gru train step fed by each (3 channels).
+their bytes per minute of video; the video_gru train step fed by each (3 channels); and what
+feeding it costs: the shard reader's CPU per clip on 1 core, the part of it that is JPEG
+decoding alone, and the share of the 2 cores each takes at the step's on-device rate.
 """
 
 import argparse
@@ -194,6 +196,19 @@ def _load() -> str:
   return "load " + " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
+def _reader_share(clips_per_s: float, folder: str, data_dir: str, seconds: float):
+  """What feeding the step costs: the shard reader's CPU per clip (1 core), decoding's part of
+  it, and the share of the 2 cores each takes at the step's on-device rate."""
+  import video_input as vi  # pylint: disable=g-import-not-at-top
+  cost = vi.run_worker("cost", "0", folder=folder, data_dir=data_dir, seconds=seconds)
+  share = lambda ms: 100 * clips_per_s * ms / 1000 / 2
+  print(f"\nCPU per clip on 1 core ({_load()}): shard reader {cost['reader_ms']:.2f} ms, of "
+        f"which decoding the JPEG frames alone {cost['decode_ms']:.2f} ms (stored "
+        f"{cost['stored_frame'][0]}x{cost['stored_frame'][1]}). At the step's on-device "
+        f"{clips_per_s:.0f} clips/s these take {share(cost['reader_ms']):.1f} % and "
+        f"{share(cost['decode_ms']):.1f} % of the 2 cores the step uses.", flush=True)
+
+
 def video_modes(args):
   """The comparison described in the module docstring; prints tables as it goes."""
   import shutil  # pylint: disable=g-import-not-at-top
@@ -248,6 +263,7 @@ def video_modes(args):
     print(f"| {mode} | {out['device_steps_per_s']:.2f} | {out['fed_steps_per_s']:.2f} | "
           f"{100 * out['fed_steps_per_s'] / out['device_steps_per_s']:.1f} % | {_load()} |",
           flush=True)
+  _reader_share(out["device_steps_per_s"] * 32, real, data_dir, args.seconds)
 
   by_class = vi.class_folder_view(real, os.path.join(args.workdir, "segments_by_class"))
   out = vi.run_worker("equality", "0,1", folder=by_class, data_dir=data_dir,

