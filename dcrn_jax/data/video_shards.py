@@ -64,108 +64,98 @@ _RECORD_FEATURES = {"images": tf.io.RaggedFeature(tf.string),
                     "first_frame": tf.io.FixedLenFeature([], tf.int64)}
 
 
-def _plan(reader, spec, k, train, video_len, height, width, first, seed_or_view):
-  """(serialized records holding the clip's frames, positions of its frames in them (T,),
-  [top, left, flip, first frame of the first record]) of one clip."""
+def _view(spec, train, video_len, height, width, seed_or_view):
+  """(frame indices (T,), (top, left), flip) of one clip, as the PyAV path cuts it."""
   args = (int(video_len), int(height), int(width), spec)
   if train:
     indices, _, top_left, flip = clips.train_view(*args, seed_or_view)
   else:
     indices, _, top_left, flip = clips.eval_view(*args, int(seed_or_view))
-  low, high = int(indices.min()) // k, int(indices.max()) // k
-  records = reader.read(int(first) + np.arange(low, high + 1))
-  return (records, np.asarray(indices - low * k, np.int64),
-          np.array([*top_left, int(flip), low * k], np.int64))
+  return indices, top_left, flip
 
 
-def _decode(records, positions, window, spec: clips.ClipSpec, k: int):
-  """The clip uint8 (T, S, S, 3) from its records (R,), positions (T,) and window (4,)."""
-  parsed = tf.io.parse_example(tf.ensure_shape(records, [None]), _RECORD_FEATURES)
+def _plan(reader: FrameReader, spec: clips.ClipSpec, k: int, views):
+  """For clips given as (frame indices, (top, left), flip, first record of the video): the
+  records holding their frames (R,) and the first frame each must hold (R,); per frame
+  (B*T,): the slot of its record, its position there, its crop window [top, left, S, S];
+  flips (B,). One read of all the records."""
+  wanted, starts, slots, positions, windows, flips = [], [], [], [], [], []
+  for indices, top_left, flip, first in views:
+    low, high = int(indices.min()) // k, int(indices.max()) // k
+    slots.append(len(wanted) + indices // k - low)
+    wanted.extend(range(int(first) + low, int(first) + high + 1))
+    starts.extend(range(low * k, (high + 1) * k, k))
+    positions.append(indices % k)
+    windows.append([*top_left, spec.size, spec.size])
+    flips.append(bool(flip))
+  return (reader.read(np.asarray(wanted, np.int64)), np.asarray(starts, np.int64),
+          np.concatenate(slots).astype(np.int64), np.concatenate(positions).astype(np.int64),
+          np.repeat(np.asarray(windows, np.int32), spec.num_frames, axis=0),
+          np.asarray(flips))
+
+
+_PLAN_TYPES = [tf.string, tf.int64, tf.int64, tf.int64, tf.int32, tf.bool]
+
+
+def _decode(planned, spec: clips.ClipSpec):
+  """uint8 clips (B, T, S, S, 3) from `_plan`'s tensors: one parse of the records, then a
+  decode loop with one step per clip (only each frame's crop window)."""
+  flat, starts, slots, positions, windows, flips = planned
+  parsed = tf.io.parse_example(tf.ensure_shape(flat, [None]), _RECORD_FEATURES)
   # A record out of place would silently train on wrong frames: check where each one starts.
-  expected = window[3] + k * tf.range(tf.size(records, out_type=tf.int64))
-  check = tf.debugging.assert_equal(parsed["first_frame"], expected,
+  check = tf.debugging.assert_equal(parsed["first_frame"], starts,
                                     message="video shards: a record is not the one asked for")
+  images = parsed["images"]
   with tf.control_dependencies([check]):
-    jpegs = tf.gather(parsed["images"].flat_values,
-                      tf.ensure_shape(positions, [spec.num_frames]))
-  crop = tf.stack([tf.cast(window[0], tf.int32), tf.cast(window[1], tf.int32), spec.size,
-                   spec.size])
-  # Unrolled (num_frames is static): cheaper than a map_fn loop per clip.
-  frames = tf.stack([tf.io.decode_and_crop_jpeg(jpegs[t], crop, channels=3)
-                     for t in range(spec.num_frames)])
-  frames = tf.cond(window[2] > 0, lambda: tf.reverse(frames, axis=[2]), lambda: frames)
-  return tf.ensure_shape(frames, (spec.num_frames, spec.size, spec.size, 3))
+    jpegs = tf.gather(images.flat_values,
+                      tf.cast(tf.gather(images.row_splits, slots), tf.int64) + positions)
+  t = spec.num_frames
+  jpegs = tf.reshape(jpegs, [-1, t])
+  windows = tf.reshape(windows, [-1, t, 4])
+
+  def clip(args):
+    clip_jpegs, clip_windows, flip = args
+    # Unrolled over the clip's frames (num_frames is static); one loop step per clip.
+    frames = tf.stack([tf.io.decode_and_crop_jpeg(clip_jpegs[i], clip_windows[i], channels=3)
+                       for i in range(t)])
+    # Mirrored as rows of (pixel, channel): cheaper than reversing the 4-D clip's axis.
+    return tf.cond(flip, lambda: tf.reshape(tf.reverse(tf.reshape(
+        frames, [-1, spec.size, 3]), [1]), tf.shape(frames)), lambda: frames)
+
+  return tf.map_fn(clip, (jpegs, windows, tf.reshape(flips, [-1])),
+                   fn_output_signature=tf.TensorSpec((t, spec.size, spec.size, 3), tf.uint8))
 
 
 def clip_fn(reader: FrameReader, spec: clips.ClipSpec, frames_per_record: int, train: bool):
   """(video_len, height, width, first record, seed or view) -> uint8 (T, S, S, 3), cut as the
   PyAV path cuts it (height, width: the source's; the stored frames are resized already)."""
-  k = frames_per_record
+
+  def plan(video_len, height, width, first, seed_or_view):
+    return _plan(reader, spec, frames_per_record,
+                 [(*_view(spec, train, video_len, height, width, seed_or_view), first)])
 
   def clip(video_len, height, width, first, seed_or_view):
-    records, positions, window = tf.numpy_function(
-        lambda *a: _plan(reader, spec, k, train, *a),
-        [video_len, height, width, first, seed_or_view], [tf.string, tf.int64, tf.int64],
-        stateful=False)
-    return _decode(records, positions, window, spec, k)
+    planned = tf.numpy_function(plan, [video_len, height, width, first, seed_or_view],
+                                _PLAN_TYPES, stateful=False)
+    return _decode(planned, spec)[0]
 
   return clip
 
 
 def train_batch_fn(reader: FrameReader, spec: clips.ClipSpec, frames_per_record: int):
   """(records (B,), seeds (B, 2)) -> (uint8 clips (B, T, S, S, 3), labels (B,)): a batch of
-  training clips cut as the PyAV path cuts them (`clips.train_view`), from one Python call (the
-  clips' views and their records), one parse of the batch's records and one decode loop over
-  its B*T frames (only each frame's crop window)."""
-  k = frames_per_record
+  training clips cut as the PyAV path cuts them, from one Python call (the clips' views and
+  one read of their records) and one `_decode`."""
 
   def plan(video_lens, heights, widths, firsts, seeds):
-    """The batch's records (R,) and the first frame each must hold (R,); per frame (B*T,):
-    the slot of its record, its position there, its crop window [top, left, S, S]; flips (B,)."""
-    wanted, starts, slots, positions, windows, flips = [], [], [], [], [], []
-    for video_len, height, width, first, seed in zip(video_lens, heights, widths, firsts, seeds):
-      indices, _, top_left, flip = clips.train_view(int(video_len), int(height), int(width),
-                                                    spec, seed)
-      low, high = int(indices.min()) // k, int(indices.max()) // k
-      slots.append(len(wanted) + indices // k - low)
-      wanted.extend(range(int(first) + low, int(first) + high + 1))
-      starts.extend(range(low * k, (high + 1) * k, k))
-      positions.append(indices % k)
-      windows.append([*top_left, spec.size, spec.size])
-      flips.append(flip)
-    return (reader.read(np.asarray(wanted, np.int64)), np.asarray(starts, np.int64),
-            np.concatenate(slots), np.concatenate(positions),
-            np.repeat(np.asarray(windows, np.int32), spec.num_frames, axis=0),
-            np.asarray(flips))
+    return _plan(reader, spec, frames_per_record, [
+        (*_view(spec, True, *view), first)
+        for *view, first in zip(video_lens, heights, widths, seeds, firsts)])
 
   def batch(records, seeds):
     _, label, video_len, height, width, first = records
-    flat, starts, slots, positions, windows, flips = tf.numpy_function(
-        plan, [video_len, height, width, first, seeds],
-        [tf.string, tf.int64, tf.int64, tf.int64, tf.int32, tf.bool], stateful=False)
-    parsed = tf.io.parse_example(tf.ensure_shape(flat, [None]), _RECORD_FEATURES)
-    # A record out of place would silently train on wrong frames: check where each one starts.
-    check = tf.debugging.assert_equal(parsed["first_frame"], starts,
-                                      message="video shards: a record is not the one asked for")
-    images = parsed["images"]
-    with tf.control_dependencies([check]):
-      jpegs = tf.gather(images.flat_values,
-                        tf.cast(tf.gather(images.row_splits, slots), tf.int64) + positions)
-    t = spec.num_frames
-    jpegs = tf.reshape(jpegs, [-1, t])
-    windows = tf.reshape(windows, [-1, t, 4])
-
-    def clip(args):
-      clip_jpegs, clip_windows, flip = args
-      # Unrolled over the clip's frames (num_frames is static); one loop step per clip.
-      frames = tf.stack([tf.io.decode_and_crop_jpeg(clip_jpegs[i], clip_windows[i], channels=3)
-                         for i in range(t)])
-      # Mirrored as rows of (pixel, channel): cheaper than reversing the 4-D clip's axis.
-      return tf.cond(flip, lambda: tf.reshape(tf.reverse(tf.reshape(
-          frames, [-1, spec.size, 3]), [1]), tf.shape(frames)), lambda: frames)
-
-    frames = tf.map_fn(clip, (jpegs, windows, flips), fn_output_signature=tf.TensorSpec(
-        (t, spec.size, spec.size, 3), tf.uint8))
-    return frames, label
+    planned = tf.numpy_function(plan, [video_len, height, width, first, seeds], _PLAN_TYPES,
+                                stateful=False)
+    return _decode(planned, spec), label
 
   return batch
