@@ -9,7 +9,7 @@ probability falls from 1 by 2e-5 per step and is 0 from step 50,000 on. OpenSTL 
 
 Data: `moving_fashion_seq`, 20 frames of two Fashion-MNIST items bouncing in 64x64 (10 in, 10
 out), drawn with OpenSTL's generator rule; training sequences from the train images, fresh each
-epoch; a fixed test set of 10,000 from the test images (ours, not OpenSTL's file: see README).
+epoch; a fixed test set of 10,000 from the test images (ours, not OpenSTL's file: see docs/guides/forecasting.md).
 One train step is ~5.5 TFLOP: too much for a CPU (benchmarks/RESULTS.md has what 2 CPU cores
 could train in one sitting, with the command).
 """

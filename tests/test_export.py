@@ -1,6 +1,6 @@
 """Export (dcrn_jax/export.py): the inference function as serialized jax.export StableHLO that
 loads where only jax (and flatbuffers) is installed and gives the checkpoint's probabilities; the
-README's loader is the one tested; a TF SavedModel of the same function."""
+The loader of docs/guides/trained-model.md is the one tested; a TF SavedModel of the same function."""
 
 import ast
 import json
@@ -19,11 +19,14 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-5
 
 
-def readme_loader() -> str:
-  """The README's loader: the python block that defines load_exported."""
-  blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+GUIDE = ROOT / "docs" / "guides" / "trained-model.md"
+
+
+def guide_loader() -> str:
+  """The guide's loader (Use a trained model): the python block that defines load_exported."""
+  blocks = re.findall(r"```python\n(.*?)```", GUIDE.read_text(), re.S)
   loaders = [b for b in blocks if "def load_exported(" in b]
-  assert len(loaders) == 1, "README.md needs one python block defining load_exported"
+  assert len(loaders) == 1, f"{GUIDE} needs one python block defining load_exported"
   return loaders[0]
 
 
@@ -86,9 +89,9 @@ def jax_only_site(folder: pathlib.Path) -> set[str]:
   return modules
 
 
-def test_the_readme_loader_runs_where_only_jax_is_installed_and_matches_the_checkpoint(
+def test_the_guides_loader_runs_where_only_jax_is_installed_and_matches_the_checkpoint(
     exports, tmp_path):
-  """The README's loader in `python -I -S` (no site-packages, no PYTHONPATH) over a site that
+  """The guide's loader in `python -I -S` (no site-packages, no PYTHONPATH) over a site that
   holds jax, its requirements and flatbuffers only: flax, optax, orbax, TensorFlow and dcrn_jax
   are not there to import."""
   from dcrn_jax.predict import Predictor  # pylint: disable=g-import-not-at-top
@@ -107,7 +110,7 @@ def test_the_readme_loader_runs_where_only_jax_is_installed_and_matches_the_chec
       np.save(tmp_path / f"{name}{batch}.npy", x)
       expected[f"{name}{batch}"] = p.predict_arrays(x).probabilities
       jobs.append((folder, f"{name}{batch}"))
-  script = (f"import sys\nsys.path.insert(0, {str(site)!r})\n" + readme_loader() +
+  script = (f"import sys\nsys.path.insert(0, {str(site)!r})\n" + guide_loader() +
             "\nfor folder, key in " + repr(jobs) + ":\n"
             "  probabilities, meta = load_exported(folder)\n"
             f"  x = np.load(f'{tmp_path}/{{key}}.npy')\n"

@@ -132,18 +132,18 @@ def test_images_are_resized_to_cover_then_centre_cropped(tmp_path):
   np.testing.assert_array_equal(files.read_image(str(tmp_path / "g.png"), 10, 10, 1), grey)
 
 
-def test_the_readme_python_example_runs(video_run, capsys):
+def test_the_guides_python_example_runs(video_run, capsys):
   import pathlib  # pylint: disable=g-import-not-at-top
   import re  # pylint: disable=g-import-not-at-top
-  readme = pathlib.Path(__file__).resolve().parents[1] / "README.md"
-  blocks = [b for b in re.findall(r"```python\n(.*?)```", readme.read_text(), re.S)
+  guide = pathlib.Path(__file__).resolve().parents[1] / "docs" / "guides" / "trained-model.md"
+  blocks = [b for b in re.findall(r"```python\n(.*?)```", guide.read_text(), re.S)
             if "Predictor.from_workdir" in b]
-  assert len(blocks) == 1, "README.md needs one python block using Predictor.from_workdir"
+  assert len(blocks) == 1, f"{guide} needs one python block using Predictor.from_workdir"
   workdir, _, video_dir = video_run
   folder = os.path.join(video_dir, "test", "right")
   code = blocks[0].replace('"runs/video_gru"', repr(workdir)).replace('"runs/clips"',
                                                                       repr(folder))
-  exec(compile(code, "README.md", "exec"), {})  # pylint: disable=exec-used
+  exec(compile(code, str(guide), "exec"), {})  # pylint: disable=exec-used
   lines = capsys.readouterr().out.strip().splitlines()
   assert [line.split()[0] for line in lines] == [os.path.join(folder, f"v{j}.mp4")
                                                  for j in range(2)]

@@ -15,7 +15,7 @@ XLA ops; only the gradients are computed differently:
     times the cost of the pooling itself), is a mask of each window's maximum: the first maximal
     element of a window gets the gradient, as with select-and-scatter.
 
-Measured speed-ups: the README (Speed on CPU) and benchmarks/RESULTS.md.
+Measured speed-ups: docs/guides/speed.md and benchmarks/RESULTS.md.
 """
 
 import contextlib

@@ -12,7 +12,7 @@ transposed convolutions inside a loop are what makes `nn.RNN(nn.ConvLSTMCell)` s
 XLA:CPU), and whose weight gradients are matmuls on CPU (`rnn_maps`). Dense layers project all T
 inputs in one matmul before the loop and take their input and weight gradients in one matmul
 each after it; convolutional ones do the same on accelerators and, on CPU, one convolution per
-step over [x_t, h] (`conv.cpu_forms()` decides). Measured speed: README, Speed on CPU.
+step over [x_t, h] (`conv.cpu_forms()` decides). Measured speed: docs/guides/speed.md.
 
 Options common to all four layers (keyword-only, held by `RecurrentLayer`):
   return_carry  return (final carry, outputs) instead of outputs (the order of Flax's nn.RNN).

@@ -12,7 +12,7 @@ For `y = m(x, w)` a map gives:
 
 Why: XLA:CPU runs the transposed convolutions that autodiff emits (the input-gradient and above all
 the weight-gradient forms) slower than forward convolutions, and far slower inside `lax.scan`
-(figures: the README, Fast recurrent layers). Forward-form convolutions and plain matmuls run at
+(figures: docs/guides/speed.md). Forward-form convolutions and plain matmuls run at
 full speed everywhere. Which forms a convolution uses on which platform is decided in one place,
 `conv.cpu_forms()`.
 """

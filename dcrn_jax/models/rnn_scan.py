@@ -21,7 +21,7 @@ loops:
     convolution with the two kernels stacked ([x_t, h] -> gates; GRUs need two), the backward
     step's input and hidden-state gradients are one convolution too, and both weight gradients
     accumulate in the loop while the step's gate gradients are still in cache (faster in the
-    full train step on CPU: README, Fast recurrent layers).
+    full train step on CPU: docs/guides/models.md, Fast recurrent layers).
 
 The differentiable arguments and their cotangents are NamedTuples (`LSTMWeights`, `LSTMCarry`,
 `LSTMGrads`, ...): the backward pass builds its cotangents by field name, and JAX checks their
