@@ -153,3 +153,28 @@ def clip_run(tmp_path_factory):
   config.model.stem_stride, config.model.conv_features = 2, (4, 8)
   config.model.embed_dim, config.model.hidden_size = 16, 16
   return _tiny_training(config, tmp_path_factory.mktemp("clip_run"))
+
+
+@pytest.fixture
+def chromium():
+  """Headless Chromium driven by selenium (Debian's chromium and chromium-driver, which .ci/run
+  installs), keeping the browser console's log; skips the test where either is missing."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  webdriver = pytest.importorskip("selenium.webdriver",
+                                  reason="selenium is in the test extra: pip install -e '.[test]'")
+  from selenium.webdriver.chrome.service import Service  # pylint: disable=g-import-not-at-top
+  binary, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+  if not (binary and driver_path):
+    pytest.skip("no headless Chromium here: apt-get install chromium chromium-driver "
+                "(.ci/run does)")
+  options = webdriver.ChromeOptions()
+  options.binary_location = binary
+  for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+              "--window-size=1280,2400"):
+    options.add_argument(arg)
+  options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+  driver = webdriver.Chrome(service=Service(driver_path), options=options)
+  try:
+    yield driver
+  finally:
+    driver.quit()

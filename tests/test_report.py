@@ -99,31 +99,15 @@ def test_the_report_holds_every_section_and_its_files(run):
   assert f1 == sorted(f1)  # Worst first.
 
 
-def test_the_page_opens_in_headless_chromium(run, tmp_path):
-  webdriver = pytest.importorskip("selenium.webdriver",
-                                  reason="selenium is in the test extra: pip install -e '.[test]'")
-  from selenium.webdriver.chrome.service import Service  # pylint: disable=g-import-not-at-top
-  binary, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
-  if not (binary and driver_path):
-    pytest.skip("no headless Chromium here: apt-get install chromium chromium-driver "
-                "(.ci/run does)")
-  options = webdriver.ChromeOptions()
-  options.binary_location = binary
-  for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-              "--window-size=1280,2400"):
-    options.add_argument(arg)
-  options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-  driver = webdriver.Chrome(service=Service(driver_path), options=options)
-  try:
-    driver.get((run[0] / "report" / "index.html").as_uri())
-    images = driver.execute_script(
-        "return Array.from(document.images).map(i => [i.src, i.complete, i.naturalWidth])")
-    errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
-    text = driver.find_element("tag name", "body").text
-    shot = tmp_path / "page.png"
-    driver.save_screenshot(str(shot))
-  finally:
-    driver.quit()
+def test_the_page_opens_in_headless_chromium(run, tmp_path, chromium):
+  driver = chromium
+  driver.get((run[0] / "report" / "index.html").as_uri())
+  images = driver.execute_script(
+      "return Array.from(document.images).map(i => [i.src, i.complete, i.naturalWidth])")
+  errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+  text = driver.find_element("tag name", "body").text
+  shot = tmp_path / "page.png"
+  driver.save_screenshot(str(shot))
   assert not errors, errors
   assert len(images) == 14  # Curves, temporal profile, 6 x (clip, evidence strip).
   assert all(complete and width > 0 for _, complete, width in images), images
