@@ -26,7 +26,7 @@ extensions = [
 ]
 
 source_suffix = {".md": "markdown"}
-exclude_patterns = ["_build", "README.md"]
+exclude_patterns = ["_build"]
 root_doc = "index"
 
 # MyST: GitHub-style anchors for headings (so `page.md#a-heading` links are checked), `{…}`

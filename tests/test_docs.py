@@ -14,7 +14,7 @@ import pytest
 
 import docs_blocks
 
-pytest.importorskip("markdown_it", reason="the docs extra: pip install -e '.[docs]'")
+pytest.importorskip("markdown_it", reason="in the test extra: pip install -e '.[test]'")
 PAGES = docs_blocks.pages()
 BLOCKS = [b for page in PAGES for b in docs_blocks.blocks(page)]
 
