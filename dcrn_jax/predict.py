@@ -27,7 +27,7 @@ import jax
 import numpy as np
 
 from dcrn_jax import checkpoint, evaluation, optim, parallel, state as state_lib
-from dcrn_jax import workdir as workdir_lib
+from dcrn_jax import tasks, workdir as workdir_lib
 from dcrn_jax.data import files as data_files
 from dcrn_jax.errors import UserError
 from dcrn_jax.models import create_model
@@ -144,8 +144,8 @@ class Predictor:
                       "workdir")
     wanted = checkpoint_step(step)
     config = workdir_lib.read_config(workdir)
-    task = config["task"] if "task" in config else "classify"
-    if task != "classify":
+    task = config["task"] if "task" in config else "classify"  # Runs older than tasks.
+    if not tasks.get(task).serves_predict:
       raise UserError(f"{workdir} holds a run of task={task!r}: predict and export serve "
                       "classifiers (task='classify') only")
     class_names = workdir_lib.read_class_names(workdir)
