@@ -150,6 +150,8 @@ FAULTS = [
      "best_metric='view_accuracy' is not among the eval metrics of this dataset", None),
     ("negative profile steps", ["--profile_steps=-1"], "--profile_steps=-1 must be >= 0", None),
 
+    ("unknown task", ["--config.task=segment"],
+     "task='segment' must be one of ['classify', 'forecast']", None),
     ("forecasting with a classifier", ["--config.task=forecast"],
      "is a model for task='classify'", None),
     ("forecast frames that do not add up", ["--config.task=forecast",
