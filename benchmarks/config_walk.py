@@ -21,7 +21,7 @@ ConfigDict, the run's config or one of its sub-configs such as config.data, as a
                functions lie in different modules (rooms, at the house's grain): each is a
                return from one to the other that some code path makes with the config in hand
   task tests   the comparisons of `config.task` (or a name bound to it) with a literal, in the
-               source of dcrn_jax/train.py, predict.py, export.py and models/ (ast)
+               source of dcrn_jax/train.py, predict(.py or /__init__.py), export.py and models/ (ast)
 
 A generator's frame counts when it is first entered, not each time it is resumed. Both runs'
 walks are merged (a union of rooms and of edges), so a room or a climb that only one
@@ -120,7 +120,7 @@ print("RESULT " + json.dumps({{"rooms": sorted(rooms), "edges": sorted(edges)}})
 
 def task_tests(root: pathlib.Path) -> list[str]:
   """file:line of each `config.task` (or `task`) compared with a string literal."""
-  files = [root / "dcrn_jax" / f for f in ("train.py", "predict.py", "export.py")]
+  files = [root / "dcrn_jax" / f for f in ("train.py", "predict.py", "predict/__init__.py", "export.py")]
   files += sorted((root / "dcrn_jax" / "models").glob("*.py"))
   found = []
   for path in files:

@@ -1,4 +1,4 @@
-"""python -m dcrn_jax.predict --workdir=DIR PATH... : the command line of dcrn_jax/predict.py.
+"""python -m dcrn_jax.predict --workdir=DIR PATH... : the command line of dcrn_jax/predict/
 
 Prints each file's top-k classes (or writes them to --output=FILE.jsonl / FILE.csv, whole or
 not at all), a progress line with ETA on long runs, warnings for the files it skips, and a
@@ -36,7 +36,7 @@ def define_flags():
   flags.DEFINE_integer("threads", 0, "Files decoded at once; 0: twice the CPU count (<= 16).")
   flags.DEFINE_bool("verbose", False, "Show library logs and warnings, and tracebacks.")
   flags.mark_flag_as_required("workdir")
-  # --helpshort lists the key flags of the main module (predict.py when run with -m).
+  # --helpshort lists the key flags of the main module (predict/__main__.py when run with -m).
   for name in ("workdir", "step", "top_k", "batch_size", "output", "threads", "verbose"):
     FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
 

@@ -1,4 +1,4 @@
-"""Predict (dcrn_jax/predict.py, predict_cli.py, data/files.py): a trained workdir -> predictions
+"""Predict (dcrn_jax/predict/, predict_cli.py, data/files.py): a trained workdir -> predictions
 on files equal to evaluation's, the Python API, and one clear line for every bad input."""
 
 import csv

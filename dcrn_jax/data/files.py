@@ -1,6 +1,6 @@
 """Video and image files -> the model inputs evaluation would give them (numpy and PyAV only).
 
-What predict (dcrn_jax/predict.py) reads. Each file becomes the rows evaluation scores:
+What predict (dcrn_jax/predict/) reads. Each file becomes the rows evaluation scores:
 
   video (a clip model):  its eval views, `clips.eval_view` (num_test_clips evenly spaced clips of
                          num_frames frames frame_stride apart x num_test_crops crops of the frames

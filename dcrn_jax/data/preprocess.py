@@ -3,7 +3,7 @@
     uint8 pixels  ->  float32 in [0, 1]  ->  (x - data.normalize_mean) / data.normalize_std
 
 `normalize` is plain arithmetic with numpy constants, so the tf.data pipelines apply it to
-TensorFlow tensors and predict (dcrn_jax/predict.py) to numpy arrays: one rule, one place.
+TensorFlow tensors and predict (dcrn_jax/predict/) to numpy arrays: one rule, one place.
 """
 
 import numpy as np

@@ -7,7 +7,7 @@
     p.predict(["clip.mp4", "more_clips/"])[0].top_k(3)    # [(class name, probability), ...]
 
 PATH: video or image files, or folders of them (searched recursively). The command line, its
-flags and output are in predict_cli.py.
+flags and output are in predict_cli.py (started by predict/__main__.py).
 
 Everything a prediction goes through is evaluation's: files become the rows evaluation would
 score (dcrn_jax/data/files.py: a video's num_test_clips x num_test_crops views, an image resized
@@ -338,7 +338,3 @@ class _Pending:
         np.stack(self.log_probs), np.zeros(len(self.log_probs), np.int32))
     return FilePrediction(self.path, probabilities[0], class_names, views=int(views[0]),
                           note=self.note)
-
-if __name__ == "__main__":
-  from dcrn_jax import predict_cli  # pylint: disable=g-import-not-at-top
-  predict_cli.run()
