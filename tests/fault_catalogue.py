@@ -227,7 +227,7 @@ def trained_for_predict(base):
   if not os.path.isdir(os.path.join(workdir, "checkpoints")):
     _trained(workdir)
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from dcrn_jax.data import video_files  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.media import video_files  # pylint: disable=g-import-not-at-top
   video_files.write_video(_clip(workdir), np.zeros((5, 16, 16, 1), np.uint8))
   return workdir
 

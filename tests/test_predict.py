@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from dcrn_jax import UserError, train
-from dcrn_jax.data import clips, files, video_files
+from dcrn_jax.data import files
+from dcrn_jax.media import clips, video_files
 
 av = pytest.importorskip("av", reason="PyAV is in the test extra: pip install -e '.[test]'")
 

@@ -19,7 +19,8 @@ import os
 
 import numpy as np
 
-from dcrn_jax.data import clips, preprocess, video_files
+from dcrn_jax.data import preprocess
+from dcrn_jax.media import clips, video_files
 from dcrn_jax.errors import UserError
 
 VIDEO_EXTENSIONS = video_files.EXTENSIONS + (".mov", ".m4v", ".mpg", ".mpeg", ".ogv")
