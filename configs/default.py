@@ -110,7 +110,18 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.train_split = "train"
   config.data.eval_split = "test"
   config.data.shuffle_buffer = 10_000
-  config.data.prefetch_batches = 2
+  config.data.prefetch_batches = 2  # Global batches a background thread keeps ready (>= 0).
+  # Device-resident splits (dcrn_jax/feeding.py): a split read once as uint8 pixels into device
+  # memory, sharded over the devices; each step then receives only its rows' indices and
+  # gathers them on the device (the same batches as streaming, bit for bit). "auto": every
+  # split that can and fits; True: an error if one cannot (say which, and why); False: stream
+  # uint8 batches from the host. Stored clips and TFDS images can; videos (cut at random) and
+  # the *_seq training sequences (new every epoch) cannot. Resident images are augmented on the
+  # device (crop, flip; rotation only in tf.data) with a random stream of their own.
+  config.data.on_device = config_dict.FieldReference("auto", field_type=object)
+  # Bytes of each device's memory the resident splits may take: "auto" = a quarter of it (of
+  # the RAM per device on CPU), or a positive number; train has the first claim.
+  config.data.on_device_max_bytes = config_dict.FieldReference("auto", field_type=object)
   # True: each process reads only its own part of every split (what scales; the order then
   # depends on the number of processes). False: every process reads the whole global stream and
   # keeps its rows of each global batch, so batches do not depend on the process count.

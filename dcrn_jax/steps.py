@@ -1,5 +1,9 @@
 """The train steps: pure functions (state, batch, rng) -> (state, metrics), jitted by train.py.
 
+`fed` puts in front of a step what the batch needs on the device first: with a device-resident
+split the gather of the batch's rows (and its augmentation), then the scaling of its pixels
+(dcrn_jax/input_scaling.py), so the host sends uint8 pixels or only row indices.
+
 Classification (`train_step`): batches of 'inputs' (B, ...) float32 and 'label' (B,) int32.
 Forecasting (`forecast_train_step`): batches of sequences 'inputs' (B, T, H, W, C). Evaluation
 has its own steps, in evaluation.py and forecast_evaluation.py.
@@ -9,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dcrn_jax import forecast_evaluation
+from dcrn_jax import forecast_evaluation, input_scaling
 from dcrn_jax.evaluation import TOP_K
 from dcrn_jax.state import TrainState
 
@@ -114,6 +118,51 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array, *, schedule,
                               grad_clip_norm=grad_clip_norm, ema_decay=ema_decay)
   metrics.update({k: jnp.mean(v) for k, v in _correct(logits, batch["label"]).items()})
   return new_state, metrics
+
+
+# fold_in constants of the step key's streams besides dropout (forecasting's forcing is 1).
+AUGMENT_STREAM = 2
+
+
+def fed(step_fn, *, mean: tuple = (), std: tuple = (), gather=None, augment=None):
+  """step_fn taking the batch as the loop feeds it: (state, batch, rng, resident).
+
+  Args:
+    step_fn: (state, batch of model inputs, rng) -> (state, metrics).
+    mean, std: data.normalize_mean/std (`input_scaling.model_input`).
+    gather: (resident, batch) -> batch of pixels, for a device-resident split: batch holds the
+      rows' 'index' (B,), resident the split's arrays. None: the batch holds its pixels.
+    augment: (pixels (B, ...), key) -> pixels, drawn from the step's key (`_step_rng` folded
+      with AUGMENT_STREAM), so a resumed run draws the same.
+  """
+
+  def step(state, batch, rng, resident):
+    if gather is not None:
+      batch = gather(resident, batch)
+    if augment is not None:
+      key = jax.random.fold_in(_step_rng(state, rng), AUGMENT_STREAM)
+      batch = dict(batch, inputs=augment(batch["inputs"], key))
+    return step_fn(state, input_scaling.scale_batch(batch, mean, std), rng)
+  # Named as the step it feeds (what profiles and compile logs show).
+  step.__name__ = getattr(getattr(step_fn, "func", step_fn), "__name__", "step")
+  return step
+
+
+class Bound:
+  """A jitted (state, batch, rng, resident) step with its resident arrays bound: called, traced
+  and lowered as (state, batch, rng)."""
+
+  def __init__(self, jitted, resident):
+    self._jitted, self._resident = jitted, resident
+
+  def __call__(self, state, batch, rng):
+    return self._jitted(state, batch, rng, self._resident)
+
+  def trace(self, state, batch, rng):
+    return self._jitted.trace(state, batch, rng, self._resident)
+
+  def lower(self, state, batch, rng):
+    return self._jitted.lower(state, batch, rng, self._resident)
 
 
 def sampling_probability(step, *, start: float, decay: float, stop_step: int):
