@@ -290,6 +290,7 @@ def fit(config, workdir: str, *, profile_steps: int = 0):
   if jax.process_index() == 0:
     for note in notes:
       print(f"note: {note}", flush=True)
+  resident = feeding.plan(config, info, mesh)  # Which splits live on the device.
   tx, schedule = optim.create_optimizer(config.optim, config.num_train_steps)
   root_rng = jax.random.key(config.seed)
   init_rng, dropout_rng = jax.random.split(root_rng)
@@ -314,7 +315,6 @@ def fit(config, workdir: str, *, profile_steps: int = 0):
           + (f"resuming from step {start_step}" if latest is not None else "starting at step 0"),
           flush=True)
 
-  resident = feeding.plan(config, info, mesh)
   feed = feeding.train_feed(config, info, mesh) if resident["train"] else None
   train_fn = make_train_step(config, schedule, mesh, state_sharding, feed)
   evaluate_fn = make_evaluator(model, info, config, mesh, on_device=resident["eval"])
