@@ -160,6 +160,13 @@ def _load(data_config, *, train: bool, num_rows: int, mesh, labels: bool) -> dic
   return arrays
 
 
+def _take_rows(array, index):
+  """array[index] along axis 0, taken as rows of one flat axis: on XLA:CPU ~10x faster than
+  a take of the 5-D array (0.6 vs 6.4 ms for 256 of 2048 clips of 10x64x64x1, this VM)."""
+  flat = jnp.take(array.reshape(array.shape[0], -1), index, axis=0)
+  return flat.reshape(index.shape + array.shape[1:])
+
+
 def gather_fn(mesh):
   """(arrays, batch) -> batch with the rows batch['index'] (B,) of every array.
 
@@ -169,13 +176,13 @@ def gather_fn(mesh):
   """
   if mesh.devices.size == 1:
     def take(arrays, index):
-      return {k: jnp.take(v, index, axis=0) for k, v in arrays.items()}
+      return {k: _take_rows(v, index) for k, v in arrays.items()}
   else:
     def local(block, index):
       n = block.shape[0]
       here = index - jax.lax.axis_index(parallel.DATA_AXIS) * n
       ok = (here >= 0) & (here < n)
-      rows = jnp.take(block, jnp.clip(here, 0, n - 1), axis=0)
+      rows = _take_rows(block, jnp.clip(here, 0, n - 1))
       rows = jnp.where(ok.reshape((-1,) + (1,) * (rows.ndim - 1)), rows, jnp.zeros_like(rows))
       return jax.lax.psum_scatter(rows, parallel.DATA_AXIS, scatter_dimension=0, tiled=True)
 
