@@ -27,7 +27,7 @@ def model_input(x, mean: tuple = (), std: tuple = ()):
     mean, std: per-channel (1 or C values) normalisation; empty: none.
 
   Returns:
-    float32 (x / 255 for integers) - mean) / std, per channel over the last axis.
+    float32 (x' - mean) / std per channel (last axis), x' = x / 255 for integers, else x.
   """
   x = jnp.asarray(x)
   if jnp.issubdtype(x.dtype, jnp.integer):
