@@ -31,6 +31,7 @@ from dcrn_jax import workdir as workdir_lib
 from dcrn_jax.data import files as data_files
 from dcrn_jax.errors import UserError
 from dcrn_jax.models import create_model
+from dcrn_jax.models.classifiers import model_task
 
 
 def checkpoint_step(step) -> int | str | None:
@@ -130,6 +131,10 @@ def restore_model(workdir: str, config, step=None, *, num_classes: int = 0):
   which predict data.output_frames frames).
   """
   wanted = checkpoint_step(step)
+  if model_task(config.model.name) != run_task(config):
+    raise UserError(f"{workdir}/config.json names model.name={config.model.name!r}, a model "
+                    f"for task={model_task(config.model.name)!r}, but task={run_task(config)!r}"
+                    ": the config was changed after training; restore it")
   ckpt_dir = os.path.join(workdir, "checkpoints")
   if not os.path.isdir(ckpt_dir):
     raise UserError(f"no checkpoints in {ckpt_dir}: train first with --mode=train and the "

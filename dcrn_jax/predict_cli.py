@@ -153,6 +153,9 @@ def predict_command(workdir: str, paths, *, step="latest", top_k: int = 5, batch
   from dcrn_jax.data import files as data_files  # pylint: disable=g-import-not-at-top
   files = data_files.list_inputs(paths)
   predictor = predict.Predictor.from_workdir(workdir, step, batch_size=batch_size or None)
+  if not isinstance(predictor, predict.Predictor):
+    raise UserError(f"{workdir} holds a forecasting run: its command is "
+                    "predict_forecast_cli.forecast_command")
   spec = predictor.file_spec
   top_k = min(top_k, len(predictor.class_names))
   print(f"{predictor.config.model.name} of {workdir} (step {predictor.step}, "
