@@ -239,3 +239,21 @@ def test_forecast_predict_fault_catalogue(catalogue_runs, index):
   ok, detail = fault_catalogue.run_predict_fault(base, runs,
                                                  *fault_catalogue.FORECAST_PREDICT_FAULTS[index])
   assert ok, detail
+
+
+@pytest.mark.parametrize("name", FORECASTERS)
+def test_the_report_shows_every_forecaster_the_same_way(name, runs_dir, tmp_path):
+  from dcrn_jax import report  # pylint: disable=g-import-not-at-top
+  workdir, _ = forecaster_run(name, runs_dir)
+  results = json.loads(pathlib.Path(workdir, "eval.json").read_text())
+  lines = []
+  page = pathlib.Path(report.build_report(workdir, str(tmp_path / "report"), num_examples=3,
+                                          log=lines.append)).read_text()
+  assert "<h2>Forecast quality" in page and "<h2>Forecasts" in page
+  assert f"<td>{results['mse']:.4f}</td>" in page
+  assert f"<td>{results['baseline_last_frame_mse']:.4f}</td>" in page
+  assert page.count("<div class='card'>") == 3 and "Not shown" not in page, lines
+  for i in range(3):
+    with Image.open(tmp_path / "report" / f"forecast{i}.webp") as animation:
+      assert animation.n_frames == 6  # 3 input frames, then 3 of truth | prediction.
+    assert (tmp_path / "report" / f"forecast_strip{i}.png").is_file()
