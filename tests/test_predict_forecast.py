@@ -51,7 +51,7 @@ def runs_dir(tmp_path_factory):
 
 def _evaluation(config, workdir):
   """Evaluation's view of the latest checkpoint: (whole test sequences float32 (N, Tin+Tout,
-  H, W, C), its clipped predictions (N, Tout, ...), its MSE per sequence and frame (N, Tout))."""
+  H, W, C), its clipped predictions (N, Tout, ...)) from its examples step."""
   from dcrn_jax import checkpoint, data, parallel, state  # pylint: disable=g-import-not-at-top
   mesh, info, model = train._setup(config)  # pylint: disable=protected-access
   abstract = state.abstract_variables(model, train.model_input_shape(config, info),
@@ -59,20 +59,16 @@ def _evaluation(config, workdir):
   _, variables = checkpoint.Checkpointer(workdir, read_only=True).restore_variables(None,
                                                                                   abstract)
   d = config.data
-  frames = dict(input_frames=d.input_frames, output_frames=d.output_frames)
-  examples_fn = forecast_evaluation.make_examples_fn(model, mesh, num_shown=config.eval_batch_size,
-                                                     **frames)
-  rows_fn = forecast_evaluation.make_rows_fn(model, mesh, l1_weight=0.0, **frames)
-  sequences, predictions, mse = [], [], []
+  examples_fn = forecast_evaluation.make_examples_fn(
+      model, mesh, input_frames=d.input_frames, output_frames=d.output_frames,
+      num_shown=config.eval_batch_size)
+  sequences, predictions = [], []
   for batch in data.eval_batches(d, local_batch_size=config.eval_batch_size):
-    batch = parallel.to_global(batch, mesh)
-    shown = forecast_evaluation.shown_examples(jax.device_get(examples_fn(variables, batch)))
-    rows = jax.device_get(rows_fn(variables, batch))
+    shown = forecast_evaluation.shown_examples(jax.device_get(
+        examples_fn(variables, parallel.to_global(batch, mesh))))
     sequences.append(np.concatenate([shown["inputs"], shown["targets"]], 1))
     predictions.append(shown["predictions"])
-    mse.append(np.asarray(rows["mse"])[np.asarray(rows["mask"]) > 0])
-  return (np.concatenate(sequences).astype(np.float32), np.concatenate(predictions),
-          np.concatenate(mse))
+  return np.concatenate(sequences).astype(np.float32), np.concatenate(predictions)
 
 
 def _pixels(x):
@@ -84,15 +80,18 @@ def test_every_forecaster_predicts_what_evaluation_predicts_and_exports_it(name,
                                                                            tmp_path):
   from dcrn_jax import ForecastPredictor, Predictor  # pylint: disable=g-import-not-at-top
   workdir, config = forecaster_run(name, runs_dir)
-  sequences, expected, expected_mse = _evaluation(config, workdir)
+  sequences, expected = _evaluation(config, workdir)
+  results = json.loads(pathlib.Path(workdir, "eval.json").read_text())  # What eval wrote.
   assert sequences.shape == (6, 6, 16, 16, 1)
   p = Predictor.from_workdir(workdir, batch_size=4)
   assert isinstance(p, ForecastPredictor) and p.step == 2 and p.input_shape == (3, 16, 16, 1)
   got = p.predict_arrays(sequences)  # Whole sequences: the first 3 frames are read.
   assert got.shape == (6, 3, 16, 16, 1) and got.dtype == np.float32
   np.testing.assert_allclose(np.clip(got, 0, 1), expected, atol=TOLERANCE, rtol=0)
-  mse = np.asarray(forecast_evaluation.frame_metrics(got, sequences[:, 3:])["mse"])
-  np.testing.assert_allclose(mse, expected_mse, rtol=TOLERANCE, atol=TOLERANCE)
+  scores = forecast_evaluation.frame_metrics(got, sequences[:, 3:])
+  np.testing.assert_allclose(np.asarray(scores["mse"]).mean(0), results["mse_per_step"],
+                             rtol=TOLERANCE)
+  np.testing.assert_allclose(np.asarray(scores["ssim"]).mean(), results["ssim"], rtol=TOLERANCE)
   np.testing.assert_array_equal(p.predict_arrays(sequences[2, :3]), got[2])
   # The same sequences as files of uint8 pixels, as a dataset of arrays stores them.
   for i, sequence in enumerate(sequences):
