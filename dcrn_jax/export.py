@@ -12,9 +12,10 @@ Writes OUT/ (whole, or not at all):
 Loading needs `jax` and `flatbuffers` only (jax.export.deserialize imports flatbuffers, which jax
 does not require); the ten lines are in docs/guides/trained-model.md.
 A forecasting run exports its forecaster instead (export_forecast.py: input frames -> predicted
-frames). A classifier's function takes float32 (batch, *input_shape), or (batch, views, *input_shape) for a video
-model scored on several views, and returns float32 (batch, classes): the softmax of the model's
-logits, averaged over views as evaluation averages them (dcrn_jax/evaluation.py).
+frames). A classifier's function takes float32 (batch, *input_shape), or (batch, views,
+*input_shape) for a video model scored on several views, and returns float32 (batch, classes):
+the softmax of the model's logits, averaged over views as evaluation averages them
+(dcrn_jax/evaluation.py).
 """
 
 import json

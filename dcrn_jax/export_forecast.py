@@ -1,4 +1,4 @@
-"""`python -m dcrn_jax.export` of a forecasting run: input frames -> predicted frames, for JAX alone.
+"""`python -m dcrn_jax.export` of a forecasting run: input frames -> predicted frames, JAX alone.
 
 The folder is export.py's (model.jax, model.json, saved_model/ with --saved_model, written
 whole); the function is evaluation's forecast (`forecast_evaluation.forecast`) of whichever

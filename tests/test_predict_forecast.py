@@ -19,8 +19,8 @@ from dcrn_jax.models.classifiers import MODELS
 
 pytest.importorskip("av", reason="PyAV is in the test extra: pip install -e '.[test]'")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_export import jax_only_site  # pylint: disable=g-import-not-at-top,wrong-import-position
-from test_forecast_train import tiny_config  # pylint: disable=g-import-not-at-top,wrong-import-position
+from test_export import jax_only_site  # pylint: disable=wrong-import-position
+from test_forecast_train import tiny_config  # pylint: disable=wrong-import-position
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "guides" / "forecasting.md"

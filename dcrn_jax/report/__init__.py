@@ -14,8 +14,8 @@ run's forecast_examples.png) and writes DIR/report/index.html with its pictures 
                      integrated gradients' mass per frame), all for the true class
                      (dcrn_jax/explain.py)
   forecasting runs   the model's metrics beside its baselines, and the first test sequences
-                     forecast by the evaluated checkpoint, whatever the model (report/forecasts.py),
-                     with the error per step ahead
+                     forecast by the evaluated checkpoint, whatever the model
+                     (report/forecasts.py), with the error per step ahead
 
 A section whose inputs are missing is left out and named under "Not shown".
 """

@@ -62,8 +62,10 @@ def _scores(inputs, targets, predictions) -> str:
 def gallery(workdir: str, config, results: dict | None, folder: str, count: int,
             log) -> str:
   """The forecasts' cards (module docstring), pictures written into folder."""
-  from dcrn_jax.predict_forecast import ForecastPredictor, model_input, to_pixels  # pylint: disable=g-import-not-at-top
-  p = ForecastPredictor.from_workdir(workdir, results.get("step") if results else None)
+  from dcrn_jax import predict_forecast  # pylint: disable=g-import-not-at-top
+  model_input, to_pixels = predict_forecast.model_input, predict_forecast.to_pixels
+  step = results.get("step") if results else None  # The evaluated checkpoint.
+  p = predict_forecast.ForecastPredictor.from_workdir(workdir, step)
   sequences = model_input(test_sequences(config, count), config.data)
   log(f"forecasting {len(sequences)} test sequences with step {p.step}")
   predictions = p.predict_arrays(sequences)
