@@ -15,6 +15,10 @@ and cropped, the same normalisation), the rows run through evaluation's jitted s
 (`evaluation.make_log_probs_fn`: batches split over every local device, padded to one shape so
 the step compiles once), and a file's views are averaged by evaluation's rule
 (`evaluation.average_views`). Only the model's variables are restored, never optimizer state.
+
+A forecasting run (task='forecast') is served by predict_forecast.py: `Predictor.from_workdir`
+gives its `ForecastPredictor` (predicted frames from clip files or arrays), and the command
+line predict_forecast_cli.py.
 """
 
 from collections.abc import Iterable, Iterator

@@ -256,3 +256,18 @@ def test_the_report_shows_every_forecaster_the_same_way(name, runs_dir, tmp_path
     with Image.open(tmp_path / "report" / f"forecast{i}.webp") as animation:
       assert animation.n_frames == 6  # 3 input frames, then 3 of truth | prediction.
     assert (tmp_path / "report" / f"forecast_strip{i}.png").is_file()
+
+
+def test_normalised_frames_become_pictures_again():
+  """A run that normalised its inputs: predict scales and normalises pixels as the sources do,
+  and `to_pixels` undoes it for pictures."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.predict_forecast import model_input, to_pixels
+  d = ml_collections.ConfigDict({"normalize_mean": (0.2, 0.5, 0.3),
+                                 "normalize_std": (0.5, 0.25, 2.0)})
+  pixels = np.random.default_rng(3).integers(0, 256, (2, 4, 4, 3), dtype=np.uint8)
+  x = model_input(pixels, d)
+  np.testing.assert_allclose(x[..., 1], (pixels[..., 1] / 255 - 0.5) / 0.25, atol=1e-6)
+  np.testing.assert_allclose(model_input(pixels / np.float32(255), d), x, atol=1e-6)
+  np.testing.assert_allclose(to_pixels(x, d), pixels / 255, atol=1e-6)
+  assert to_pixels(np.full((1, 1, 3), 9.0), d).max() == 1.0
