@@ -41,14 +41,17 @@ def quality_table(results: dict) -> str | None:
 
 
 def test_sequences(config, count: int) -> np.ndarray:
-  """The first `count` sequences of the eval split, as the data room gives them."""
+  """The first `count` sequences of the eval split as model inputs, float32 (n, T, H, W, C):
+  as the data room gives them (uint8 pixels are scaled as predict scales them)."""
   from dcrn_jax import data  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.predict_forecast import model_input  # pylint: disable=g-import-not-at-top
   kept = []
   for batch in data.eval_batches(config.data, local_batch_size=config.eval_batch_size):
     kept += [x for x, m in zip(batch["inputs"], batch["mask"]) if m > 0]
     if len(kept) >= count:
       break
-  return np.stack(kept[:count])
+  x = np.stack(kept[:count])
+  return model_input(x, config.data) if x.dtype == np.uint8 else x.astype(np.float32)
 
 
 def _scores(inputs, targets, predictions) -> str:
@@ -63,10 +66,10 @@ def gallery(workdir: str, config, results: dict | None, folder: str, count: int,
             log) -> str:
   """The forecasts' cards (module docstring), pictures written into folder."""
   from dcrn_jax import predict_forecast  # pylint: disable=g-import-not-at-top
-  model_input, to_pixels = predict_forecast.model_input, predict_forecast.to_pixels
+  to_pixels = predict_forecast.to_pixels
   step = results.get("step") if results else None  # The evaluated checkpoint.
   p = predict_forecast.ForecastPredictor.from_workdir(workdir, step)
-  sequences = model_input(test_sequences(config, count), config.data)
+  sequences = test_sequences(config, count)
   log(f"forecasting {len(sequences)} test sequences with step {p.step}")
   predictions = p.predict_arrays(sequences)
   t_in, d = p.input_frames, config.data
