@@ -271,3 +271,24 @@ def test_normalised_frames_become_pictures_again():
   np.testing.assert_allclose(model_input(pixels / np.float32(255), d), x, atol=1e-6)
   np.testing.assert_allclose(to_pixels(x, d), pixels / 255, atol=1e-6)
   assert to_pixels(np.full((1, 1, 3), 9.0), d).max() == 1.0
+
+
+@pytest.mark.slow  # A second process compiling the model for two devices.
+def test_two_devices_forecast_what_one_does(runs_dir, tmp_path):
+  from dcrn_jax import Predictor  # pylint: disable=g-import-not-at-top
+  workdir = forecaster_run(FORECASTERS[0], runs_dir)[0]
+  x = np.random.default_rng(4).random((5, 3, 16, 16, 1), dtype=np.float32)
+  np.save(tmp_path / "x.npy", x)
+  script = ("import numpy as np, jax\nfrom dcrn_jax import Predictor\n"
+            f"p = Predictor.from_workdir({workdir!r}, batch_size=3)\n"
+            "assert jax.device_count() == 2 and p.batch_size == 4, p.batch_size\n"
+            f"np.save({str(tmp_path / 'y.npy')!r}, p.predict_arrays(np.load("
+            f"{str(tmp_path / 'x.npy')!r})))\n")
+  r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                     env=dict(os.environ, JAX_PLATFORMS="cpu",
+                              XLA_FLAGS="--xla_force_host_platform_device_count=2"),
+                     timeout=300)
+  assert r.returncode == 0, r.stderr[-3000:]
+  np.testing.assert_allclose(np.load(tmp_path / "y.npy"),
+                             Predictor.from_workdir(workdir).predict_arrays(x),
+                             atol=TOLERANCE, rtol=0)
