@@ -318,9 +318,10 @@ def fit(config, workdir: str, *, profile_steps: int = 0):
   feed = feeding.train_feed(config, info, mesh) if resident["train"] else None
   train_fn = make_train_step(config, schedule, mesh, state_sharding, feed)
   evaluate_fn = make_evaluator(model, info, config, mesh, on_device=resident["eval"])
-  if jax.process_index() == 0 and config.task == "classify":
-    data.write_label_map(info, workdir)
-    workdir_lib.write_input_shape(workdir, info.input_shape)
+  if jax.process_index() == 0:  # What predict and export read: the model's input shape.
+    if config.task == "classify":
+      data.write_label_map(info, workdir)
+    workdir_lib.write_input_shape(workdir, model_input_shape(config, info))
   micro_batches = config.optim.accumulate_steps  # Per update (step); 1 without accumulation.
   if feed is not None:  # Only the rows' indices travel; the step gathers them.
     batches = _host_batches(data.train_indices, config, config.batch_size, seed=config.seed,
