@@ -155,6 +155,12 @@ FAULTS = [
     ("forecast frames that do not add up", ["--config.task=forecast",
                                             "--config.model.name=convlstm_forecaster"],
      "data.num_frames=10 must be data.input_frames + data.output_frames", None),
+    ("unknown forecasting model", ["--config.task=forecast", "--config.model.name=predrnn_v3"],
+     "unknown model.name='predrnn_v3'", None),
+    ("predrnn_v2 field on another model", ["--config.task=forecast",
+                                           "--config.model.name=predrnn",
+                                           "--config.model.decouple_beta=0.1"],
+     "model.decouple_beta=0.1 is a predrnn_v2 field but model.name='predrnn'", None),
     ("classifying unlabelled sequences", ["--config.data.name=moving_digits_seq"],
      "has no labels", None),
 ]

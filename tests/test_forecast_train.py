@@ -74,11 +74,24 @@ def test_loss_goes_down_and_the_forecast_beats_the_last_frame_baseline(tmp_path)
   assert not (tmp_path / "label_map.json").exists()
 
 
+# Every model that reads its own predictions; PredRNN-V2 with its decoupling loss and a reverse
+# schedule that changes within the run.
+_RESUMED = {
+    "convlstm_autoregressive": {"model.convlstm_features": (8,)},
+    "predrnn": {"model.convlstm_features": (8, 8)},
+    "predrnn_pp": {"model.convlstm_features": (8, 8)},
+    "predrnn_v2": {"model.convlstm_features": (8, 8), "model.decouple_beta": 0.1,
+                   "forecast.reverse_sampling": True, "forecast.r_sampling_step_1": 2,
+                   "forecast.r_sampling_step_2": 10, "forecast.r_exp_alpha": 2.0},
+}
+
+
 @pytest.mark.slow  # Long end-to-end run, left out of the default suite (-m slow runs it).
-def test_an_interrupted_autoregressive_run_resumes_to_the_same_parameters(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", sorted(_RESUMED))
+def test_an_interrupted_autoregressive_run_resumes_to_the_same_parameters(tmp_path, monkeypatch,
+                                                                          name):
   # Scheduled sampling that changes every step: the resumed run must draw the same masks.
-  config = tiny_config(**{"model.name": "convlstm_autoregressive",
-                          "model.convlstm_features": (8,), "forecast.sampling_decay": 0.05})
+  config = tiny_config(**{"model.name": name, "forecast.sampling_decay": 0.05, **_RESUMED[name]})
   train.train_and_evaluate(config, str(tmp_path / "full"))
   real_batches = data.train_batches
 

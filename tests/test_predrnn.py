@@ -98,3 +98,42 @@ def test_stacked_model_predictions_and_all_gradients_equal_the_papers(cell):
                              head[0].grad.numpy()[:, :, 0, 0], rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(np.asarray(grads["to_frames_bias"]), head[1].grad.numpy(),
                              rtol=1e-4, atol=1e-5)
+
+
+def test_decoupling_term_is_the_mean_absolute_cosine_per_channel():
+  dc = jax.random.normal(jax.random.key(5), (B, S, S, FEATS))
+  dm = jax.random.normal(jax.random.key(6), (B, S, S, FEATS))
+  adapter = jax.random.normal(jax.random.key(7), (FEATS, FEATS))
+  with jax.default_matmul_precision("highest"):
+    got = float(predrnn.decoupling(adapter, dc, dm))
+  # TPAMI 2022, eq. 7, averaged over batch and channels: W_d a 1 x 1 convolution, the cosine of
+  # each channel's map, in PyTorch.
+  w = torch.tensor(np.asarray(adapter).T[:, :, None, None].copy())
+  a = torch.nn.functional.conv2d(_t(dc), w).flatten(2)
+  b = torch.nn.functional.conv2d(_t(dm), w).flatten(2)
+  want = torch.nn.functional.cosine_similarity(a, b, dim=2).abs().mean().item()
+  assert got == pytest.approx(want, abs=1e-6)
+
+
+def test_predrnn_v2_sows_its_weighted_decoupling_loss_and_reads_a_mask_for_every_step():
+  model = predrnn.PredRNN(output_frames=T_OUT, features=(FEATS, FEATS), decouple_beta=0.5)
+  seq = jax.random.uniform(jax.random.key(2), (B, T_IN + T_OUT, S, S, C))
+  inputs, targets = seq[:, :T_IN], seq[:, T_IN:]
+  variables = model.init(jax.random.key(3), inputs)
+  assert variables["params"]["adapter"].shape == (FEATS, FEATS)
+  ones = jnp.ones((B, T_IN + T_OUT - 2))
+  out, sown = model.apply(variables, inputs, targets=targets, teacher_forcing=ones, train=True,
+                          mutable=["losses"])
+  (term,) = sown["losses"]["decoupling"]
+  assert 0 < float(term) <= 0.5
+  # All true frames read at every step: the same as plain PredRNN's full teacher forcing.
+  plain = model.apply(variables, inputs, targets=targets, teacher_forcing=ones[:, T_IN - 1:])
+  np.testing.assert_allclose(out, plain, rtol=0, atol=1e-6)
+  # A mask inside the input steps changes what step 1 reads, hence the next predictions.
+  inside = ones.at[:, 0].set(0)
+  changed = model.apply(variables, inputs, targets=targets, teacher_forcing=inside)
+  np.testing.assert_array_equal(changed[:, 0], out[:, 0])
+  assert np.abs(np.asarray(changed[:, 1]) - np.asarray(out[:, 1])).max() > 1e-4
+  # Evaluation sows nothing.
+  _, sown = model.apply(variables, inputs, mutable=["losses"])
+  assert not sown

@@ -190,6 +190,8 @@ MODELS = {
     "convlstm_forecaster": _Entry(ConvLSTMForecaster, 4, _FORECASTER, task="forecast"),
     "convlstm_autoregressive": _Entry(ConvLSTMAutoregressive, 4, _FORECASTER, task="forecast"),
     "predrnn": _Entry(PredRNN, 4, _FORECASTER, (("cell", "st_lstm"),), task="forecast"),
+    "predrnn_v2": _Entry(PredRNN, 4, _FORECASTER + ("decouple_beta",), (("cell", "st_lstm"),),
+                         task="forecast"),
     "predrnn_pp": _Entry(PredRNN, 4, _FORECASTER, (("cell", "causal_lstm"),), task="forecast"),
 }
 _KEYWORDS = {"convlstm_kernel": "kernel_size"}  # config field -> keyword, where they differ

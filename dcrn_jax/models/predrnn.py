@@ -85,20 +85,37 @@ class STLSTMParams(nn.Module):
             "fuse_kernel": self.param("fuse_kernel", _INIT, (1, 1, 2 * f, f))}
 
 
-def st_lstm(p, gx, c, h, m, dtype=jnp.float32):
+def st_lstm(p, gx, c, h, m, dtype=jnp.float32, deltas=False):
   """One ST-LSTM step (the module docstring's equations). gx = W_x*X + b (B, H, W, 7F), the
-  input side already convolved; c, h, m (B, H, W, F) -> (c', h', m')."""
+  input side already convolved; c, h, m (B, H, W, F) -> (c', h', m'), and with `deltas` also
+  the memories' increments (i . g, i' . g') that PredRNN-V2's decoupling loss reads."""
   gh = conv2d(h.astype(dtype), p["hidden_kernel"].astype(dtype)).astype(jnp.float32)
   gm = conv2d(m.astype(dtype), p["memory_kernel"].astype(dtype)).astype(jnp.float32)
   xi, xf, xg, xi2, xf2, xg2, xo = jnp.split(gx.astype(jnp.float32), 7, axis=-1)
   hi, hf, hg, ho = jnp.split(gh, 4, axis=-1)
   mi, mf, mg = jnp.split(gm, 3, axis=-1)
-  c = nn.sigmoid(xf + hf) * c + nn.sigmoid(xi + hi) * jnp.tanh(xg + hg)
-  m = nn.sigmoid(xf2 + mf) * m + nn.sigmoid(xi2 + mi) * jnp.tanh(xg2 + mg)
+  dc = nn.sigmoid(xi + hi) * jnp.tanh(xg + hg)
+  dm = nn.sigmoid(xi2 + mi) * jnp.tanh(xg2 + mg)
+  c = nn.sigmoid(xf + hf) * c + dc
+  m = nn.sigmoid(xf2 + mf) * m + dm
   cm = jnp.concatenate([c, m], -1).astype(dtype)
   o = nn.sigmoid(xo + ho + conv2d(cm, p["output_kernel"].astype(dtype)).astype(jnp.float32))
   h = o * jnp.tanh((cm @ p["fuse_kernel"][0, 0].astype(dtype)).astype(jnp.float32))
-  return c, h, m
+  return (c, h, m, (dc, dm)) if deltas else (c, h, m)
+
+
+def decoupling(adapter, dc, dm):
+  """PredRNN-V2's memory decoupling term of one cell and step: the mean over batch and channels
+  of |cos(W_d * dc, W_d * dm)|, the cosine taken over the spatial positions of each channel
+  (W_d: the shared 1 x 1 `adapter`, (F, F)). (B, H, W, F) each -> scalar."""
+  a, b = dc @ adapter, dm @ adapter
+  a = a.reshape(a.shape[0], -1, a.shape[-1])
+  b = b.reshape(b.shape[0], -1, b.shape[-1])
+  a = a / jnp.maximum(jnp.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+  b = b / jnp.maximum(jnp.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+  cos = jnp.sum(a * b, 1) / jnp.maximum(
+      jnp.linalg.norm(a, axis=1) * jnp.linalg.norm(b, axis=1), 1e-8)
+  return jnp.mean(jnp.abs(cos))
 
 
 class CausalLSTMParams(nn.Module):
@@ -174,18 +191,25 @@ _CELLS = {"st_lstm": (STLSTMParams, st_lstm), "causal_lstm": (CausalLSTMParams, 
 class PredRNN(nn.Module, kw_only=True):
   """PredRNN (cell='st_lstm') or PredRNN++ (cell='causal_lstm', with the GHU after layer 0):
   (B, Tin, H, W, C) -> (B, Tin + Tout - 1, H, W, C), every next frame (module docstring).
-  Parameters: cell{i}, ghu (PredRNN++ only), to_frames (kernel (F, P), bias (P,))."""
+  Parameters: cell{i}, ghu (PredRNN++ only), to_frames (kernel (F, P), bias (P,)), adapter
+  (PredRNN-V2 only).
+
+  PredRNN-V2 (Wang et al., TPAMI 2022) is cell='st_lstm' with `decouple_beta` > 0: in training
+  the model sows decouple_beta x (the mean of `decoupling` over layers and steps, as OpenSTL
+  averages it) into its 'losses' collection, which the train step adds to the loss; and its
+  `teacher_forcing` may be (B, Tin + Tout - 2), one flag per step after the first (reverse
+  scheduled sampling, models/sampling.py), instead of (B, Tout - 1) for the forecast steps."""
 
   output_frames: int
   features: Sequence[int] = (64, 64)
   kernel_size: int = 3
   patch_size: int = 1
   cell: str = "st_lstm"
+  decouple_beta: float = 0.0
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, inputs, *, targets=None, teacher_forcing=None, train: bool = False):
-    del train
     _check(inputs, self.patch_size, type(self).__name__)
     if len(set(self.features)) != 1:
       raise ValueError(f"PredRNN needs equal features per layer (M passes between layers), "
@@ -198,10 +222,14 @@ class PredRNN(nn.Module, kw_only=True):
     if pad > 0:
       frames = jnp.pad(frames, ((0, 0), (0, pad), (0, 0), (0, 0), (0, 0)))
     frames = frames[:, :steps]
-    forcing = (jnp.zeros((b, self.output_frames - 1), jnp.float32) if teacher_forcing is None
-               or targets is None else teacher_forcing.astype(jnp.float32))
-    use_true = jnp.concatenate([jnp.ones((b, t_in), jnp.float32), forcing], 1)
+    if teacher_forcing is None or targets is None:
+      forcing = jnp.zeros((b, self.output_frames - 1), jnp.float32)
+    else:
+      forcing = teacher_forcing.astype(jnp.float32)
+    known = steps - forcing.shape[1]  # Steps that always read the true frame.
+    use_true = jnp.concatenate([jnp.ones((b, known), jnp.float32), forcing], 1)
     make, step = _CELLS[self.cell]
+    decouple = self.decouple_beta > 0 and self.cell == "st_lstm"
     f, chans = self.features[0], frames.shape[-1]
     cells = [make(f, self.kernel_size, chans if i == 0 else f, name=f"cell{i}")()
              for i in range(len(self.features))]
@@ -209,6 +237,7 @@ class PredRNN(nn.Module, kw_only=True):
                if self.cell == "causal_lstm" and len(self.features) > 1 else None)
     head = {"kernel": self.param("to_frames_kernel", _INIT, (f, chans)),
             "bias": self.param("to_frames_bias", nn.initializers.zeros, (chans,))}
+    adapter = (self.param("adapter", _INIT, (f, f)) if decouple else None)
     dt = self.dtype
     # Hoisted: the bottom layer's input side for every true frame, one convolution.
     n, hw = frames.shape[:2], frames.shape[2:4]
@@ -222,21 +251,28 @@ class PredRNN(nn.Module, kw_only=True):
       u = u[:, None, None, None]
       gx_own = conv2d(previous.astype(dt), cells[0]["input_kernel"].astype(dt))
       gx = u * gx_frame + (1 - u) * (gx_own.astype(jnp.float32) + cells[0]["bias"])
-      new_states = []
+      new_states, terms = [], []
       for i, (p, (c, h)) in enumerate(zip(cells, states)):
         if i > 0:
           x = z if (i == 1 and highway is not None) else new_states[-1][1]
           gx = conv2d(x.astype(dt), p["input_kernel"].astype(dt)).astype(jnp.float32) + p["bias"]
-        c, h, m = step(p, gx, c, h, m, dt)
+        if decouple:
+          c, h, m, (dc, dm) = step(p, gx, c, h, m, dt, deltas=True)
+          terms.append(decoupling(adapter, dc, dm))
+        else:
+          c, h, m = step(p, gx, c, h, m, dt)
         new_states.append((c, h))
         if i == 0 and highway is not None:
           z = ghu(highway, h, z, dt)
       top = new_states[-1][1]
       prediction = (top.astype(dt) @ head["kernel"].astype(dt)).astype(jnp.float32) + head["bias"]
-      return (tuple(new_states), m, z, prediction), prediction
+      return (tuple(new_states), m, z, prediction), (prediction, jnp.stack(terms or [0.0]))
 
     zeros = jnp.zeros((b,) + hw + (f,), jnp.float32)
     states = tuple((zeros, zeros) for _ in self.features)
     carry = (states, zeros, zeros, jnp.zeros((b,) + hw + (chans,), jnp.float32))
-    _, predictions = jax.lax.scan(body, carry, (jnp.swapaxes(gx_true, 0, 1), use_true.T))
+    _, (predictions, terms) = jax.lax.scan(body, carry,
+                                           (jnp.swapaxes(gx_true, 0, 1), use_true.T))
+    if decouple and train:
+      self.sow("losses", "decoupling", self.decouple_beta * jnp.mean(terms))
     return from_patches(jnp.swapaxes(predictions, 0, 1), self.patch_size)
