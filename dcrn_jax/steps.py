@@ -132,8 +132,8 @@ def forecast_train_step(state: TrainState, batch: dict, rng: jax.Array, *, sched
   for the models that read it; `reverse` = (step_1, step_2, alpha) draws the reverse schedule
   instead (models/sampling.py). Loss terms a model sows into its 'losses' collection
   (PredRNN-V2's decoupling loss) are added to the loss. Metrics: 'loss'
-  (forecast_evaluation.forecast_loss), 'mse' as the evaluation defines it (of the future frames, teacher forcing as drawn), and
-  'sampling_probability'.
+  (forecast_evaluation.forecast_loss), 'mse' as the evaluation defines it (of the future
+  frames, teacher forcing as drawn), and 'sampling_probability'.
   """
   step_rng = _step_rng(state, rng)
   inputs, targets, frames = forecast_evaluation.split(batch["inputs"], input_frames,
