@@ -51,7 +51,9 @@ def test_cell_carries_over_steps_equal_the_papers_equations(name):
         np.testing.assert_allclose(np.asarray(got), _nhwc(want), rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("cell", sorted(CELLS))
+# The causal stack is the slower compile: it runs with -m slow (the cells run by default).
+@pytest.mark.parametrize("cell", [pytest.param(c, marks=pytest.mark.slow) if c == "causal_lstm"
+                                  else c for c in sorted(CELLS)])
 def test_stacked_model_predictions_and_all_gradients_equal_the_papers(cell):
   _, _, torch_step, table = CELLS[cell]
   model = predrnn.PredRNN(output_frames=T_OUT, features=(FEATS, FEATS), kernel_size=3,
@@ -115,6 +117,7 @@ def test_decoupling_term_is_the_mean_absolute_cosine_per_channel():
   assert got == pytest.approx(want, abs=1e-6)
 
 
+@pytest.mark.slow  # ~25 s of compiles on the shared CPU.
 def test_predrnn_v2_sows_its_weighted_decoupling_loss_and_reads_a_mask_for_every_step():
   model = predrnn.PredRNN(output_frames=T_OUT, features=(FEATS, FEATS), decouple_beta=0.5)
   seq = jax.random.uniform(jax.random.key(2), (B, T_IN + T_OUT, S, S, C))
