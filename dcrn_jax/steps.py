@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import optax
 
 from dcrn_jax import forecast_evaluation, input_scaling
+from dcrn_jax.models import sampling as schedules
 from dcrn_jax.evaluation import TOP_K
 from dcrn_jax.state import TrainState
 
@@ -165,41 +166,38 @@ class Bound:
     return self._jitted.lower(state, batch, rng, self._resident)
 
 
-def sampling_probability(step, *, start: float, decay: float, stop_step: int):
-  """Scheduled sampling as OpenSTL runs it: the probability that a step after the input frames
-  reads the true frame rather than the model's own prediction, at (0-based) update `step`:
-  max(start - decay * (step + 1), 0) before stop_step, 0 from it on."""
-  p = jnp.maximum(start - decay * (jnp.asarray(step, jnp.float32) + 1), 0.0)
-  return jnp.where(step < stop_step, p, 0.0)
+sampling_probability = schedules.sampling_probability  # Kept here for callers.
 
 
 def forecast_train_step(state: TrainState, batch: dict, rng: jax.Array, *, schedule,
                         input_frames: int, output_frames: int, l1_weight: float = 0.0,
-                        sampling=(1.0, 2e-5, 50_000), grad_clip_norm: float = 0.0,
-                        ema_decay: float = 0.0):
+                        sampling=(1.0, 2e-5, 50_000), reverse=None,
+                        grad_clip_norm: float = 0.0, ema_decay: float = 0.0):
   """One optimizer update of a forecaster on batch['inputs'] (B, T, H, W, C) sequences: the
   first input_frames in, the next output_frames to predict.
 
   `sampling` = (start, decay, stop_step) of `sampling_probability`: the teacher-forcing mask
   (B, output_frames - 1) is drawn from `rng` folded with the step (a resumed run draws the same),
-  for the models that read it. Metrics: 'loss' (forecast_evaluation.forecast_loss), 'mse' as
-  the evaluation defines it (of the future frames, teacher forcing as drawn), and
-  'sampling_probability'.
+  for the models that read it; `reverse` = (step_1, step_2, alpha) draws the reverse schedule
+  instead (models/sampling.py). Loss terms a model sows into its 'losses' collection
+  (PredRNN-V2's decoupling loss) are added to the loss. Metrics: 'loss'
+  (forecast_evaluation.forecast_loss), 'mse' as the evaluation defines it (of the future
+  frames, teacher forcing as drawn), and 'sampling_probability'.
   """
   step_rng = _step_rng(state, rng)
   inputs, targets, frames = forecast_evaluation.split(batch["inputs"], input_frames,
                                                       output_frames)
-  start, decay, stop_step = sampling
-  probability = sampling_probability(state.step, start=start, decay=decay, stop_step=stop_step)
-  forcing = jax.random.bernoulli(jax.random.fold_in(step_rng, 1), probability,
-                                 (inputs.shape[0], output_frames - 1))
+  forcing, probability = schedules.teacher_forcing(
+      jax.random.fold_in(step_rng, 1), state.step, batch=inputs.shape[0],
+      input_frames=input_frames, output_frames=output_frames, sampling=sampling, reverse=reverse)
 
   def loss_fn(params):
     predictions, updates = state.apply_fn(
         {"params": params, "batch_stats": state.batch_stats}, inputs, targets=targets,
         teacher_forcing=forcing, train=True, rngs={"dropout": step_rng},
-        mutable=["batch_stats"])
+        mutable=["batch_stats", "losses"])
     loss = jnp.mean(forecast_evaluation.forecast_loss(predictions, frames, l1_weight))
+    loss = loss + sum(jnp.sum(x) for x in jax.tree.leaves(updates.get("losses", {})))
     return loss, (predictions, updates.get("batch_stats", {}))
 
   (loss, (predictions, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(

@@ -57,6 +57,7 @@ def validate_config(config):
 
 def _validate_forecast(config):
   d, f = config.data, config.forecast
+  _validate_predrnn_v2(config)
   for name in ("input_frames", "output_frames"):
     if d[name] < 1:
       raise UserError(f"data.{name}={d[name]} must be >= 1")
@@ -73,6 +74,23 @@ def _validate_forecast(config):
     raise UserError("forecast.sampling_decay and forecast.sampling_stop_step must be >= 0")
   if f.num_shown < 0:
     raise UserError(f"forecast.num_shown={f.num_shown} must be >= 0")
+
+
+def _validate_predrnn_v2(config):
+  """PredRNN-V2's fields are refused on any other model (they would be silently ignored)."""
+  m, f = config.model, config.forecast
+  if m.name != "predrnn_v2":
+    for name, value, off in (("model.decouple_beta", m.decouple_beta, 0.0),
+                             ("forecast.reverse_sampling", f.reverse_sampling, False)):
+      if value != off:
+        raise UserError(f"{name}={value} is a predrnn_v2 field but model.name={m.name!r}; "
+                        f"set --config.model.name=predrnn_v2 or leave {name} at {off}")
+  if m.decouple_beta < 0:
+    raise UserError(f"model.decouple_beta={m.decouple_beta} must be >= 0")
+  if f.reverse_sampling and not (0 <= f.r_sampling_step_1 < f.r_sampling_step_2
+                                 and f.r_exp_alpha > 0):
+    raise UserError("forecast.r_sampling_step_1 < forecast.r_sampling_step_2 (both >= 0) and "
+                    "forecast.r_exp_alpha > 0 are needed for reverse sampling")
 
 
 def model_input_shape(config, info) -> tuple[int, ...]:
@@ -182,6 +200,8 @@ def _train_fn(config, schedule):
         steps.forecast_train_step, schedule=schedule, input_frames=config.data.input_frames,
         output_frames=config.data.output_frames, l1_weight=f.l1_weight,
         sampling=(f.sampling_start, f.sampling_decay, f.sampling_stop_step),
+        reverse=((f.r_sampling_step_1, f.r_sampling_step_2, f.r_exp_alpha)
+                 if f.reverse_sampling else None),
         grad_clip_norm=config.optim.grad_clip_norm, ema_decay=config.optim.ema_decay)
   return functools.partial(steps.train_step, schedule=schedule,
                            label_smoothing=config.label_smoothing,

@@ -166,6 +166,12 @@ FAULTS = [
                                                "--config.model.name=convlstm_forecaster",
                                                "--config.data.num_frames=20"],
      "moving_digits_seq draws new training sequences every epoch", None),
+    ("unknown forecasting model", ["--config.task=forecast", "--config.model.name=predrnn_v3"],
+     "unknown model.name='predrnn_v3'", None),
+    ("predrnn_v2 field on another model", ["--config.task=forecast",
+                                           "--config.model.name=predrnn",
+                                           "--config.model.decouple_beta=0.1"],
+     "model.decouple_beta=0.1 is a predrnn_v2 field but model.name='predrnn'", None),
     ("classifying unlabelled sequences", ["--config.data.name=moving_digits_seq"],
      "has no labels", None),
 ]
