@@ -10,9 +10,9 @@ import time
 
 import jax
 
-from dcrn_jax import checkpoint, data, distributed, durations, evaluation, host
-from dcrn_jax import metrics as metrics_lib, optim, parallel, profiling, state as state_lib
-from dcrn_jax import tasks, workdir as workdir_lib
+from dcrn_jax import checkpoint, data, distributed, durations, evaluation, feeding, host
+from dcrn_jax import input_scaling, metrics as metrics_lib, optim, parallel, profiling
+from dcrn_jax import state as state_lib, steps, tasks, workdir as workdir_lib
 from dcrn_jax.errors import Interrupted, UserError
 from dcrn_jax.models import create_model
 
@@ -34,6 +34,7 @@ def validate_config(config):
     raise UserError(f"on_nonfinite={config.on_nonfinite!r} must be 'stop' or 'skip'")
   tasks.for_config(config).check_config(config)  # config.task's own fields.
   durations.validate(config)
+  feeding.check(config.data)
   optim.validate(config.optim)
   evaluation.check_best_metric(config.best_metric)
   which = config.eval_checkpoint_step
@@ -87,15 +88,29 @@ def _host_batches(make_batches, config, global_batch_size: int, **kwargs):
   return parallel.own_rows(whole, p, n)
 
 
-def make_evaluator(model, info, config, mesh):
+def make_evaluator(model, info, config, mesh, on_device: bool | None = None):
   """variables -> (metrics, predictions) over one pass of the eval split, by the task's
-  evaluator: classification's (evaluation.py: padded rows masked, each example counted once, a
-  video's views averaged), or forecasting's (tasks/forecast_evaluation.py; its `predictions` are
-  the first forecast.num_shown test sequences, for pictures)."""
-  run = tasks.get(config.task).evaluator(model, info, config, mesh)
+  evaluator: classification's (dcrn_jax/evaluation.py: padded rows masked, each example counted
+  once, a video's views averaged), or forecasting's (tasks/forecast_evaluation.py; its
+  `predictions` are the first forecast.num_shown test sequences, for pictures).
+
+  on_device: whether the eval split lives on the device (None: as data.on_device decides,
+  `feeding.plan`); its batches are then row indices, gathered inside the jitted step.
+  """
+  if on_device is None:
+    on_device = feeding.plan(config, info, mesh, splits=("eval",))["eval"]
+  feed = feeding.eval_feed(config, info, mesh) if on_device else None
+
+  def fed(fn, quiet=False):
+    return feeding.fed_eval(fn, mesh, config.data, feed, quiet=quiet)
+  run = tasks.get(config.task).evaluator(model, info, config, mesh, fed)
 
   def evaluate_split(variables):
-    batches = _host_batches(data.eval_batches, config, config.eval_batch_size)
+    if feed is not None:
+      batches = _host_batches(data.eval_indices, config, config.eval_batch_size,
+                              num_examples=info.num_eval_examples)
+    else:
+      batches = _host_batches(data.eval_batches, config, config.eval_batch_size, scaled=False)
     try:
       return run(variables, batches, mesh, config.data.prefetch_batches)
     except UserError as e:
@@ -103,13 +118,23 @@ def make_evaluator(model, info, config, mesh):
   return evaluate_split
 
 
-def make_train_step(config, schedule, mesh, state_sharding):
-  """The jitted train step on one (micro-)batch: (state, batch, rng) -> (state, metrics)."""
-  return jax.jit(
-      tasks.get(config.task).train_step(config, schedule),
-      in_shardings=(state_sharding, parallel.batch_sharding(mesh), parallel.replicated(mesh)),
+def make_train_step(config, schedule, mesh, state_sharding, feed=None):
+  """The jitted train step on one (micro-)batch: (state, batch, rng) -> (state, metrics).
+
+  The batch is the loop's: uint8 pixels, scaled inside the step, or with `feed` (a
+  device_data.Feed: the train split resident on the device) the rows' indices, gathered there.
+  """
+  gather, augment, resident = (feed.gather, feed.augment, feed.arrays) if feed else (None,
+                                                                                      None, {})
+  mean, std = input_scaling.stats(config.data)
+  fn = steps.fed(tasks.get(config.task).train_step(config, schedule), mean=mean, std=std,
+                 gather=gather, augment=augment)
+  jitted = jax.jit(
+      fn, in_shardings=(state_sharding, parallel.batch_sharding(mesh), parallel.replicated(mesh),
+                        parallel.batch_sharding(mesh)),
       out_shardings=(state_sharding, parallel.replicated(mesh)),
       donate_argnums=(0,), compiler_options=host.compiler_options())
+  return steps.Bound(jitted, resident)
 
 
 def _evaluate_state(evaluate_fn, state, config) -> tuple[dict, str]:
@@ -189,6 +214,7 @@ def fit(config, workdir: str, *, profile_steps: int = 0):
   if jax.process_index() == 0:
     for note in notes:
       print(f"note: {note}", flush=True)
+  resident = feeding.plan(config, info, mesh)  # Which splits live on the device.
   tx, schedule = optim.create_optimizer(config.optim, config.num_train_steps)
   root_rng = jax.random.key(config.seed)
   init_rng, dropout_rng = jax.random.split(root_rng)
@@ -213,18 +239,23 @@ def fit(config, workdir: str, *, profile_steps: int = 0):
           + (f"resuming from step {start_step}" if latest is not None else "starting at step 0"),
           flush=True)
 
-  train_fn = make_train_step(config, schedule, mesh, state_sharding)
-  evaluate_fn = make_evaluator(model, info, config, mesh)
-  if jax.process_index() == 0:
-    task.write_run_files(workdir, info)
+  feed = feeding.train_feed(config, info, mesh) if resident["train"] else None
+  train_fn = make_train_step(config, schedule, mesh, state_sharding, feed)
+  evaluate_fn = make_evaluator(model, info, config, mesh, on_device=resident["eval"])
+  if jax.process_index() == 0:  # What predict and export read.
+    task.write_run_files(workdir, info, model_input_shape(config, info))
   micro_batches = config.optim.accumulate_steps  # Per update (step); 1 without accumulation.
-  batches = _host_batches(data.train_batches, config, config.batch_size, seed=config.seed,
-                          start_step=start_step * micro_batches)
+  if feed is not None:  # Only the rows' indices travel; the step gathers them.
+    batches = _host_batches(data.train_indices, config, config.batch_size, seed=config.seed,
+                            start_step=start_step * micro_batches)
+  else:
+    batches = _host_batches(data.train_batches, config, config.batch_size, seed=config.seed,
+                            start_step=start_step * micro_batches, scaled=False)
   batches = parallel.prefetch_to_device(batches, mesh, config.data.prefetch_batches)
   epoch_examples = durations.examples_per_epoch(info.num_train_examples, jax.process_count(),
                                                 config.data.shard_by_process)
 
-  writer = metrics_lib.MetricWriter(workdir, resume_step=start_step)
+  writer = metrics_lib.MetricWriter(workdir, resume_step=start_step, splits=("train",))
   progress = metrics_lib.Progress(start_step, config.num_train_steps, live=config.progress_bar)
   pending, to_log, eval_metrics, step, skipped = [], [], {}, start_step, 0
   stop = distributed.StopWatch()  # SIGTERM (preemption) and Ctrl-C: save, then stop.
@@ -297,6 +328,7 @@ def fit(config, workdir: str, *, profile_steps: int = 0):
                       f"step {ckpt.latest_step()}: run the same command to resume from it"
                       ) from None
   finally:
+    batches.close()
     trace.close(step, state)
     writer.close()
     stop.close()

@@ -18,7 +18,7 @@ from dcrn_jax.models import create_model
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _QUESTIONS = ("check_config", "check_dataset", "model_input_shape", "metric_names",
               "describe_data", "train_step", "evaluator", "write_run_files", "write_predictions",
-              "write_pictures")
+              "write_pictures", "predictor")
 _CLIPS = DatasetInfo(num_classes=3, input_shape=(10, 16, 16, 1), num_train_examples=8,
                      num_eval_examples=4, class_names=("a", "b", "c"))
 _SEQUENCES = DatasetInfo(num_classes=0, input_shape=(10, 16, 16, 1), num_train_examples=8,
@@ -54,9 +54,11 @@ def test_every_task_answers_the_protocol():
       assert list(answer.parameters) == list(protocol.parameters), (name, question)
 
 
-def test_only_classification_is_served_by_predict_and_export():
-  assert tasks.get("classify").serves_predict
-  assert not tasks.get("forecast").serves_predict
+def test_predict_and_export_serve_each_task_with_its_predictor():
+  from dcrn_jax import predict, predict_forecast  # pylint: disable=g-import-not-at-top
+  assert tasks.get("classify").serves_predict and tasks.get("forecast").serves_predict
+  assert tasks.get("classify").predictor() is predict.Predictor
+  assert tasks.get("forecast").predictor() is predict_forecast.ForecastPredictor
   assert tasks.all_report_pictures() == ["forecast_examples.png"]
 
 
@@ -80,10 +82,17 @@ def test_each_task_answers_for_its_config(index, tmp_path):
   assert isinstance(step, functools.partial) and step.keywords["schedule"](0) == 0.1
   model = create_model(config.model, num_classes=takes.num_classes, input_shape=shape,
                        output_frames=config.data.output_frames)
-  assert callable(task.evaluator(model, takes, config, parallel.create_mesh()))
-  task.write_run_files(str(tmp_path), takes)
+  wrapped = []
+
+  def fed(fn, quiet=False):
+    wrapped.append(quiet)
+    return fn
+  assert callable(task.evaluator(model, takes, config, parallel.create_mesh(), fed))
+  assert wrapped  # Every jitted step of the evaluator goes through the loop's feeding.
+  task.write_run_files(str(tmp_path), takes, shape)
   written = sorted(os.listdir(tmp_path))
-  assert written == (["input.json", "label_map.json"] if task.serves_predict else [])
+  assert written == (["input.json", "label_map.json"] if task.name == "classify"
+                     else ["input.json"])
 
 
 def test_classification_writes_its_predictions_and_no_pictures(tmp_path):

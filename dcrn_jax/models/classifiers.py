@@ -17,6 +17,7 @@ from dcrn_jax.errors import UserError
 from dcrn_jax.models.conv import Conv
 from dcrn_jax.models.encoders import FrameEncoder, ImageEncoder
 from dcrn_jax.models.forecasters import ConvLSTMAutoregressive, ConvLSTMForecaster
+from dcrn_jax.models.predrnn import PredRNN
 from dcrn_jax.models.recurrent import GRU, LSTM, ConvLSTM, Stack
 
 
@@ -175,19 +176,22 @@ class _Entry:
   build: Any = None
 
 
-def _forecaster(entry, kwargs, input_shape, num_classes, output_frames, patch_size):
+def _forecaster(entry, kwargs, input_shape, num_classes, output_frames, m):
   """A forecaster of `output_frames` frames (its features keyword is convlstm_features)."""
   del num_classes
-  if patch_size < 1 or input_shape[1] % patch_size or input_shape[2] % patch_size:
-    raise UserError(f"model.patch_size={patch_size} must be >= 1 and divide the frame size "
+  if m.patch_size < 1 or input_shape[1] % m.patch_size or input_shape[2] % m.patch_size:
+    raise UserError(f"model.patch_size={m.patch_size} must be >= 1 and divide the frame size "
                     f"{input_shape[1]}x{input_shape[2]}")
   kwargs["features"] = kwargs.pop("convlstm_features")
-  return entry.model(output_frames=output_frames, **kwargs)
+  if entry.model is PredRNN and len(set(kwargs["features"])) != 1:
+    raise UserError(f"model.name={m.name!r} needs equal model.convlstm_features (its memory M "
+                    f"passes between layers), got {kwargs['features']}")
+  return entry.model(output_frames=output_frames, **dict(entry.fixed), **kwargs)
 
 
-def _classifier(entry, kwargs, input_shape, num_classes, output_frames, patch_size):
+def _classifier(entry, kwargs, input_shape, num_classes, output_frames, m):
   """A classifier of `num_classes` classes."""
-  del input_shape, output_frames, patch_size
+  del input_shape, output_frames, m
   return entry.model(num_classes=num_classes, **dict(entry.fixed), **kwargs)
 
 
@@ -205,9 +209,15 @@ MODELS = {
                                                "stem_stride", "batch_norm") + _HEAD),
     "row_lstm": _Entry(RowLSTMClassifier, 3, ("hidden_size", "num_layers") + _HEAD),
     "convlstm_forecaster": _Entry(ConvLSTMForecaster, 4, _FORECASTER, task="forecast",
-                                   build=_forecaster),
+                  build=_forecaster),
     "convlstm_autoregressive": _Entry(ConvLSTMAutoregressive, 4, _FORECASTER, task="forecast",
-                                   build=_forecaster),
+                  build=_forecaster),
+    "predrnn": _Entry(PredRNN, 4, _FORECASTER, (("cell", "st_lstm"),), task="forecast",
+                  build=_forecaster),
+    "predrnn_v2": _Entry(PredRNN, 4, _FORECASTER + ("decouple_beta",), (("cell", "st_lstm"),),
+                         task="forecast", build=_forecaster),
+    "predrnn_pp": _Entry(PredRNN, 4, _FORECASTER, (("cell", "causal_lstm"),), task="forecast",
+                  build=_forecaster),
 }
 _KEYWORDS = {"convlstm_kernel": "kernel_size"}  # config field -> keyword, where they differ
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -240,5 +250,4 @@ def create_model(model_config, *, num_classes: int, input_shape: Sequence[int],
   kwargs = {_KEYWORDS.get(f, f): tuple(m[f]) if isinstance(m[f], (list, tuple)) else m[f]
             for f in entry.fields}
   kwargs["dtype"] = _DTYPES[m.dtype]
-  return (entry.build or _classifier)(entry, kwargs, input_shape, num_classes, output_frames,
-                                      m.patch_size)
+  return (entry.build or _classifier)(entry, kwargs, input_shape, num_classes, output_frames, m)

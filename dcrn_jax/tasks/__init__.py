@@ -4,7 +4,8 @@ train.py, predict.py and export.py never test a task's name; they look the task 
 ask it. Each task answers the same small protocol (`Task`):
 
     name                      'classify' or 'forecast' (the value of config.task)
-    serves_predict            whether predict.py / export.py serve its trained runs
+    serves_predict            whether predict / export serve its trained runs; predictor()
+                              then gives the class (Predictor, ForecastPredictor) that does
     report_pictures           the picture files its final evaluation writes, which the
                               report (report/) shows when present
     check_config(config)      value checks of the task's own config fields; raises UserError
@@ -14,9 +15,12 @@ ask it. Each task answers the same small protocol (`Task`):
                               name); metric_direction(name) says which way is better
     describe_data(config, info)   the words the start-of-run line says about the data
     train_step(config, schedule)  the pure train step (steps.py) with its settings bound
-    evaluator(model, info, config, mesh)   (variables, batches, mesh, prefetch) ->
-                              (metrics, predictions) over one pass of the eval split
-    write_run_files(workdir, info)   what a later predict/export reads (process 0)
+    evaluator(model, info, config, mesh, fed)   (variables, batches, mesh, prefetch) ->
+                              (metrics, predictions) over one pass of the eval split; each of
+                              its jitted steps goes through fed(fn, quiet=False) (train.py: the
+                              device-resident eval split's gather and the scaling)
+    write_run_files(workdir, info, input_shape)   what a later predict/export reads
+                              (process 0)
     write_predictions(workdir, predictions, info)   the per-example file of the final
                               evaluation (eval_predictions.jsonl), or None; process 0
     write_pictures(workdir, metrics, predictions)   the pictures of `--mode=eval`; their paths
@@ -52,8 +56,9 @@ class Task(Protocol):
   def metric_names(self, config, info) -> list[str]: ...
   def describe_data(self, config, info) -> str: ...
   def train_step(self, config, schedule) -> Callable: ...
-  def evaluator(self, model, info, config, mesh) -> Callable: ...
-  def write_run_files(self, workdir: str, info) -> None: ...
+  def evaluator(self, model, info, config, mesh, fed) -> Callable: ...
+  def write_run_files(self, workdir: str, info, input_shape) -> None: ...
+  def predictor(self) -> type: ...
   def write_predictions(self, workdir: str, predictions, info) -> str | None: ...
   def write_pictures(self, workdir: str, metrics: dict, predictions) -> list[str]: ...
 

@@ -45,16 +45,20 @@ class Classification:
                              grad_clip_norm=config.optim.grad_clip_norm,
                              ema_decay=config.optim.ema_decay)
 
-  def evaluator(self, model, info, config, mesh):
+  def evaluator(self, model, info, config, mesh, fed):
     """evaluation.evaluate: padded rows masked, each example counted once, a video's views
     averaged; its predictions are every example's (evaluation.Predictions)."""
     del config
-    return functools.partial(evaluation.evaluate, evaluation.make_log_probs_fn(model, mesh),
+    return functools.partial(evaluation.evaluate, fed(evaluation.make_log_probs_fn(model, mesh)),
                              class_names=info.class_names)
 
-  def write_run_files(self, workdir: str, info) -> None:
+  def write_run_files(self, workdir: str, info, input_shape) -> None:
     data.write_label_map(info, workdir)
-    workdir_lib.write_input_shape(workdir, info.input_shape)
+    workdir_lib.write_input_shape(workdir, input_shape)
+
+  def predictor(self):
+    from dcrn_jax import predict  # pylint: disable=g-import-not-at-top
+    return predict.Predictor
 
   def write_predictions(self, workdir: str, predictions, info) -> str:
     path = os.path.join(workdir, workdir_lib.PREDICTIONS_FILE)

@@ -2,12 +2,13 @@
 data.output_frames out (models/forecasters.py; metrics as OpenSTL's, forecast_evaluation.py).
 
 Its evaluation writes eval.json only (no per-example file); `--mode=eval` also draws
-forecast_pictures.py's pictures. Predict and export do not serve its runs.
+forecast_pictures.py's pictures. Predict and export serve its runs with predicted frames
+(predict_forecast.py, export_forecast.py).
 """
 
 import functools
 
-from dcrn_jax import evaluation, steps
+from dcrn_jax import evaluation, steps, workdir as workdir_lib
 from dcrn_jax.errors import UserError
 from dcrn_jax.tasks import forecast_evaluation, forecast_pictures
 
@@ -16,11 +17,12 @@ class Forecasting:
   """The `Task` (tasks/__init__.py) of config.task='forecast'."""
 
   name = "forecast"
-  serves_predict = False
+  serves_predict = True
   report_pictures = (forecast_pictures.PNG_NAME,)
 
   def check_config(self, config) -> None:
     d, f = config.data, config.forecast
+    _check_predrnn_v2(config)
     for name in ("input_frames", "output_frames"):
       if d[name] < 1:
         raise UserError(f"data.{name}={d[name]} must be >= 1")
@@ -63,24 +65,31 @@ class Forecasting:
         steps.forecast_train_step, schedule=schedule, input_frames=config.data.input_frames,
         output_frames=config.data.output_frames, l1_weight=f.l1_weight,
         sampling=(f.sampling_start, f.sampling_decay, f.sampling_stop_step),
+        reverse=((f.r_sampling_step_1, f.r_sampling_step_2, f.r_exp_alpha)
+                 if f.reverse_sampling else None),
         grad_clip_norm=config.optim.grad_clip_norm, ema_decay=config.optim.ema_decay)
 
-  def evaluator(self, model, info, config, mesh):
+  def evaluator(self, model, info, config, mesh, fed):
     """forecast_evaluation.evaluate; its predictions are the first forecast.num_shown test
     sequences (at most one eval batch), for pictures."""
     del info
     d = config.data
-    rows_fn = forecast_evaluation.make_rows_fn(
+    rows_fn = fed(forecast_evaluation.make_rows_fn(
         model, mesh, input_frames=d.input_frames, output_frames=d.output_frames,
-        l1_weight=config.forecast.l1_weight)
+        l1_weight=config.forecast.l1_weight))
     shown = min(config.forecast.num_shown, config.eval_batch_size)
-    examples_fn = forecast_evaluation.make_examples_fn(
+    examples_fn = fed(forecast_evaluation.make_examples_fn(
         model, mesh, input_frames=d.input_frames, output_frames=d.output_frames,
-        num_shown=shown) if shown else None
+        num_shown=shown), quiet=True) if shown else None
     return functools.partial(forecast_evaluation.evaluate, rows_fn, examples_fn=examples_fn)
 
-  def write_run_files(self, workdir: str, info) -> None:
-    del workdir, info  # Nothing that predict/export read: they do not serve forecasting.
+  def write_run_files(self, workdir: str, info, input_shape) -> None:
+    del info
+    workdir_lib.write_input_shape(workdir, input_shape)
+
+  def predictor(self):
+    from dcrn_jax import predict_forecast  # pylint: disable=g-import-not-at-top
+    return predict_forecast.ForecastPredictor
 
   def write_predictions(self, workdir: str, predictions, info) -> None:
     del workdir, predictions, info  # Its predictions are sequences, drawn by write_pictures.
@@ -89,6 +98,23 @@ class Forecasting:
     paths = forecast_pictures.write(workdir, predictions) if predictions else []
     paths.append(forecast_pictures.mse_per_step_png(workdir, metrics))
     return paths
+
+
+def _check_predrnn_v2(config):
+  """PredRNN-V2's fields are refused on any other model (they would be silently ignored)."""
+  m, f = config.model, config.forecast
+  if m.name != "predrnn_v2":
+    for name, value, off in (("model.decouple_beta", m.decouple_beta, 0.0),
+                             ("forecast.reverse_sampling", f.reverse_sampling, False)):
+      if value != off:
+        raise UserError(f"{name}={value} is a predrnn_v2 field but model.name={m.name!r}; "
+                        f"set --config.model.name=predrnn_v2 or leave {name} at {off}")
+  if m.decouple_beta < 0:
+    raise UserError(f"model.decouple_beta={m.decouple_beta} must be >= 0")
+  if f.reverse_sampling and not (0 <= f.r_sampling_step_1 < f.r_sampling_step_2
+                                 and f.r_exp_alpha > 0):
+    raise UserError("forecast.r_sampling_step_1 < forecast.r_sampling_step_2 (both >= 0) and "
+                    "forecast.r_exp_alpha > 0 are needed for reverse sampling")
 
 
 TASK = Forecasting()
