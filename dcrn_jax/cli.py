@@ -123,6 +123,7 @@ def parse_plain_flags(argv: list[str]) -> list[str]:
 def quiet_libraries(verbose: bool) -> None:
   """Hides library log lines and warnings (shows them, with INFO logs, when verbose)."""
   if verbose:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")  # TensorFlow's start-up notes shown too.
     logging.set_verbosity(logging.INFO)
     return
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
