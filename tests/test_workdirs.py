@@ -159,3 +159,11 @@ def test_two_training_runs_on_one_workdir(tmp_path):
           compared += 1
   assert compared > 10
   del out
+
+
+def test_help_prints_the_usage_without_a_config():
+  r = subprocess.run([sys.executable, "-m", "dcrn_jax.main", "--help"], cwd=ROOT,
+                     capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+  out = r.stdout + r.stderr
+  assert "error:" not in out and "--workdir" in out, out
+  assert "Every config field is listed, with what it does, in configs/default.py" in out
