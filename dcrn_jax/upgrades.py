@@ -60,6 +60,13 @@ WHEN_ABSENT = {
     "forecast.sampling_decay": 2e-05,
     "forecast.sampling_start": 1.0,
     "forecast.sampling_stop_step": 50000,
+    "model.decouple_beta": 0.0,                  # 41cc318: PredRNN (issue 27)
+    "forecast.reverse_sampling": False,
+    "forecast.r_exp_alpha": 5000.0,
+    "forecast.r_sampling_step_1": 25000,
+    "forecast.r_sampling_step_2": 50000,
+    "data.on_device": "auto",                    # feeding (issue 26): where batches come from
+    "data.on_device_max_bytes": "auto",
 }
 
 
