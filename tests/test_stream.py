@@ -34,9 +34,11 @@ def _build(name, **over):
   return model, variables, clips
 
 
-RECURRENT = [("cnn_gru", {}), ("cnn_lstm", {}), ("convlstm", {}),
-             ("convlstm", {"batch_norm": True}), ("convlstm_autoregressive", {}),
-             ("convlstm_autoregressive", {"patch_size": 2})]
+_SLOW = pytest.mark.slow  # Each case compiles its model three times (~10-20 s on 2 CPU cores).
+RECURRENT = [("cnn_gru", {}), pytest.param("cnn_lstm", {}, marks=_SLOW), ("convlstm", {}),
+             pytest.param("convlstm", {"batch_norm": True}, marks=_SLOW),
+             pytest.param("convlstm_autoregressive", {}, marks=_SLOW),
+             pytest.param("convlstm_autoregressive", {"patch_size": 2}, marks=_SLOW)]
 
 
 @pytest.mark.parametrize("name,over", RECURRENT)
@@ -47,6 +49,8 @@ def test_step_equals_whole_clip_after_every_frame(name, over):
   with jax.default_matmul_precision("highest"):
     for t in range(1, T + 1):
       carry, out = step(variables, carry, clips[:, t - 1])
+      if t not in (2, T):  # Each cut compiles the whole model once more: two suffice.
+        continue
       whole = model.apply(variables, clips[:, :t])
       if name == "convlstm_autoregressive":
         whole = whole[:, t - 1]  # The prediction of frame t + 1 (the first t steps read truth).
@@ -60,3 +64,69 @@ def test_models_without_a_time_recurrence_are_refused(name):
   with pytest.raises(UserError, match="cannot run one frame at a time") as e:
     streaming.make_step(model)
   assert "\n" not in str(e.value)
+
+
+def _frame_stream(window, states=2):
+  from configs import default  # pylint: disable=g-import-not-at-top
+  from dcrn_jax import stream as stream_lib  # pylint: disable=g-import-not-at-top
+  model, variables, _ = _build("cnn_gru")
+  pre = stream_lib.FramePreprocessor(size=H, resize_short=H, channels=C,
+                                     data_config=default.get_config().data)
+  s = stream_lib.FrameStream(model, variables, preprocessor=pre, class_names="abcd",
+                             clip_frames=T, window=window, states=states)
+  frames = np.random.default_rng(0).integers(0, 256, (2 * T + 3, H, H, C), dtype=np.uint8)
+  inputs = np.stack([pre(f) for f in frames])
+  return model, variables, s, frames, inputs
+
+
+def _clip_probabilities(model, variables, inputs, first, last):
+  """Softmax of the model's logits on 0-based frames first..last-1 (one clip)."""
+  logits = model.apply(variables, jnp.asarray(inputs[None, first:last]))[0]
+  return np.asarray(jax.nn.softmax(logits.astype(jnp.float32)))
+
+
+@pytest.mark.parametrize("window,states", [pytest.param("grow", 0, marks=_SLOW),
+                                           pytest.param("reset", 0, marks=_SLOW),
+                                           ("staggered", 2),
+                                           pytest.param("staggered", 3, marks=_SLOW)])
+def test_window_policies_answer_from_the_clips_their_definitions_name(window, states):
+  model, variables, s, frames, inputs = _frame_stream(window, states)
+  checked = set()
+  with jax.default_matmul_precision("highest"):
+    for n, frame in enumerate(frames, 1):
+      out = s.push(frame)
+      assert out.frame == n
+      if window == "grow":
+        want = n
+      elif window == "reset":
+        want = (n - 1) % T + 1
+      else:
+        k = states
+        starts = [j * T // k for j in range(k)]
+        want = max((n - a - 1) % T + 1 for a in starts if n > a)
+        if n > T:  # Every state runs: its answer comes from T - ceil(T/K) + 1 .. T frames.
+          assert T - -(-T // k) + 1 <= want <= T and want >= T / 2
+      assert out.frames_seen == want, n
+      if n in (1, T + 1, 2 * T + 3) or (window != "grow" and want not in checked):
+        checked.add(want)
+        np.testing.assert_allclose(out.probabilities,
+                                   _clip_probabilities(model, variables, inputs, n - want, n),
+                                   atol=1e-5)
+  s.reset()
+  assert s.push(frames[0]).frames_seen == 1 and s.frames == 1
+
+
+def test_frames_of_any_size_are_resized_and_centre_cropped_as_evaluation_does():
+  from configs import default  # pylint: disable=g-import-not-at-top
+  from dcrn_jax import stream as stream_lib  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.data import preprocess  # pylint: disable=g-import-not-at-top
+  data = default.get_config().data
+  pre = stream_lib.FramePreprocessor(size=4, resize_short=4, channels=3, data_config=data)
+  frame = np.zeros((4, 8, 3), np.uint8)
+  frame[:, 2:6] = 200  # The centre 4 columns survive the crop.
+  np.testing.assert_allclose(pre(frame), preprocess.to_model_input(frame[:, 2:6], data))
+  wide = np.repeat(np.repeat(frame, 3, 0), 3, 1)  # 12 x 24: resized to 4 x 8 first.
+  assert pre(wide).shape == (4, 4, 3)
+  assert abs(float(pre(wide).mean()) - float(pre(frame).mean())) < 0.05
+  with pytest.raises(UserError, match="push decoded frames"):
+    pre(np.zeros((4, 4, 2), np.uint8))
