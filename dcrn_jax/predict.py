@@ -195,8 +195,9 @@ class Predictor:
     from dcrn_jax import stream as stream_lib  # pylint: disable=g-import-not-at-top
     spec = self.file_spec
     if spec.clip is None:
-      raise UserError(f"this model takes single images of shape {self.input_shape}: only clip "
-                      "models with a recurrence over frames stream")
+      raise UserError(f"this model ({self.config.model.name}) takes single images of shape "
+                      f"{self.input_shape} and has no recurrence over frames: it cannot run one "
+                      "frame at a time")
     pre = stream_lib.FramePreprocessor(size=spec.clip.size, resize_short=spec.clip.resize_short,
                                        channels=self.input_shape[-1],
                                        data_config=self.config.data)

@@ -130,3 +130,69 @@ def test_frames_of_any_size_are_resized_and_centre_cropped_as_evaluation_does():
   assert abs(float(pre(wide).mean()) - float(pre(frame).mean())) < 0.05
   with pytest.raises(UserError, match="push decoded frames"):
     pre(np.zeros((4, 4, 2), np.uint8))
+
+
+# ---------------------------------------------------------------- the command line
+
+
+def _video(path, frames=12, seed=3):
+  from dcrn_jax.data import video_files  # pylint: disable=g-import-not-at-top
+  pixels = np.random.default_rng(seed).integers(0, 256, (frames, 24, 32, 3), dtype=np.uint8)
+  video_files.write_video(str(path), pixels, lossless=False)
+  return str(path)
+
+
+def test_the_command_prints_one_row_per_frame_and_the_latency_line(video_run, tmp_path):
+  import os, subprocess, sys  # pylint: disable=g-import-not-at-top,multiple-imports
+  workdir = video_run[0]
+  video = _video(tmp_path / "live.mp4")
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  done = subprocess.run([sys.executable, "-m", "dcrn_jax.predict", f"--workdir={workdir}",
+                         f"--stream={video}", "--top_k=2"], capture_output=True, text=True,
+                        env=dict(os.environ, JAX_PLATFORMS="cpu"), timeout=300, cwd=root)
+  assert done.returncode == 0, done.stderr
+  rows = done.stdout.strip().splitlines()
+  assert [r.split()[1] for r in rows] == [str(i) for i in range(1, 13)]
+  assert all(r.count(" 0.") + r.count(" 1.0") == 2 for r in rows), rows
+  assert "scored 12 frames at" in done.stderr and "latency median" in done.stderr, done.stderr
+
+
+def test_jsonl_csv_and_plot_outputs_and_the_grow_window_matches_the_predictor(video_run,
+                                                                              tmp_path):
+  import io, json  # pylint: disable=g-import-not-at-top,multiple-imports
+  from dcrn_jax import stream_cli  # pylint: disable=g-import-not-at-top
+  workdir = video_run[0]
+  video = _video(tmp_path / "live.mp4", frames=6)
+  err = io.StringIO()
+  summary = stream_cli.stream_command(workdir, video, output=str(tmp_path / "f.jsonl"),
+                                      plot=str(tmp_path / "p.png"), top_k=2, err=err)
+  rows = [json.loads(line) for line in open(tmp_path / "f.jsonl")]
+  assert summary["frames"] == 6 and [r["frame"] for r in rows] == list(range(1, 7))
+  assert [r["frames_seen"] for r in rows] == list(range(1, 7))
+  assert (tmp_path / "p.png").stat().st_size > 1000 and "latency median" in err.getvalue()
+  stream_cli.stream_command(workdir, video, output=str(tmp_path / "f.csv"), top_k=2,
+                            window="reset", err=io.StringIO())
+  lines = open(tmp_path / "f.csv").read().splitlines()
+  assert lines[0].startswith("frame,frames_seen,latency_ms,class_1") and len(lines) == 7
+  assert [int(r.split(",")[1]) for r in lines[1:]] == [1, 2, 3, 4, 1, 2]  # T = 4
+
+
+def test_a_truncated_video_stops_with_one_line_saying_how_many_frames_were_scored(video_run,
+                                                                                tmp_path):
+  import io  # pylint: disable=g-import-not-at-top
+  from dcrn_jax import stream_cli  # pylint: disable=g-import-not-at-top
+  video = _video(tmp_path / "cut.mp4", frames=30)
+  data = open(video, "rb").read()
+  open(video, "wb").write(data[:len(data) // 2])
+  with pytest.raises(UserError, match=r"\d+ frames? (were|was)? ?scored|frame\(s\) were scored"
+                     ) as e:
+    stream_cli.stream_command(video_run[0], video, err=io.StringIO(), out=io.StringIO())
+  assert "\n" not in str(e.value)
+
+
+def test_an_image_model_is_refused_in_one_line(image_run, tmp_path):
+  import io  # pylint: disable=g-import-not-at-top
+  from dcrn_jax import stream_cli  # pylint: disable=g-import-not-at-top
+  with pytest.raises(UserError, match="cannot run one frame at a time") as e:
+    stream_cli.stream_command(image_run[0], _video(tmp_path / "v.mp4"), err=io.StringIO())
+  assert "\n" not in str(e.value)
