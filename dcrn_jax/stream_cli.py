@@ -61,9 +61,24 @@ class _Rows:
       self._file.close()
 
 
+class BrokenOff(Exception):
+  """The video ended before the frames its header declares (a truncated file)."""
+
+
+def _declared_frames(container, stream) -> int:
+  """Frames the header promises: the stream's count, else duration x frame rate; 0 unknown."""
+  if stream.frames:
+    return int(stream.frames)
+  if container.duration and stream.average_rate:
+    return int(round(container.duration / 1e6 * float(stream.average_rate)))
+  return 0
+
+
 def decoded_frames(path: str, channels: int):
   """Yields uint8 (h, w, channels) frames of a video as PyAV decodes them. A file that cannot
-  be opened is a UserError; a decoding error mid-way raises `video_files`' PyAV error."""
+  be opened is a UserError; a decoding error mid-way raises PyAV's error, and a video that ends
+  more than one frame short of what its header declares (FFmpeg stops silently at the cut of
+  a truncated file) raises BrokenOff."""
   av = video_files.require_av()
   try:
     container = av.open(path)
@@ -73,8 +88,12 @@ def decoded_frames(path: str, channels: int):
     if not container.streams.video:
       raise UserError(f"{path}: no video stream in it")
     fmt = video_files.pixel_format(channels)
+    declared, count = _declared_frames(container, container.streams.video[0]), 0
     for frame in container.decode(video=0):
+      count += 1
       yield frame.to_ndarray(format=fmt).reshape(frame.height, frame.width, channels)
+    if count + 1 < declared:
+      raise BrokenOff(f"it ends at frame {count} of the {declared} its header declares")
 
 
 def _plot(path: str, probabilities: np.ndarray, class_names) -> None:
@@ -125,9 +144,10 @@ def stream_command(workdir: str, video: str, *, step="latest", top_k: int = 5,
         latencies.append(time.perf_counter() - t0)
         history.append(result.probabilities)
         rows.write(result, latencies[-1])
-    except av.FFmpegError as e:
-      raise UserError(f"{video}: the video breaks off after {len(latencies)} frame(s) "
-                      f"({e.strerror or e}); {len(latencies)} frame(s) were scored") from None
+    except (av.FFmpegError, BrokenOff) as e:
+      why = e.strerror if isinstance(e, av.FFmpegError) and e.strerror else e
+      raise UserError(f"{video}: the video breaks off ({why}); {len(latencies)} frame(s) were "
+                      "scored") from None
   finally:
     rows.close()
   if not latencies:

@@ -157,8 +157,7 @@ def test_the_command_prints_one_row_per_frame_and_the_latency_line(video_run, tm
   assert "scored 12 frames at" in done.stderr and "latency median" in done.stderr, done.stderr
 
 
-def test_jsonl_csv_and_plot_outputs_and_the_grow_window_matches_the_predictor(video_run,
-                                                                              tmp_path):
+def test_jsonl_csv_and_plot_outputs_and_the_frames_each_answer_has_seen(video_run, tmp_path):
   import io, json  # pylint: disable=g-import-not-at-top,multiple-imports
   from dcrn_jax import stream_cli  # pylint: disable=g-import-not-at-top
   workdir = video_run[0]
@@ -181,13 +180,19 @@ def test_a_truncated_video_stops_with_one_line_saying_how_many_frames_were_score
                                                                                 tmp_path):
   import io  # pylint: disable=g-import-not-at-top
   from dcrn_jax import stream_cli  # pylint: disable=g-import-not-at-top
-  video = _video(tmp_path / "cut.mp4", frames=30)
+  video = _video(tmp_path / "cut.mkv", frames=30)  # Matroska: its header comes first.
   data = open(video, "rb").read()
   open(video, "wb").write(data[:len(data) // 2])
-  with pytest.raises(UserError, match=r"\d+ frames? (were|was)? ?scored|frame\(s\) were scored"
-                     ) as e:
-    stream_cli.stream_command(video_run[0], video, err=io.StringIO(), out=io.StringIO())
+  out = io.StringIO()
+  with pytest.raises(UserError, match=r"breaks off .* (\d+) frame\(s\) were scored") as e:
+    stream_cli.stream_command(video_run[0], video, err=io.StringIO(), out=out)
+  scored = int(str(e.value).rsplit("; ", 1)[1].split()[0])
+  assert 0 < scored < 30 and len(out.getvalue().splitlines()) == scored
   assert "\n" not in str(e.value)
+  mp4 = _video(tmp_path / "cut.mp4", frames=30)  # MP4: its index comes last; nothing decodes.
+  open(mp4, "wb").write(open(mp4, "rb").read()[:2000])
+  with pytest.raises(UserError, match="0 frames were scored"):
+    stream_cli.stream_command(video_run[0], mp4, err=io.StringIO(), out=io.StringIO())
 
 
 def test_an_image_model_is_refused_in_one_line(image_run, tmp_path):
