@@ -201,3 +201,67 @@ def test_an_image_model_is_refused_in_one_line(image_run, tmp_path):
   with pytest.raises(UserError, match="cannot run one frame at a time") as e:
     stream_cli.stream_command(image_run[0], _video(tmp_path / "v.mp4"), err=io.StringIO())
   assert "\n" not in str(e.value)
+
+
+# ---------------------------------------------------------------- export
+
+
+STREAM_LOADER = '''
+import json, pathlib
+import jax, numpy as np
+
+folder = pathlib.Path(FOLDER)
+meta = json.loads((folder / "model.json").read_text())
+step = jax.export.deserialize(bytearray((folder / "model.jax").read_bytes()))
+streams = 2
+carry = [np.zeros([streams] + c["shape"][1:], c["dtype"]) for c in meta["input"]["carry"]]
+for t, frame in enumerate(np.load(FRAMES)):  # Preprocessed frames (streams, S, S, C).
+  probabilities, *carry = step.call(frame, *carry)
+  np.save(f"{OUT}/{t}.npy", np.asarray(probabilities))
+'''
+
+
+def test_the_exported_step_loaded_with_jax_alone_equals_the_step_over_30_frames(video_run,
+                                                                              tmp_path):
+  import os, subprocess, sys  # pylint: disable=g-import-not-at-top,multiple-imports
+  import test_export  # pylint: disable=g-import-not-at-top  # tests/ is on sys.path
+  from dcrn_jax import export as export_lib  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.predict import Predictor  # pylint: disable=g-import-not-at-top
+  workdir = video_run[0]
+  meta = export_lib.export_workdir(workdir, str(tmp_path / "out"), platforms=("cpu",),
+                                   stream=True)
+  assert meta["kind"] == "stream" and meta["clip_frames"] == 4
+  assert meta["frame_preprocessing"]["crop_size"] == 16 and len(meta["input"]["carry"]) == 1
+  p = Predictor.from_workdir(workdir)
+  step = jax.jit(streaming.make_step(p.model))
+  frames = np.random.default_rng(0).random((30, 2, 16, 16, 3), dtype=np.float32)
+  np.save(tmp_path / "frames.npy", frames)
+  carry = streaming.initial_carry(p.model, p.variables, 2, (16, 16, 3))
+  want = []
+  for frame in frames:
+    carry, logits = step(p.variables, carry, jnp.asarray(frame))
+    want.append(np.asarray(jax.nn.softmax(logits)))
+  site = tmp_path / "site"
+  site.mkdir()
+  test_export.jax_only_site(site)
+  script = (f"import sys\nsys.path.insert(0, {str(site)!r})\n"
+            f"FOLDER, FRAMES, OUT = {str(tmp_path / 'out')!r}, "
+            f"{str(tmp_path / 'frames.npy')!r}, {str(tmp_path)!r}\n" + STREAM_LOADER +
+            "for name in ('flax', 'dcrn_jax'):\n"
+            "  try:\n"
+            "    __import__(name)\n"
+            "    raise SystemExit(f'{name} could be imported')\n"
+            "  except ModuleNotFoundError:\n"
+            "    pass\n")
+  r = subprocess.run([sys.executable, "-I", "-S", "-c", script], capture_output=True, text=True,
+                     cwd=tmp_path, env=dict(os.environ, JAX_PLATFORMS="cpu"), timeout=300)
+  assert r.returncode == 0, r.stderr[-3000:]
+  for t in range(30):
+    np.testing.assert_allclose(np.load(tmp_path / f"{t}.npy"), want[t], atol=1e-5, rtol=0)
+
+
+def test_exporting_the_step_of_an_image_model_is_refused(image_run, tmp_path):
+  from dcrn_jax import export as export_lib  # pylint: disable=g-import-not-at-top
+  with pytest.raises(UserError, match="cannot run one frame at a time"):
+    export_lib.export_workdir(image_run[0], str(tmp_path / "out"), stream=True)
+  assert not (tmp_path / "out").exists()
