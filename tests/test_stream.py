@@ -35,7 +35,8 @@ def _build(name, **over):
 
 
 _SLOW = pytest.mark.slow  # Each case compiles its model three times (~10-20 s on 2 CPU cores).
-RECURRENT = [("cnn_gru", {}), pytest.param("cnn_lstm", {}, marks=_SLOW), pytest.param("convlstm", {}, marks=_SLOW),
+RECURRENT = [("cnn_gru", {}), pytest.param("cnn_lstm", {}, marks=_SLOW),
+             pytest.param("convlstm", {}, marks=_SLOW),
              pytest.param("convlstm", {"batch_norm": True}, marks=_SLOW),
              pytest.param("convlstm_autoregressive", {}, marks=_SLOW),
              pytest.param("convlstm_autoregressive", {"patch_size": 2}, marks=_SLOW)]
