@@ -129,6 +129,9 @@ def stream_command(workdir: str, video: str, *, step="latest", top_k: int = 5,
     raise UserError(f"--plot={plot}: give a .png file")
   from dcrn_jax import predict  # pylint: disable=g-import-not-at-top  # jax and flax: slow
   predictor = predict.Predictor.from_workdir(workdir, step)
+  if not hasattr(predictor, "stream"):
+    raise UserError(f"{workdir} holds a forecasting run: --stream scores a classifier's "
+                    "classes frame by frame (models.streaming steps forecasters from Python)")
   stream = predictor.stream(window=window, states=states)
   top_k = min(top_k, len(predictor.class_names))
   av = video_files.require_av()
