@@ -301,6 +301,18 @@ def _non_empty(base):
   return os.path.join(base, "full")
 
 
+def _truncated_video(base):
+  """A 30-frame Matroska video cut in half: its header promises more frames than decode."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.data import video_files  # pylint: disable=g-import-not-at-top
+  path = os.path.join(base, "cut.mkv")
+  video_files.write_video(path, np.random.default_rng(0).integers(
+      0, 256, (30, 16, 16, 1), dtype=np.uint8), lossless=False)
+  data = pathlib.Path(path).read_bytes()
+  pathlib.Path(path).write_bytes(data[:len(data) // 2])
+  return path
+
+
 _P, _E = "dcrn_jax.predict", "dcrn_jax.export"
 PREDICT_FAULTS = [
     ("predict: a path that does not exist",
@@ -329,6 +341,12 @@ PREDICT_FAULTS = [
     ("predict: an --output of another format",
      lambda b, t: [_P, f"--workdir={t}", "--output=p.txt", _clip(t)],
      "give a .jsonl or .csv file"),
+    ("predict --stream: a video that breaks off",
+     lambda b, t: [_P, f"--workdir={t}", f"--stream={_truncated_video(b)}"],
+     "frame(s) were scored"),
+    ("export --stream with --saved_model",
+     lambda b, t: [_E, f"--workdir={t}", f"--out={b}/exported", "--stream", "--saved_model"],
+     "the per-frame step is exported for JAX only"),
     ("export: an --out that holds files",
      lambda b, t: [_E, f"--workdir={t}", f"--out={_non_empty(b)}"], "exists and is not empty"),
     ("export: a step that does not exist",
