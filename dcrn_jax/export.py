@@ -166,8 +166,12 @@ def _replace_folder(tmp: str, out: str) -> None:
 
 
 def export_workdir(workdir: str, out: str, *, step=None, platforms=PLATFORMS,
-                   saved_model: bool = False, overwrite: bool = False) -> dict:
-  """Exports a run's checkpoint to the folder `out` (module docstring); returns the metadata."""
+                   saved_model: bool = False, overwrite: bool = False,
+                   stream: bool = False) -> dict:
+  """Exports a run's checkpoint to the folder `out` (module docstring; with `stream`, the
+  per-frame step of export_stream.py); returns the metadata."""
+  if stream and saved_model:
+    raise UserError("--stream and --saved_model: the per-frame step is exported for JAX only")
   out = os.path.abspath(out)
   if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)) and not overwrite:
     raise UserError(f"--out={out} exists and is not empty; choose a new folder, or pass "
@@ -177,7 +181,14 @@ def export_workdir(workdir: str, out: str, *, step=None, platforms=PLATFORMS,
     raise UserError(f"--platforms={','.join(platforms)}: choose among {', '.join(PLATFORMS)}")
   from dcrn_jax import export_forecast, predict  # pylint: disable=g-import-not-at-top
   p = predict.Predictor.from_workdir(workdir, step)
-  if export_forecast.serves(p):
+  if stream:
+    from dcrn_jax import export_stream  # pylint: disable=g-import-not-at-top
+    if not hasattr(p, "stream"):
+      raise UserError(f"{workdir} holds a forecasting run: --stream exports a classifier's "
+                      "per-frame step")
+    p.stream()  # Refuses, in one line, a model that cannot run one frame at a time.
+    exported, stream_meta = export_stream.export_step(p, platforms)
+  elif export_forecast.serves(p):
     fn, signature = export_forecast.forecast_fn(p, platforms)
     describe = export_forecast.metadata
   else:
@@ -188,7 +199,8 @@ def export_workdir(workdir: str, out: str, *, step=None, platforms=PLATFORMS,
     signature = input_signature(p.input_shape, views)
     fn = inference_fn(p.model, p.variables, p.input_shape, views, platforms)
     describe = metadata
-  exported = export(fn, signature, platforms)
+  if not stream:
+    exported = export(fn, signature, platforms)
   parent = os.path.dirname(out)
   try:
     os.makedirs(parent, exist_ok=True)
@@ -199,6 +211,12 @@ def export_workdir(workdir: str, out: str, *, step=None, platforms=PLATFORMS,
   except OSError as e:
     raise UserError(f"cannot write to {parent} ({e.strerror}); choose a writable --out") from e
   try:
+    if stream:
+      meta = export_stream.write(p, exported, stream_meta, workdir, tmp)
+      with open(os.path.join(tmp, META_FILE), "w", encoding="utf-8") as f:
+        json.dump(meta, f, indent=1)
+      _replace_folder(tmp, out)
+      return meta
     with open(os.path.join(tmp, MODEL_FILE), "wb") as f:
       f.write(exported.serialize())
     meta = describe(p, exported, signature, workdir)
@@ -225,6 +243,9 @@ def define_flags():
   flags.DEFINE_bool("saved_model", False,
                     "Also write a TensorFlow SavedModel (jax2tf) into OUT/saved_model.")
   flags.DEFINE_bool("overwrite", False, "Replace an existing --out folder.")
+  flags.DEFINE_bool("stream", False,
+                    "Export the per-frame step (frame, carry) -> (probabilities, carry) of a "
+                    "recurrent clip model instead of the whole-clip function.")
   flags.DEFINE_bool("verbose", False, "Show library logs and warnings, and tracebacks.")
   flags.mark_flags_as_required(["workdir", "out"])
 
@@ -236,7 +257,13 @@ def main(argv):
   with cli.user_errors(FLAGS.verbose):
     meta = export_workdir(FLAGS.workdir, FLAGS.out, step=FLAGS.step,
                           platforms=tuple(FLAGS.platforms), saved_model=FLAGS.saved_model,
-                          overwrite=FLAGS.overwrite)
+                          overwrite=FLAGS.overwrite, stream=FLAGS.stream)
+    if FLAGS.stream:
+      print(f"exported the per-frame step of step {meta['source']['step']} of {FLAGS.workdir} "
+            f"to {FLAGS.out}: frame {meta['input']['frame']['shape']} and a carry of "
+            f"{len(meta['input']['carry'])} array(s) -> probabilities of "
+            f"{len(meta['class_names'])} classes", file=sys.stderr)
+      return
     output = (f"predicted frames {meta['output']['shape']}" if "class_names" not in meta else
               f"probabilities of {len(meta['class_names'])} classes")
     print(f"exported step {meta['source']['step']} of {FLAGS.workdir} to {FLAGS.out}: input "

@@ -38,6 +38,14 @@ def define_flags():
                       "them (written whole at the end, or not at all).")
   flags.DEFINE_integer("threads", 0, "Files decoded at once; 0: twice the CPU count (<= 16).")
   flags.DEFINE_bool("verbose", False, "Show library logs and warnings, and tracebacks.")
+  flags.DEFINE_string("stream", None,
+                      "A video to score frame by frame with the model's carried state (recurrent "
+                      "clip models): one row per frame, then frames/s and per-frame latency.")
+  flags.DEFINE_string("plot", None, "With --stream: draw class probabilities over time to "
+                      "this .png file.")
+  flags.DEFINE_enum("window", "grow", ["grow", "reset", "staggered"],
+                    "With --stream: how a stream longer than a clip is seen (dcrn_jax/stream.py).")
+  flags.DEFINE_integer("states", 2, "With --stream --window=staggered: states run at once.")
   predict_forecast_cli.define_flags()
   flags.mark_flag_as_required("workdir")
   # --helpshort lists the key flags of the main module (predict/__main__.py when run with -m).
@@ -195,6 +203,14 @@ def predict_command(workdir: str, paths, *, step="latest", top_k: int = 5, batch
 def main(argv):
   cli.quiet_libraries(FLAGS.verbose)
   with cli.user_errors(FLAGS.verbose):
+    if FLAGS.stream:
+      from dcrn_jax import stream_cli  # pylint: disable=g-import-not-at-top
+      if argv[1:]:
+        raise UserError("--stream takes one video: give no other paths")
+      stream_cli.stream_command(FLAGS.workdir, FLAGS.stream, step=FLAGS.step, top_k=FLAGS.top_k,
+                                output=FLAGS.output, plot=FLAGS.plot, window=FLAGS.window,
+                                states=FLAGS.states)
+      return
     forecasting = predict_forecast_cli.serves(FLAGS.workdir)
     predict_forecast_cli.check_flags(forecasting)
     if forecasting:

@@ -349,10 +349,10 @@ def catalogue_run(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("index", range(11))
+@pytest.mark.parametrize("index", range(13))
 def test_predict_and_export_fault_catalogue(catalogue_run, index):
   fault_catalogue, base, trained = catalogue_run
-  assert len(fault_catalogue.PREDICT_FAULTS) == 11
+  assert len(fault_catalogue.PREDICT_FAULTS) == 13
   ok, detail = fault_catalogue.run_predict_fault(base, trained,
                                                  *fault_catalogue.PREDICT_FAULTS[index])
   assert ok, detail

@@ -51,12 +51,14 @@ def _head(model: nn.Module) -> Head:
               dtype=model.dtype, name="head")
 
 
-def _stack(layers: Sequence[nn.Module], x, *, dropout: float, train: bool):
+def _stack(layers: Sequence[nn.Module], x, *, dropout: float, train: bool, initial_carry=None):
   """Dropout, then the layers (created with return_carry=True by the calling module) one after
-  another with dropout between them."""
+  another with dropout between them -> (their final carries, the last layer's outputs); the
+  layers start from `initial_carry` (one per layer) or zeros."""
   drop = lambda: nn.Dropout(dropout, deterministic=not train)
   x = drop()(x)
-  return Stack(layers=layers, between=[drop() for _ in layers[1:]])(x)
+  return Stack(layers=layers, between=[drop() for _ in layers[1:]], return_carry=True)(
+      x, initial_carry)
 
 
 class CNNClassifier(nn.Module, kw_only=True):
@@ -98,15 +100,17 @@ class FrameRNNClassifier(nn.Module, kw_only=True):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, clips, *, train: bool = False):
+  def __call__(self, clips, *, train: bool = False, initial_carry=None,
+               return_carry: bool = False):
     # Unbound (parent=None), so that the FrameEncoder adopts it: parameters at encoder/cnn/...
     cnn = _image_encoder(self, parent=None)
     x = FrameEncoder(cnn=cnn, name="encoder")(clips.astype(self.dtype), train=train)
     layer = GRU if self.cell == "gru" else LSTM
     layers = [layer(self.hidden_size, return_carry=True, dtype=self.dtype, name=f"{self.cell}{i}")
               for i in range(self.num_layers)]
-    x = _stack(layers, x, dropout=self.dropout, train=train)
-    return _head(self)(x[:, -1], train=train)
+    carry, x = _stack(layers, x, dropout=self.dropout, train=train, initial_carry=initial_carry)
+    logits = _head(self)(x[:, -1], train=train)
+    return (carry, logits) if return_carry else logits
 
 
 class ConvLSTMClassifier(nn.Module, kw_only=True):
@@ -126,7 +130,8 @@ class ConvLSTMClassifier(nn.Module, kw_only=True):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, clips, *, train: bool = False):
+  def __call__(self, clips, *, train: bool = False, initial_carry=None,
+               return_carry: bool = False):
     b, t = clips.shape[:2]
     x = clips.astype(self.dtype).reshape((b * t,) + clips.shape[2:])
     s = self.stem_stride
@@ -140,9 +145,10 @@ class ConvLSTMClassifier(nn.Module, kw_only=True):
     x = x.reshape((b, t) + x.shape[1:])
     layers = [ConvLSTM(feats, self.kernel_size, return_carry=True, dtype=self.dtype,
                        name=f"convlstm{i}") for i, feats in enumerate(self.convlstm_features)]
-    x = Stack(layers=layers)(x)
+    carry, x = Stack(layers=layers, return_carry=True)(x, initial_carry)
     x = jnp.mean(x[:, -1], axis=(1, 2))
-    return _head(self)(x, train=train)
+    logits = _head(self)(x, train=train)
+    return (carry, logits) if return_carry else logits
 
 
 class RowLSTMClassifier(nn.Module, kw_only=True):
@@ -161,7 +167,7 @@ class RowLSTMClassifier(nn.Module, kw_only=True):
     x = images.astype(self.dtype).reshape(b, h, -1)
     layers = [LSTM(self.hidden_size, return_carry=True, dtype=self.dtype, name=f"lstm{i}")
               for i in range(self.num_layers)]
-    x = _stack(layers, x, dropout=self.dropout, train=train)
+    _, x = _stack(layers, x, dropout=self.dropout, train=train)
     return _head(self)(x[:, -1], train=train)
 
 

@@ -160,7 +160,10 @@ class ConvLSTMAutoregressive(nn.Module, kw_only=True):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, inputs, *, targets=None, teacher_forcing=None, train: bool = False):
+  def __call__(self, inputs, *, targets=None, teacher_forcing=None, train: bool = False,
+               initial_carry=None, return_carry: bool = False):
+    """`initial_carry` ((per-layer (c, h)), previous prediction), in patches, starts the steps
+    instead of zeros; with `return_carry` the result is (final carry, predictions)."""
     del train
     _check(inputs, self.patch_size, "ConvLSTMAutoregressive")
     b, t_in = inputs.shape[0], inputs.shape[1]
@@ -179,8 +182,11 @@ class ConvLSTMAutoregressive(nn.Module, kw_only=True):
     states = tuple((jnp.zeros((b,) + hw + (f,), jnp.float32),
                     jnp.zeros((b,) + hw + (f,), self.dtype)) for f in self.features)
     previous = jnp.zeros(frames.shape[:1] + frames.shape[2:], self.dtype)
+    if initial_carry is not None:
+      states, previous = initial_carry
     scan = nn.scan(_Step, variable_broadcast="params", split_rngs={"params": False},
                    in_axes=1, out_axes=1)
-    _, predictions = scan(tuple(self.features), self.kernel_size, frames.shape[-1], self.dtype,
-                          name="steps")((states, previous), (frames, use_true))
-    return from_patches(predictions, self.patch_size).astype(jnp.float32)
+    carry, predictions = scan(tuple(self.features), self.kernel_size, frames.shape[-1],
+                              self.dtype, name="steps")((states, previous), (frames, use_true))
+    predictions = from_patches(predictions, self.patch_size).astype(jnp.float32)
+    return (carry, predictions) if return_carry else predictions

@@ -230,6 +230,22 @@ class Predictor:
     except data_files.Unreadable as e:
       raise UserError(f"{path}: {e}") from None
 
+  def stream(self, *, window: str = "grow", states: int = 2):
+    """A `stream.FrameStream`: push decoded frames one at a time, class probabilities after
+    each (recurrent clip models only; `window` and `states` as dcrn_jax/stream.py says)."""
+    from dcrn_jax import stream as stream_lib  # pylint: disable=g-import-not-at-top
+    spec = self.file_spec
+    if spec.clip is None:
+      raise UserError(f"this model ({self.config.model.name}) takes single images of shape "
+                      f"{self.input_shape} and has no recurrence over frames: it cannot run one "
+                      "frame at a time")
+    pre = stream_lib.FramePreprocessor(size=spec.clip.size, resize_short=spec.clip.resize_short,
+                                       channels=self.input_shape[-1],
+                                       data_config=self.config.data)
+    return stream_lib.FrameStream(self.model, self.variables, preprocessor=pre,
+                                  class_names=self.class_names,
+                                  clip_frames=self.input_shape[0], window=window, states=states)
+
   # ------------------------------------------------------------------ rows -> log-probabilities
 
   def _batches(self, pieces: Iterable[tuple[np.ndarray, np.ndarray]]):
