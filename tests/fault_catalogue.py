@@ -306,7 +306,7 @@ def _non_empty(base):
 def _truncated_video(base):
   """A 30-frame Matroska video cut in half: its header promises more frames than decode."""
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from dcrn_jax.data import video_files  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.media import video_files  # pylint: disable=g-import-not-at-top
   path = os.path.join(base, "cut.mkv")
   video_files.write_video(path, np.random.default_rng(0).integers(
       0, 256, (30, 16, 16, 1), dtype=np.uint8), lossless=False)
