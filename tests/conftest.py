@@ -1,8 +1,30 @@
 """Shared fixtures."""
 
 import contextlib
+import os
 
 import pytest
+
+
+@pytest.fixture(scope="module")
+def highest_precision():
+  """Float32 matmuls and convolutions at full precision for a whole test module, in this process
+  and in the subprocesses it starts. JAX's default on GPUs is TF32 (10-bit mantissa inputs) and
+  on TPUs bfloat16 passes, so a comparison against reference math or another library holds
+  there only when pinned: test files that compare set
+  `pytestmark = pytest.mark.usefixtures("highest_precision")` (module scope, so their
+  module-scoped fixtures compute under it too)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  before = os.environ.get("JAX_DEFAULT_MATMUL_PRECISION")
+  os.environ["JAX_DEFAULT_MATMUL_PRECISION"] = "highest"
+  try:
+    with jax.default_matmul_precision("highest"):
+      yield
+  finally:
+    if before is None:
+      os.environ.pop("JAX_DEFAULT_MATMUL_PRECISION", None)
+    else:
+      os.environ["JAX_DEFAULT_MATMUL_PRECISION"] = before
 
 
 @pytest.fixture

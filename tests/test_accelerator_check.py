@@ -1,0 +1,82 @@
+"""benchmarks/accelerator_check.py: its --tiny mode on this CPU, its budget, and the marker
+machinery it relies on (tests/without_tf, needs_tf)."""
+
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SCRIPT = str(ROOT / "benchmarks" / "accelerator_check.py")
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import accelerator_check  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def _run(*args, pythonpath=str(ROOT), timeout=600):
+  env = dict(os.environ, PYTHONPATH=pythonpath)
+  return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True,
+                        env=env, timeout=timeout, check=False)
+
+
+def test_every_case_builds_a_valid_config_and_on_device_is_set_only_where_it_exists():
+  from dcrn_jax import train  # pylint: disable=g-import-not-at-top
+  for case in accelerator_check.CASES:
+    for tiny in (True, False):
+      config = accelerator_check.make_config(case, "bfloat16", tiny, loop_steps=12)
+      train.validate_config(config)
+      assert config.model.dtype == "bfloat16" and config.num_train_steps == 12
+      assert config.log_every_steps >= 2  # The first window starts after the compiling step.
+      shown = accelerator_check.set_on_device(config, True)
+      if "on_device" in config.data:
+        assert shown == "True" and config.data.on_device is True
+      else:
+        assert shown == "n/a"
+  full = accelerator_check.make_config("video_gru_b256", "float32", False, 240)
+  assert full.batch_size == 256 and full.data.name == "synthetic"
+  assert accelerator_check.make_config("convlstm_b32", "float32", False, 240
+                                       ).model.convlstm_features == (64, 64)
+
+
+def test_a_spent_budget_skips_every_case_and_the_tests_and_says_so():
+  r = _run("--tiny", "--budget", "1", "--test_seconds", "0.5")
+  assert r.returncode == 0, r.stderr
+  skipped = re.findall(r"^skipped (\S+) (\S+): ", r.stdout, re.M)
+  assert len(skipped) == len(accelerator_check.CASES) * len(accelerator_check.DTYPES)
+  assert "skipped the tests" in r.stdout
+  assert "| case | dtype |" in r.stdout and "fed %" in r.stdout
+
+
+def test_unknown_cases_are_refused():
+  r = _run("--cases", "video_gru_b33")
+  assert r.returncode == 2 and "unknown case or dtype ['video_gru_b33']" in r.stderr
+
+
+@pytest.mark.slow  # ~1 minute on a busy 2-core CPU: two compiles, a checkpoint and an eval.
+def test_tiny_run_prints_step_alone_loop_and_fed_percent():
+  r = _run("--tiny", "--cases", "video_gru_b32", "--dtypes", "float32", "--test_seconds", "0")
+  assert r.returncode == 0, r.stderr[-3000:]
+  row = re.search(r"^\| video_gru_b32 \| float32 \| 4 \| synthetic \| (\S+) \| ([\d.]+) \| "
+                  r"([\d.]+) \| ([\d.]+) \| (\d+) \|$", r.stdout, re.M)
+  assert row, r.stdout
+  alone, loop, fed = float(row[2]), float(row[3]), int(row[5])
+  assert alone > 0 and loop > 0
+  assert abs(fed - 100 * loop / alone) <= 1
+
+
+def test_without_tf_blocks_tensorflow_in_the_process_and_its_children():
+  code = ("import subprocess, sys\n"
+          "try:\n  import tensorflow\nexcept ModuleNotFoundError as e:\n  print('blocked', e.name)\n"
+          "r = subprocess.run([sys.executable, '-c', 'import tensorflow_datasets'],"
+          " capture_output=True, text=True)\n"
+          "print('child', r.returncode, 'blocked by tests/without_tf' in r.stderr)\n"
+          "import dcrn_jax.data, configs.default\nprint('dcrn_jax imports')\n")
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "tests" / "without_tf"),
+                                                     str(ROOT)]))
+  r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                     timeout=120, check=False)
+  assert r.stdout.split("\n")[:3] == ["blocked tensorflow", "child 1 True", "dcrn_jax imports"], (
+      r.stdout + r.stderr)
