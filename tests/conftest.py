@@ -6,8 +6,22 @@ import os
 import pytest
 
 
+def pytest_addoption(parser):
+  parser.addoption("--emulate-tf32", action="store_true",
+                   help="round float32 matmul/conv inputs to TF32 at default precision, as "
+                        "NVIDIA GPUs do (tests/tf32_emulation.py)")
+  parser.addoption("--no-precision-pin", action="store_true",
+                   help="make the highest_precision fixture a no-op (to see what it protects)")
+
+
+def pytest_configure(config):
+  if config.getoption("--emulate-tf32"):
+    import tf32_emulation  # pylint: disable=g-import-not-at-top
+    tf32_emulation.install()
+
+
 @pytest.fixture(scope="module")
-def highest_precision():
+def highest_precision(request):
   """Float32 matmuls and convolutions at full precision for a whole test module, in this process
   and in the subprocesses it starts. JAX's default on GPUs is TF32 (10-bit mantissa inputs) and
   on TPUs bfloat16 passes, so a comparison against reference math or another library holds
@@ -15,6 +29,9 @@ def highest_precision():
   `pytestmark = pytest.mark.usefixtures("highest_precision")` (module scope, so their
   module-scoped fixtures compute under it too)."""
   import jax  # pylint: disable=g-import-not-at-top
+  if request.config.getoption("--no-precision-pin"):
+    yield
+    return
   before = os.environ.get("JAX_DEFAULT_MATMUL_PRECISION")
   os.environ["JAX_DEFAULT_MATMUL_PRECISION"] = "highest"
   try:
