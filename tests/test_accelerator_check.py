@@ -82,3 +82,27 @@ def test_without_tf_blocks_tensorflow_in_the_process_and_its_children():
                      timeout=120, check=False)
   assert r.stdout.split("\n")[:3] == ["blocked tensorflow", "child 1 True", "dcrn_jax imports"], (
       r.stdout + r.stderr)
+
+
+def test_tf32_emulation_rounds_to_ten_mantissa_bits_and_the_pin_turns_it_off():
+  sys.path.insert(0, str(ROOT / "tests"))
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tf32_emulation  # pylint: disable=g-import-not-at-top
+  ulp = 2.0 ** -10
+  x = np.float32([1 + ulp / 2, 1 + 1.5 * ulp, 1 + ulp / 2 + 2 ** -20, -3.0, 1e-30])
+  want = np.float32([1.0, 1 + 2 * ulp, 1 + ulp, -3.0, np.float32(1e-30)])
+  got = np.asarray(tf32_emulation.to_tf32(x))
+  np.testing.assert_array_equal(got[:4], want[:4])
+  assert abs(got[4] - want[4]) <= 1e-30 * ulp
+  # Installed (in a subprocess: it patches JAX for the whole process), a default-precision dot
+  # loses TF32's digits and a pinned one keeps float32's.
+  code = ("import sys; sys.path.insert(0, 'tests'); import tf32_emulation, jax, numpy as np\n"
+          "tf32_emulation.install()\n"
+          "a = np.random.default_rng(0).standard_normal((64, 64)).astype('f4')\n"
+          "ref = a.astype('f8') @ a.astype('f8')\n"
+          "err = lambda: float(abs(np.asarray(jax.numpy.dot(a, a)) - ref).max())\n"
+          "with jax.default_matmul_precision('highest'):\n  pinned = err()\n"
+          "print(err() > 1e-3, pinned < 1e-4)\n")
+  r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                     timeout=120, check=False)
+  assert r.stdout.strip() == "True True", r.stdout + r.stderr
