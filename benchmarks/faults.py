@@ -45,6 +45,11 @@ def run_catalogue(base: str, predict_only: bool = False) -> list[tuple]:
     ok, detail = fault_catalogue.run_predict_fault(base, trained, *fault)
     rows.append((fault[0], "ok" if ok else "FAILED", detail[:150]))
     print(f"  {fault[0]}: {'ok' if ok else 'FAILED'}", flush=True)
+  runs = fault_catalogue.trained_forecaster(base)
+  for fault in fault_catalogue.FORECAST_PREDICT_FAULTS:
+    ok, detail = fault_catalogue.run_predict_fault(base, runs, *fault)
+    rows.append((fault[0], "ok" if ok else "FAILED", detail[:150]))
+    print(f"  {fault[0]}: {'ok' if ok else 'FAILED'}", flush=True)
   return rows
 
 

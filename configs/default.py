@@ -71,6 +71,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Forecasters: p x p patches of a frame become one position of p*p*C channels (OpenSTL's
   # reshape_patch); 1: none. The ConvLSTM layers are model.convlstm_features/convlstm_kernel.
   config.model.patch_size = 1
+  # PredRNN-V2 only (model.name=predrnn_v2): weight of the memory decoupling loss (OpenSTL's
+  # Moving MNIST recipe: 0.1); 0 on every other model.
+  config.model.decouple_beta = 0.0
 
   config.data = ml_collections.ConfigDict()
   # moving_digits or moving_fashion (ours, offline), any TFDS image or video dataset such as
@@ -110,7 +113,18 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.train_split = "train"
   config.data.eval_split = "test"
   config.data.shuffle_buffer = 10_000
-  config.data.prefetch_batches = 2
+  config.data.prefetch_batches = 2  # Global batches a background thread keeps ready (>= 0).
+  # Device-resident splits (dcrn_jax/feeding.py): a split read once as uint8 pixels into device
+  # memory, sharded over the devices; each step then receives only its rows' indices and
+  # gathers them on the device (the same batches as streaming, bit for bit). "auto": every
+  # split that can and fits; True: an error if one cannot (say which, and why); False: stream
+  # uint8 batches from the host. Stored clips and TFDS images can; videos (cut at random) and
+  # the *_seq training sequences (new every epoch) cannot. Resident images are augmented on the
+  # device (crop, flip; rotation only in tf.data) with a random stream of their own.
+  config.data.on_device = config_dict.FieldReference("auto", field_type=object)
+  # Bytes of each device's memory the resident splits may take: "auto" = a quarter of it (of
+  # the RAM per device on CPU), or a positive number; train has the first claim.
+  config.data.on_device_max_bytes = config_dict.FieldReference("auto", field_type=object)
   # True: each process reads only its own part of every split (what scales; the order then
   # depends on the number of processes). False: every process reads the whole global stream and
   # keeps its rows of each global batch, so batches do not depend on the process count.
@@ -182,6 +196,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.forecast.sampling_start = 1.0
   config.forecast.sampling_decay = 2e-5
   config.forecast.sampling_stop_step = 50_000
+  # Reverse scheduled sampling (predrnn_v2 only; models/sampling.py): the input steps too may
+  # read the model's own prediction, the true frame's probability rising from 0.5 to 1 between
+  # updates r_sampling_step_1 and r_sampling_step_2 (time constant r_exp_alpha) while the
+  # forecast steps' falls from 0.5 to 0; replaces the schedule above. OpenSTL's constants.
+  config.forecast.reverse_sampling = False
+  config.forecast.r_sampling_step_1 = 25_000
+  config.forecast.r_sampling_step_2 = 50_000
+  config.forecast.r_exp_alpha = 5000.0
   # Test sequences drawn in WORKDIR/forecast_examples.png and as GIFs by --mode=eval (0: none).
   config.forecast.num_shown = 4
 

@@ -11,9 +11,11 @@ Writes OUT/ (whole, or not at all):
 
 Loading needs `jax` and `flatbuffers` only (jax.export.deserialize imports flatbuffers, which jax
 does not require); the ten lines are in docs/guides/trained-model.md.
-The function takes float32 (batch, *input_shape), or (batch, views, *input_shape) for a video
-model scored on several views, and returns float32 (batch, classes): the softmax of the model's
-logits, averaged over views as evaluation averages them (dcrn_jax/evaluation.py).
+A forecasting run exports its forecaster instead (export_forecast.py: input frames -> predicted
+frames). A classifier's function takes float32 (batch, *input_shape), or (batch, views,
+*input_shape) for a video model scored on several views, and returns float32 (batch, classes):
+the softmax of the model's logits, averaged over views as evaluation averages them
+(dcrn_jax/evaluation.py).
 """
 
 import json
@@ -36,29 +38,37 @@ MODEL_FILE, META_FILE, SAVED_MODEL_DIR = "model.jax", "model.json", "saved_model
 PLATFORMS = ("cpu", "cuda", "tpu")
 
 
-def inference_fn(model, variables, input_shape, views: int, platforms=PLATFORMS):
-  """x float32 (b, *input_shape), or (b, views, *input_shape) when views > 1 -> float32
-  (b, classes) probabilities, views averaged. The variables are closed over (constants).
+def model_fn(model, variables, platforms=PLATFORMS):
+  """rows -> the model's float32 output (train=False), the variables closed over (constants).
 
   Lowered for CPU and accelerators at once, the model is traced in both its CPU and its
   accelerator forms (`conv.cpu_forms`), one chosen by the platform that compiles it.
   """
   variables = jax.device_get(variables)
 
-  def logits_in_forms_for(platform):
-    def logits(rows):
+  def output_in_forms_for(platform):
+    def output(rows):
       with conv.forms_for(platform):
         return model.apply(variables, rows, train=False).astype(jnp.float32)
-    return logits
+    return output
 
-  def probabilities(x):
-    rows = x.reshape((-1, *input_shape))
+  def apply(rows):
     accelerators = [p for p in platforms if p != "cpu"]
     if "cpu" in platforms and accelerators:
-      logits = jax.lax.platform_dependent(rows, cpu=logits_in_forms_for("cpu"),
-                                          default=logits_in_forms_for(accelerators[0]))
-    else:
-      logits = logits_in_forms_for(platforms[0])(rows)
+      return jax.lax.platform_dependent(rows, cpu=output_in_forms_for("cpu"),
+                                        default=output_in_forms_for(accelerators[0]))
+    return output_in_forms_for(platforms[0])(rows)
+
+  return apply
+
+
+def inference_fn(model, variables, input_shape, views: int, platforms=PLATFORMS):
+  """x float32 (b, *input_shape), or (b, views, *input_shape) when views > 1 -> float32
+  (b, classes) probabilities, views averaged (`model_fn`'s forms)."""
+  logits_fn = model_fn(model, variables, platforms)
+
+  def probabilities(x):
+    logits = logits_fn(x.reshape((-1, *input_shape)))
     p = jnp.exp(jax.nn.log_softmax(logits))  # What evaluation averages.
     return p.reshape((x.shape[0], views, p.shape[-1])).mean(axis=1) if views > 1 else p
 
@@ -99,6 +109,14 @@ def _preprocessing(predictor, spec) -> dict:
                  "video repeats its last frame; then scale and normalise", **stats}
 
 
+def loader_metadata(exported) -> dict:
+  """The part of model.json that says how to load model.jax (any task)."""
+  return {"format": "jax.export", "file": MODEL_FILE, "jax_version": jax.__version__,
+          "load_requires": ["jax", "flatbuffers"],
+          "calling_convention_version": exported.calling_convention_version,
+          "platforms": list(exported.platforms)}
+
+
 def metadata(predictor, exported, signature, workdir: str) -> dict:
   """The sidecar JSON: everything needed to feed the exported function and read its output."""
   from dcrn_jax.data import files as data_files  # pylint: disable=g-import-not-at-top
@@ -107,10 +125,7 @@ def metadata(predictor, exported, signature, workdir: str) -> dict:
   except UserError:
     spec = None  # Inputs no file gives: the caller makes them.
   return {
-      "format": "jax.export", "file": MODEL_FILE, "jax_version": jax.__version__,
-      "load_requires": ["jax", "flatbuffers"],
-      "calling_convention_version": exported.calling_convention_version,
-      "platforms": list(exported.platforms),
+      **loader_metadata(exported),
       "input": {"shape": list(signature), "dtype": "float32",
                 "layout": "channels-last; 'batch' is any size"
                           + ("; axis 1: a video's views" if len(signature) >
@@ -160,14 +175,19 @@ def export_workdir(workdir: str, out: str, *, step=None, platforms=PLATFORMS,
   unknown = sorted(set(platforms) - set(PLATFORMS))
   if unknown or not platforms:
     raise UserError(f"--platforms={','.join(platforms)}: choose among {', '.join(PLATFORMS)}")
-  from dcrn_jax import predict  # pylint: disable=g-import-not-at-top
+  from dcrn_jax import export_forecast, predict  # pylint: disable=g-import-not-at-top
   p = predict.Predictor.from_workdir(workdir, step)
-  try:
-    views = p.views
-  except UserError:
-    views = 1
-  signature = input_signature(p.input_shape, views)
-  fn = inference_fn(p.model, p.variables, p.input_shape, views, platforms)
+  if export_forecast.serves(p):
+    fn, signature = export_forecast.forecast_fn(p, platforms)
+    describe = export_forecast.metadata
+  else:
+    try:
+      views = p.views
+    except UserError:
+      views = 1
+    signature = input_signature(p.input_shape, views)
+    fn = inference_fn(p.model, p.variables, p.input_shape, views, platforms)
+    describe = metadata
   exported = export(fn, signature, platforms)
   parent = os.path.dirname(out)
   try:
@@ -181,7 +201,7 @@ def export_workdir(workdir: str, out: str, *, step=None, platforms=PLATFORMS,
   try:
     with open(os.path.join(tmp, MODEL_FILE), "wb") as f:
       f.write(exported.serialize())
-    meta = metadata(p, exported, signature, workdir)
+    meta = describe(p, exported, signature, workdir)
     if saved_model:
       write_saved_model(fn, signature, os.path.join(tmp, SAVED_MODEL_DIR), platforms)
       meta["saved_model"] = {"dir": SAVED_MODEL_DIR, "signature": "serving_default",
@@ -217,9 +237,10 @@ def main(argv):
     meta = export_workdir(FLAGS.workdir, FLAGS.out, step=FLAGS.step,
                           platforms=tuple(FLAGS.platforms), saved_model=FLAGS.saved_model,
                           overwrite=FLAGS.overwrite)
+    output = (f"predicted frames {meta['output']['shape']}" if "class_names" not in meta else
+              f"probabilities of {len(meta['class_names'])} classes")
     print(f"exported step {meta['source']['step']} of {FLAGS.workdir} to {FLAGS.out}: input "
-          f"{meta['input']['shape']} float32 -> probabilities of {len(meta['class_names'])} "
-          f"classes, for {', '.join(meta['platforms'])}"
+          f"{meta['input']['shape']} float32 -> {output}, for {', '.join(meta['platforms'])}"
           + ("; SavedModel in saved_model/" if FLAGS.saved_model else ""), file=sys.stderr)
 
 

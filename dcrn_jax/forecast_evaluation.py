@@ -114,12 +114,26 @@ def rows_step(variables: dict, batch: dict, *, apply_fn, input_frames: int, outp
   return out
 
 
+def forecast(variables: dict, inputs, *, apply_fn, output_frames: int):
+  """The model's forecast of the output_frames frames after `inputs` (B, Tin, H, W, C): float32
+  (B, Tout, H, W, C), the last Tout of the frames the model returns (every forecaster returns
+  its predictions aligned with the end of the Tin + Tout sequence), not clipped."""
+  return apply_fn(variables, inputs, train=False)[:, -output_frames:]
+
+
+def forecast_step(variables: dict, batch: dict, *, apply_fn, output_frames: int) -> dict:
+  """'predictions' (B, Tout, H, W, C) of a batch of 'inputs' (B, Tin, H, W, C): what predict
+  (dcrn_jax/predict_forecast.py) runs, evaluation's `forecast`."""
+  return {"predictions": forecast(variables, batch["inputs"], apply_fn=apply_fn,
+                                  output_frames=output_frames)}
+
+
 def examples_step(variables: dict, batch: dict, *, apply_fn, input_frames: int,
                   output_frames: int, num_shown: int) -> dict:
   """The first num_shown rows of a batch, for pictures: 'inputs' (k, Tin, ...), 'targets' and
   'predictions' (k, Tout, ...) (clipped to [0, 1]), 'mask', 'example_id' (k,)."""
   inputs, targets, _ = split(batch["inputs"][:num_shown], input_frames, output_frames)
-  predictions = apply_fn(variables, inputs, train=False)[:, -output_frames:]
+  predictions = forecast(variables, inputs, apply_fn=apply_fn, output_frames=output_frames)
   return {"inputs": inputs, "targets": targets, "predictions": jnp.clip(predictions, 0.0, 1.0),
           "mask": batch["mask"][:num_shown], "example_id": batch["example_id"][:num_shown]}
 
@@ -139,6 +153,12 @@ def make_examples_fn(model, mesh, *, input_frames: int, output_frames: int, num_
   """jit(examples_step), sharded as make_rows_fn."""
   return _jit(functools.partial(examples_step, apply_fn=model.apply, input_frames=input_frames,
                                 output_frames=output_frames, num_shown=num_shown), mesh)
+
+
+def make_forecast_fn(model, mesh, *, output_frames: int):
+  """jit(forecast_step), sharded as make_rows_fn."""
+  return _jit(functools.partial(forecast_step, apply_fn=model.apply,
+                                output_frames=output_frames), mesh)
 
 
 def metrics(rows: dict) -> dict:

@@ -23,7 +23,6 @@ PER_STEP_NAME = "forecast_mse_per_step.png"
 GIF_FOLDER = "forecast_examples"
 _GAP = 2  # pixels between frames
 _LABEL_WIDTH = 72
-_ROWS = ("input", "truth", "prediction")
 _GIF_FRAME_MS = 200
 _MIN_SIDE = 48
 
@@ -42,39 +41,66 @@ def _scale(side: int) -> int:
   return max(1, -(-_MIN_SIDE // side))
 
 
-def examples_png(examples: dict) -> Image.Image:
-  """The forecast_examples.png picture of `examples` ('inputs' (k, Tin, H, W, C), 'targets' and
-  'predictions' (k, Tout, H, W, C), 'example_id' (k,))."""
-  k, t_in = examples["inputs"].shape[:2]
-  t_out, h, w = examples["targets"].shape[1:4]
+def strip_png(inputs: np.ndarray, predictions: np.ndarray, targets: np.ndarray | None = None,
+              title: str = "") -> Image.Image:
+  """One sequence as rows of frames: its inputs (Tin, H, W, C), the true future frames (Tout,
+  H, W, C; the row is left out when targets is None) and the predicted ones; `title` labels
+  the first row."""
+  rows = [("input", inputs)] + ([("truth", targets)] if targets is not None else []) + [
+      ("prediction", predictions)]
+  h, w = inputs.shape[1:3]
   s = _scale(min(h, w))
   fh, fw = h * s, w * s
-  cols = max(t_in, t_out)
-  block = 3 * (fh + _GAP) + 3 * _GAP
-  canvas = Image.new("RGB", (_LABEL_WIDTH + cols * (fw + _GAP), k * block), (255, 255, 255))
+  cols = max(len(frames) for _, frames in rows)
+  canvas = Image.new("RGB", (_LABEL_WIDTH + cols * (fw + _GAP), len(rows) * (fh + _GAP) + _GAP),
+                     (255, 255, 255))
   draw = ImageDraw.Draw(canvas)
-  for i in range(k):
-    rows = (examples["inputs"][i], examples["targets"][i], examples["predictions"][i])
-    for r, (name, frames) in enumerate(zip(_ROWS, rows)):
-      top = i * block + r * (fh + _GAP)
-      label = f"#{int(examples['example_id'][i])} {name}" if r == 0 else name
-      draw.text((4, top + fh // 2 - 6), label, fill=(0, 0, 0))
-      # Future rows start under the first input column, so frames line up by horizon step.
-      for t, frame in enumerate(_to_uint8(frames, s)):
-        canvas.paste(Image.fromarray(frame), (_LABEL_WIDTH + t * (fw + _GAP), top))
+  for r, (name, frames) in enumerate(rows):
+    top = r * (fh + _GAP)
+    draw.text((4, top + fh // 2 - 6), f"{title} {name}" if title and r == 0 else name,
+              fill=(0, 0, 0))
+    # Future rows start under the first input column, so frames line up by horizon step.
+    for t, frame in enumerate(_to_uint8(frames, s)):
+      canvas.paste(Image.fromarray(frame), (_LABEL_WIDTH + t * (fw + _GAP), top))
   return canvas
 
 
-def sequence_gif(inputs: np.ndarray, targets: np.ndarray,
+def examples_png(examples: dict) -> Image.Image:
+  """The forecast_examples.png picture of `examples` ('inputs' (k, Tin, H, W, C), 'targets' and
+  'predictions' (k, Tout, H, W, C), 'example_id' (k,)): one `strip_png` per sequence."""
+  strips = [strip_png(examples["inputs"][i], examples["predictions"][i],
+                      examples["targets"][i], f"#{int(examples['example_id'][i])}")
+            for i in range(len(examples["inputs"]))]
+  block = strips[0].height + 2 * _GAP
+  canvas = Image.new("RGB", (strips[0].width, len(strips) * block), (255, 255, 255))
+  for i, strip in enumerate(strips):
+    canvas.paste(strip, (0, i * block))
+  return canvas
+
+
+def sequence_gif(inputs: np.ndarray, targets: np.ndarray | None,
                  predictions: np.ndarray) -> list[Image.Image]:
-  """GIF frames of one sequence: (truth | prediction) side by side, the inputs on both sides
-  first. inputs (Tin, H, W, C), targets and predictions (Tout, H, W, C)."""
+  """Animation frames of one sequence: (truth | prediction) side by side, the inputs on both
+  sides first; without targets (None), the inputs then the prediction alone. inputs (Tin, H,
+  W, C), targets and predictions (Tout, H, W, C)."""
   s = _scale(min(inputs.shape[1:3]))
-  left = _to_uint8(np.concatenate([inputs, targets]), s)
   right = _to_uint8(np.concatenate([inputs, predictions]), s)
+  if targets is None:
+    return [Image.fromarray(frame) for frame in right]
+  left = _to_uint8(np.concatenate([inputs, targets]), s)
   gap = np.full(left.shape[:2] + (_GAP * 2, 3), 255, np.uint8)
   return [Image.fromarray(np.concatenate([a, g, b], axis=1))
           for a, g, b in zip(left, gap, right)]
+
+
+def save_animation(frames: list[Image.Image], path: str) -> None:
+  """Writes looping animation frames to `path` (.gif, or .webp written lossless), whole under
+  a temporary name and then renamed."""
+  fmt = "WEBP" if path.lower().endswith(".webp") else "GIF"
+  extra = {"lossless": True} if fmt == "WEBP" else {}
+  frames[0].save(path + ".tmp", format=fmt, save_all=True, append_images=frames[1:],
+                 duration=_GIF_FRAME_MS, loop=0, **extra)
+  os.replace(path + ".tmp", path)
 
 
 def write(workdir: str, examples: dict) -> list[str]:
@@ -94,9 +120,7 @@ def write(workdir: str, examples: dict) -> list[str]:
     frames = sequence_gif(examples["inputs"][i], examples["targets"][i],
                           examples["predictions"][i])
     path = os.path.join(folder, f"{int(example_id)}.gif")
-    frames[0].save(path + ".tmp", format="GIF", save_all=True, append_images=frames[1:],
-                   duration=_GIF_FRAME_MS, loop=0)
-    os.replace(path + ".tmp", path)
+    save_animation(frames, path)
     paths.append(path)
   return paths
 

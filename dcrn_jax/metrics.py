@@ -59,28 +59,37 @@ class MetricWriter:
   """Appends {'step', 'split', metrics...} lines to WORKDIR/metrics.jsonl and TensorBoard events
   under WORKDIR/tensorboard/<split>. A no-op on processes other than 0."""
 
-  def __init__(self, workdir: str, resume_step: int | None = None):
+  def __init__(self, workdir: str, resume_step: int | None = None, splits=()):
     """resume_step: the step training restarts from; records after it (written before a crash
-    or kill, and about to be redone) are dropped, as is a line cut off mid-write."""
+    or kill, and about to be redone) are dropped, as is a line cut off mid-write.
+
+    splits: the TensorBoard writers to open now rather than at their first write. TensorBoard's
+    writer (tensorboardX, which imports PyTorch when it is installed: seconds) is imported here,
+    so that the loop never stalls on it at its first log.
+    """
     self._enabled = jax.process_index() == 0
     self._workdir = workdir
     self._purge_step = None if resume_step is None else resume_step + 1
     self._tb = {}
+    self._summary_writer = None
     if self._enabled:
       path = os.path.join(workdir, "metrics.jsonl")
       if resume_step is not None and os.path.exists(path):
         _keep_records_up_to(path, resume_step)
       self._jsonl = open(path, "a", encoding="utf-8")
-
-  def _tensorboard(self, split):
-    if split not in self._tb:
       try:
         from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
       except ImportError:  # Optional on machines without it (e.g. a bare GPU box).
-        self._tb[split] = None
+        pass
       else:
-        self._tb[split] = SummaryWriter(os.path.join(self._workdir, "tensorboard", split),
-                                        purge_step=self._purge_step)
+        self._summary_writer = SummaryWriter
+      for split in splits:
+        self._tensorboard(split)
+
+  def _tensorboard(self, split):
+    if split not in self._tb:
+      self._tb[split] = None if self._summary_writer is None else self._summary_writer(
+          os.path.join(self._workdir, "tensorboard", split), purge_step=self._purge_step)
     return self._tb[split]
 
   def write(self, step: int, split: str, metrics: dict):

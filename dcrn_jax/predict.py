@@ -15,6 +15,10 @@ and cropped, the same normalisation), the rows run through evaluation's jitted s
 (`evaluation.make_log_probs_fn`: batches split over every local device, padded to one shape so
 the step compiles once), and a file's views are averaged by evaluation's rule
 (`evaluation.average_views`). Only the model's variables are restored, never optimizer state.
+
+A forecasting run (task='forecast') is served by predict_forecast.py: `Predictor.from_workdir`
+gives its `ForecastPredictor` (predicted frames from clip files or arrays), and the command
+line predict_forecast_cli.py.
 """
 
 from collections.abc import Iterable, Iterator
@@ -31,6 +35,7 @@ from dcrn_jax import workdir as workdir_lib
 from dcrn_jax.data import files as data_files
 from dcrn_jax.errors import UserError
 from dcrn_jax.models import create_model
+from dcrn_jax.models.classifiers import model_task
 
 
 def checkpoint_step(step) -> int | str | None:
@@ -100,10 +105,61 @@ def _input_shape_from_dataset(config) -> tuple[int, ...]:
   """For runs that predate WORKDIR/input.json: the shape, from the dataset (as training had it)."""
   from dcrn_jax import data  # pylint: disable=g-import-not-at-top
   try:
-    return tuple(data.get_info(config.data).input_shape)
+    shape = tuple(data.get_info(config.data).input_shape)
   except UserError as e:
     raise UserError(f"this run predates {workdir_lib.INPUT_FILE}, so the model's input shape "
                     f"must come from its dataset, which failed: {e}") from None
+  # A forecaster reads the first input_frames of the dataset's sequences.
+  return (config.data.input_frames,) + shape[1:] if run_task(config) == "forecast" else shape
+
+
+def read_run_config(workdir: str):
+  """The locked config of a training run's workdir (UserError when there is none)."""
+  if not os.path.isdir(workdir):
+    raise UserError(f"--workdir {workdir} does not exist; point it at a training run's "
+                    "workdir")
+  return workdir_lib.read_config(workdir)
+
+
+def run_task(config) -> str:
+  """The run's config.task ('classify' for runs that predate tasks)."""
+  return config["task"] if "task" in config else "classify"
+
+
+def restore_model(workdir: str, config, step=None, *, num_classes: int = 0):
+  """(model, input_shape, step, variables) of a checkpoint of the run in `workdir`: the model
+  its config builds, and the weights evaluation scores (the moving average when the run kept
+  one and optim.ema_eval). Only the model's variables are read, never optimizer state.
+
+  step: as `checkpoint_step` takes it. num_classes: a classifier's classes (0 for forecasters,
+  which predict data.output_frames frames).
+  """
+  wanted = checkpoint_step(step)
+  if model_task(config.model.name) != run_task(config):
+    raise UserError(f"{workdir}/config.json names model.name={config.model.name!r}, a model "
+                    f"for task={model_task(config.model.name)!r}, but task={run_task(config)!r}"
+                    ": the config was changed after training; restore it")
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(ckpt_dir):
+    raise UserError(f"no checkpoints in {ckpt_dir}: train first with --mode=train and the "
+                    "same --workdir, or point --workdir at a finished run")
+  input_shape = workdir_lib.read_input_shape(workdir) or _input_shape_from_dataset(config)
+  frames = config.data.output_frames if run_task(config) == "forecast" else 0
+  model = create_model(config.model, num_classes=num_classes, input_shape=input_shape,
+                       output_frames=frames)
+  abstract = state_lib.abstract_variables(model, input_shape,
+                                          parallel.replicated(parallel.create_mesh()))
+  best_metric = config.get("best_metric", "")
+  if wanted == "best" and not best_metric:
+    raise UserError("--step=best: this run ranked no checkpoints (it was trained without "
+                    "best_metric); use --step=latest or a step number")
+  ckpt = checkpoint.Checkpointer(
+      workdir, read_only=True, best_metric=best_metric,
+      best_mode=evaluation.metric_direction(best_metric) if best_metric else "max")
+  # The weights evaluation scores: the moving average when the run kept one and ema_eval.
+  use_ema = "ema_decay" in config.optim and optim.evaluates_ema(config.optim)
+  step, variables = ckpt.restore_variables(wanted, abstract, ema=use_ema)
+  return model, tuple(input_shape), step, variables
 
 
 class Predictor:
@@ -133,40 +189,27 @@ class Predictor:
   def from_workdir(cls, workdir: str, step=None, *, batch_size: int | None = None):
     """Restores a run: its config.json, label_map.json and a checkpoint's model variables.
 
+    A forecasting run (task='forecast') gives a `predict_forecast.ForecastPredictor` instead,
+    whose `predict_arrays` and `predict` return predicted frames.
+
     Args:
       workdir: the --workdir of a training run.
       step: None or 'latest' (the latest checkpoint), 'best' (by the run's best_metric), or a
         step number; the weights are the moving average when the run kept one (optim.ema_eval).
       batch_size: rows (model inputs) per step; default the run's eval_batch_size.
     """
-    if not os.path.isdir(workdir):
-      raise UserError(f"--workdir {workdir} does not exist; point it at a training run's "
-                      "workdir")
-    wanted = checkpoint_step(step)
-    config = workdir_lib.read_config(workdir)
-    task = config["task"] if "task" in config else "classify"
+    config = read_run_config(workdir)
+    task = run_task(config)
+    if task == "forecast":
+      from dcrn_jax import predict_forecast  # pylint: disable=g-import-not-at-top
+      return predict_forecast.ForecastPredictor.from_workdir(workdir, step,
+                                                             batch_size=batch_size)
     if task != "classify":
       raise UserError(f"{workdir} holds a run of task={task!r}: predict and export serve "
-                      "classifiers (task='classify') only")
+                      "classifiers (task='classify') and forecasters (task='forecast') only")
     class_names = workdir_lib.read_class_names(workdir)
-    ckpt_dir = os.path.join(workdir, "checkpoints")
-    if not os.path.isdir(ckpt_dir):
-      raise UserError(f"no checkpoints in {ckpt_dir}: train first with --mode=train and the "
-                      "same --workdir, or point --workdir at a finished run")
-    input_shape = workdir_lib.read_input_shape(workdir) or _input_shape_from_dataset(config)
-    model = create_model(config.model, num_classes=len(class_names), input_shape=input_shape)
-    abstract = state_lib.abstract_variables(model, input_shape,
-                                            parallel.replicated(parallel.create_mesh()))
-    best_metric = config.get("best_metric", "")
-    if wanted == "best" and not best_metric:
-      raise UserError("--step=best: this run ranked no checkpoints (it was trained without "
-                      "best_metric); use --step=latest or a step number")
-    ckpt = checkpoint.Checkpointer(
-        workdir, read_only=True, best_metric=best_metric,
-        best_mode=evaluation.metric_direction(best_metric) if best_metric else "max")
-    # The weights evaluation scores: the moving average when the run kept one and ema_eval.
-    use_ema = "ema_decay" in config.optim and optim.evaluates_ema(config.optim)
-    step, variables = ckpt.restore_variables(wanted, abstract, ema=use_ema)
+    model, input_shape, step, variables = restore_model(workdir, config, step,
+                                                        num_classes=len(class_names))
     return cls(model, variables, config, class_names, input_shape=input_shape, step=step,
                batch_size=batch_size)
 

@@ -1,5 +1,8 @@
 """python -m dcrn_jax.predict --workdir=DIR PATH... : the command line of dcrn_jax/predict.py.
 
+A forecasting run's workdir is served by predict_forecast_cli.py (predicted frames, --out);
+what follows is the classifiers'.
+
 Prints each file's top-k classes (or writes them to --output=FILE.jsonl / FILE.csv, whole or
 not at all), a progress line with ETA on long runs, warnings for the files it skips, and a
 summary. Exit code 0 when at least one file was predicted; a UserError (one `error:` line, exit
@@ -14,7 +17,7 @@ import time
 
 from absl import app, flags
 
-from dcrn_jax import cli
+from dcrn_jax import cli, predict_forecast_cli
 from dcrn_jax.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -35,9 +38,11 @@ def define_flags():
                       "them (written whole at the end, or not at all).")
   flags.DEFINE_integer("threads", 0, "Files decoded at once; 0: twice the CPU count (<= 16).")
   flags.DEFINE_bool("verbose", False, "Show library logs and warnings, and tracebacks.")
+  predict_forecast_cli.define_flags()
   flags.mark_flag_as_required("workdir")
   # --helpshort lists the key flags of the main module (predict.py when run with -m).
-  for name in ("workdir", "step", "top_k", "batch_size", "output", "threads", "verbose"):
+  for name in ("workdir", "step", "top_k", "batch_size", "output", "threads", "out", "format",
+               "verbose"):
     FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
 
 
@@ -148,6 +153,9 @@ def predict_command(workdir: str, paths, *, step="latest", top_k: int = 5, batch
   from dcrn_jax.data import files as data_files  # pylint: disable=g-import-not-at-top
   files = data_files.list_inputs(paths)
   predictor = predict.Predictor.from_workdir(workdir, step, batch_size=batch_size or None)
+  if not isinstance(predictor, predict.Predictor):
+    raise UserError(f"{workdir} holds a forecasting run: its command is "
+                    "predict_forecast_cli.forecast_command")
   spec = predictor.file_spec
   top_k = min(top_k, len(predictor.class_names))
   print(f"{predictor.config.model.name} of {workdir} (step {predictor.step}, "
@@ -187,6 +195,13 @@ def predict_command(workdir: str, paths, *, step="latest", top_k: int = 5, batch
 def main(argv):
   cli.quiet_libraries(FLAGS.verbose)
   with cli.user_errors(FLAGS.verbose):
+    forecasting = predict_forecast_cli.serves(FLAGS.workdir)
+    predict_forecast_cli.check_flags(forecasting)
+    if forecasting:
+      predict_forecast_cli.forecast_command(FLAGS.workdir, argv[1:], step=FLAGS.step,
+                                            batch_size=FLAGS.batch_size, out=FLAGS.out,
+                                            fmt=FLAGS.format)
+      return
     predict_command(FLAGS.workdir, argv[1:], step=FLAGS.step, top_k=FLAGS.top_k,
                     batch_size=FLAGS.batch_size, output=FLAGS.output, threads=FLAGS.threads)
 

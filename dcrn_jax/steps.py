@@ -1,5 +1,9 @@
 """The train steps: pure functions (state, batch, rng) -> (state, metrics), jitted by train.py.
 
+`fed` puts in front of a step what the batch needs on the device first: with a device-resident
+split the gather of the batch's rows (and its augmentation), then the scaling of its pixels
+(dcrn_jax/input_scaling.py), so the host sends uint8 pixels or only row indices.
+
 Classification (`train_step`): batches of 'inputs' (B, ...) float32 and 'label' (B,) int32.
 Forecasting (`forecast_train_step`): batches of sequences 'inputs' (B, T, H, W, C). Evaluation
 has its own steps, in evaluation.py and forecast_evaluation.py.
@@ -9,7 +13,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dcrn_jax import forecast_evaluation
+from dcrn_jax import forecast_evaluation, input_scaling
+from dcrn_jax.models import sampling as schedules
 from dcrn_jax.evaluation import TOP_K
 from dcrn_jax.state import TrainState
 
@@ -116,41 +121,83 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array, *, schedule,
   return new_state, metrics
 
 
-def sampling_probability(step, *, start: float, decay: float, stop_step: int):
-  """Scheduled sampling as OpenSTL runs it: the probability that a step after the input frames
-  reads the true frame rather than the model's own prediction, at (0-based) update `step`:
-  max(start - decay * (step + 1), 0) before stop_step, 0 from it on."""
-  p = jnp.maximum(start - decay * (jnp.asarray(step, jnp.float32) + 1), 0.0)
-  return jnp.where(step < stop_step, p, 0.0)
+# fold_in constants of the step key's streams besides dropout (forecasting's forcing is 1).
+AUGMENT_STREAM = 2
+
+
+def fed(step_fn, *, mean: tuple = (), std: tuple = (), gather=None, augment=None):
+  """step_fn taking the batch as the loop feeds it: (state, batch, rng, resident).
+
+  Args:
+    step_fn: (state, batch of model inputs, rng) -> (state, metrics).
+    mean, std: data.normalize_mean/std (`input_scaling.model_input`).
+    gather: (resident, batch) -> batch of pixels, for a device-resident split: batch holds the
+      rows' 'index' (B,), resident the split's arrays. None: the batch holds its pixels.
+    augment: (pixels (B, ...), key) -> pixels, drawn from the step's key (`_step_rng` folded
+      with AUGMENT_STREAM), so a resumed run draws the same.
+  """
+
+  def step(state, batch, rng, resident):
+    if gather is not None:
+      batch = gather(resident, batch)
+    if augment is not None:
+      key = jax.random.fold_in(_step_rng(state, rng), AUGMENT_STREAM)
+      batch = dict(batch, inputs=augment(batch["inputs"], key))
+    return step_fn(state, input_scaling.scale_batch(batch, mean, std), rng)
+  # Named as the step it feeds (what profiles and compile logs show).
+  step.__name__ = getattr(getattr(step_fn, "func", step_fn), "__name__", "step")
+  return step
+
+
+class Bound:
+  """A jitted (state, batch, rng, resident) step with its resident arrays bound: called, traced
+  and lowered as (state, batch, rng)."""
+
+  def __init__(self, jitted, resident):
+    self._jitted, self._resident = jitted, resident
+
+  def __call__(self, state, batch, rng):
+    return self._jitted(state, batch, rng, self._resident)
+
+  def trace(self, state, batch, rng):
+    return self._jitted.trace(state, batch, rng, self._resident)
+
+  def lower(self, state, batch, rng):
+    return self._jitted.lower(state, batch, rng, self._resident)
+
+
+sampling_probability = schedules.sampling_probability  # Kept here for callers.
 
 
 def forecast_train_step(state: TrainState, batch: dict, rng: jax.Array, *, schedule,
                         input_frames: int, output_frames: int, l1_weight: float = 0.0,
-                        sampling=(1.0, 2e-5, 50_000), grad_clip_norm: float = 0.0,
-                        ema_decay: float = 0.0):
+                        sampling=(1.0, 2e-5, 50_000), reverse=None,
+                        grad_clip_norm: float = 0.0, ema_decay: float = 0.0):
   """One optimizer update of a forecaster on batch['inputs'] (B, T, H, W, C) sequences: the
   first input_frames in, the next output_frames to predict.
 
   `sampling` = (start, decay, stop_step) of `sampling_probability`: the teacher-forcing mask
   (B, output_frames - 1) is drawn from `rng` folded with the step (a resumed run draws the same),
-  for the models that read it. Metrics: 'loss' (forecast_evaluation.forecast_loss), 'mse' as
-  the evaluation defines it (of the future frames, teacher forcing as drawn), and
-  'sampling_probability'.
+  for the models that read it; `reverse` = (step_1, step_2, alpha) draws the reverse schedule
+  instead (models/sampling.py). Loss terms a model sows into its 'losses' collection
+  (PredRNN-V2's decoupling loss) are added to the loss. Metrics: 'loss'
+  (forecast_evaluation.forecast_loss), 'mse' as the evaluation defines it (of the future
+  frames, teacher forcing as drawn), and 'sampling_probability'.
   """
   step_rng = _step_rng(state, rng)
   inputs, targets, frames = forecast_evaluation.split(batch["inputs"], input_frames,
                                                       output_frames)
-  start, decay, stop_step = sampling
-  probability = sampling_probability(state.step, start=start, decay=decay, stop_step=stop_step)
-  forcing = jax.random.bernoulli(jax.random.fold_in(step_rng, 1), probability,
-                                 (inputs.shape[0], output_frames - 1))
+  forcing, probability = schedules.teacher_forcing(
+      jax.random.fold_in(step_rng, 1), state.step, batch=inputs.shape[0],
+      input_frames=input_frames, output_frames=output_frames, sampling=sampling, reverse=reverse)
 
   def loss_fn(params):
     predictions, updates = state.apply_fn(
         {"params": params, "batch_stats": state.batch_stats}, inputs, targets=targets,
         teacher_forcing=forcing, train=True, rngs={"dropout": step_rng},
-        mutable=["batch_stats"])
+        mutable=["batch_stats", "losses"])
     loss = jnp.mean(forecast_evaluation.forecast_loss(predictions, frames, l1_weight))
+    loss = loss + sum(jnp.sum(x) for x in jax.tree.leaves(updates.get("losses", {})))
     return loss, (predictions, updates.get("batch_stats", {}))
 
   (loss, (predictions, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(

@@ -12,7 +12,8 @@ import time
 import jax
 
 from dcrn_jax import checkpoint, data, distributed, durations, evaluation, forecast_evaluation
-from dcrn_jax import forecast_pictures, host, metrics as metrics_lib, optim, parallel, profiling
+from dcrn_jax import forecast_pictures, host, input_scaling, metrics as metrics_lib, optim
+from dcrn_jax import feeding, parallel, profiling
 from dcrn_jax import state as state_lib, steps, workdir as workdir_lib
 from dcrn_jax.errors import Interrupted, UserError
 from dcrn_jax.models import create_model
@@ -45,6 +46,7 @@ def validate_config(config):
   if config.task == "forecast":
     _validate_forecast(config)
   durations.validate(config)
+  feeding.check(config.data)
   optim.validate(config.optim)
   evaluation.check_best_metric(config.best_metric)
   which = config.eval_checkpoint_step
@@ -55,6 +57,7 @@ def validate_config(config):
 
 def _validate_forecast(config):
   d, f = config.data, config.forecast
+  _validate_predrnn_v2(config)
   for name in ("input_frames", "output_frames"):
     if d[name] < 1:
       raise UserError(f"data.{name}={d[name]} must be >= 1")
@@ -71,6 +74,23 @@ def _validate_forecast(config):
     raise UserError("forecast.sampling_decay and forecast.sampling_stop_step must be >= 0")
   if f.num_shown < 0:
     raise UserError(f"forecast.num_shown={f.num_shown} must be >= 0")
+
+
+def _validate_predrnn_v2(config):
+  """PredRNN-V2's fields are refused on any other model (they would be silently ignored)."""
+  m, f = config.model, config.forecast
+  if m.name != "predrnn_v2":
+    for name, value, off in (("model.decouple_beta", m.decouple_beta, 0.0),
+                             ("forecast.reverse_sampling", f.reverse_sampling, False)):
+      if value != off:
+        raise UserError(f"{name}={value} is a predrnn_v2 field but model.name={m.name!r}; "
+                        f"set --config.model.name=predrnn_v2 or leave {name} at {off}")
+  if m.decouple_beta < 0:
+    raise UserError(f"model.decouple_beta={m.decouple_beta} must be >= 0")
+  if f.reverse_sampling and not (0 <= f.r_sampling_step_1 < f.r_sampling_step_2
+                                 and f.r_exp_alpha > 0):
+    raise UserError("forecast.r_sampling_step_1 < forecast.r_sampling_step_2 (both >= 0) and "
+                    "forecast.r_exp_alpha > 0 are needed for reverse sampling")
 
 
 def model_input_shape(config, info) -> tuple[int, ...]:
@@ -132,27 +152,39 @@ def _host_batches(make_batches, config, global_batch_size: int, **kwargs):
   return parallel.own_rows(whole, p, n)
 
 
-def make_evaluator(model, info, config, mesh):
+def make_evaluator(model, info, config, mesh, on_device: bool | None = None):
   """variables -> (metrics, predictions) over one pass of the eval split: classification's
   (dcrn_jax/evaluation.py: padded rows masked, each example counted once, a video's views
   averaged), or forecasting's (forecast_evaluation.py; its `predictions` are the first
-  forecast.num_shown test sequences, for pictures)."""
+  forecast.num_shown test sequences, for pictures).
+
+  on_device: whether the eval split lives on the device (None: as data.on_device decides,
+  `feeding.plan`); its batches are then row indices, gathered inside the jitted step.
+  """
+  if on_device is None:
+    on_device = feeding.plan(config, info, mesh, splits=("eval",))["eval"]
+  feed = feeding.eval_feed(config, info, mesh) if on_device else None
   if config.task == "forecast":
     d = config.data
-    rows_fn = forecast_evaluation.make_rows_fn(
+    rows_fn = feeding.fed_eval(forecast_evaluation.make_rows_fn(
         model, mesh, input_frames=d.input_frames, output_frames=d.output_frames,
-        l1_weight=config.forecast.l1_weight)
+        l1_weight=config.forecast.l1_weight), mesh, d, feed)
     shown = min(config.forecast.num_shown, config.eval_batch_size)
-    examples_fn = forecast_evaluation.make_examples_fn(
+    examples_fn = feeding.fed_eval(forecast_evaluation.make_examples_fn(
         model, mesh, input_frames=d.input_frames, output_frames=d.output_frames,
-        num_shown=shown) if shown else None
+        num_shown=shown), mesh, d, feed, quiet=True) if shown else None
     run = functools.partial(forecast_evaluation.evaluate, rows_fn, examples_fn=examples_fn)
   else:
-    run = functools.partial(evaluation.evaluate, evaluation.make_log_probs_fn(model, mesh),
+    run = functools.partial(evaluation.evaluate, feeding.fed_eval(
+        evaluation.make_log_probs_fn(model, mesh), mesh, config.data, feed),
                             class_names=info.class_names)
 
   def evaluate_split(variables):
-    batches = _host_batches(data.eval_batches, config, config.eval_batch_size)
+    if feed is not None:
+      batches = _host_batches(data.eval_indices, config, config.eval_batch_size,
+                              num_examples=info.num_eval_examples)
+    else:
+      batches = _host_batches(data.eval_batches, config, config.eval_batch_size, scaled=False)
     try:
       return run(variables, batches, mesh, config.data.prefetch_batches)
     except UserError as e:
@@ -168,6 +200,8 @@ def _train_fn(config, schedule):
         steps.forecast_train_step, schedule=schedule, input_frames=config.data.input_frames,
         output_frames=config.data.output_frames, l1_weight=f.l1_weight,
         sampling=(f.sampling_start, f.sampling_decay, f.sampling_stop_step),
+        reverse=((f.r_sampling_step_1, f.r_sampling_step_2, f.r_exp_alpha)
+                 if f.reverse_sampling else None),
         grad_clip_norm=config.optim.grad_clip_norm, ema_decay=config.optim.ema_decay)
   return functools.partial(steps.train_step, schedule=schedule,
                            label_smoothing=config.label_smoothing,
@@ -182,13 +216,23 @@ def _describe_data(config, info) -> str:
   return f"examples of shape {info.input_shape}, {info.num_classes} classes"
 
 
-def make_train_step(config, schedule, mesh, state_sharding):
-  """The jitted train step on one (micro-)batch: (state, batch, rng) -> (state, metrics)."""
-  return jax.jit(
-      _train_fn(config, schedule),
-      in_shardings=(state_sharding, parallel.batch_sharding(mesh), parallel.replicated(mesh)),
+def make_train_step(config, schedule, mesh, state_sharding, feed=None):
+  """The jitted train step on one (micro-)batch: (state, batch, rng) -> (state, metrics).
+
+  The batch is the loop's: uint8 pixels, scaled inside the step, or with `feed` (a
+  device_data.Feed: the train split resident on the device) the rows' indices, gathered there.
+  """
+  gather, augment, resident = (feed.gather, feed.augment, feed.arrays) if feed else (None,
+                                                                                      None, {})
+  mean, std = input_scaling.stats(config.data)
+  fn = steps.fed(_train_fn(config, schedule), mean=mean, std=std, gather=gather,
+                 augment=augment)
+  jitted = jax.jit(
+      fn, in_shardings=(state_sharding, parallel.batch_sharding(mesh), parallel.replicated(mesh),
+                        parallel.batch_sharding(mesh)),
       out_shardings=(state_sharding, parallel.replicated(mesh)),
       donate_argnums=(0,), compiler_options=host.compiler_options())
+  return steps.Bound(jitted, resident)
 
 
 def _evaluate_state(evaluate_fn, state, config) -> tuple[dict, str]:
@@ -266,6 +310,7 @@ def fit(config, workdir: str, *, profile_steps: int = 0):
   if jax.process_index() == 0:
     for note in notes:
       print(f"note: {note}", flush=True)
+  resident = feeding.plan(config, info, mesh)  # Which splits live on the device.
   tx, schedule = optim.create_optimizer(config.optim, config.num_train_steps)
   root_rng = jax.random.key(config.seed)
   init_rng, dropout_rng = jax.random.split(root_rng)
@@ -290,19 +335,25 @@ def fit(config, workdir: str, *, profile_steps: int = 0):
           + (f"resuming from step {start_step}" if latest is not None else "starting at step 0"),
           flush=True)
 
-  train_fn = make_train_step(config, schedule, mesh, state_sharding)
-  evaluate_fn = make_evaluator(model, info, config, mesh)
-  if jax.process_index() == 0 and config.task == "classify":
-    data.write_label_map(info, workdir)
-    workdir_lib.write_input_shape(workdir, info.input_shape)
+  feed = feeding.train_feed(config, info, mesh) if resident["train"] else None
+  train_fn = make_train_step(config, schedule, mesh, state_sharding, feed)
+  evaluate_fn = make_evaluator(model, info, config, mesh, on_device=resident["eval"])
+  if jax.process_index() == 0:  # What predict and export read: the model's input shape.
+    if config.task == "classify":
+      data.write_label_map(info, workdir)
+    workdir_lib.write_input_shape(workdir, model_input_shape(config, info))
   micro_batches = config.optim.accumulate_steps  # Per update (step); 1 without accumulation.
-  batches = _host_batches(data.train_batches, config, config.batch_size, seed=config.seed,
-                          start_step=start_step * micro_batches)
+  if feed is not None:  # Only the rows' indices travel; the step gathers them.
+    batches = _host_batches(data.train_indices, config, config.batch_size, seed=config.seed,
+                            start_step=start_step * micro_batches)
+  else:
+    batches = _host_batches(data.train_batches, config, config.batch_size, seed=config.seed,
+                            start_step=start_step * micro_batches, scaled=False)
   batches = parallel.prefetch_to_device(batches, mesh, config.data.prefetch_batches)
   epoch_examples = durations.examples_per_epoch(info.num_train_examples, jax.process_count(),
                                                 config.data.shard_by_process)
 
-  writer = metrics_lib.MetricWriter(workdir, resume_step=start_step)
+  writer = metrics_lib.MetricWriter(workdir, resume_step=start_step, splits=("train",))
   progress = metrics_lib.Progress(start_step, config.num_train_steps, live=config.progress_bar)
   pending, to_log, eval_metrics, step, skipped = [], [], {}, start_step, 0
   stop = distributed.StopWatch()  # SIGTERM (preemption) and Ctrl-C: save, then stop.
@@ -375,6 +426,7 @@ def fit(config, workdir: str, *, profile_steps: int = 0):
                       f"step {ckpt.latest_step()}: run the same command to resume from it"
                       ) from None
   finally:
+    batches.close()
     trace.close(step, state)
     writer.close()
     stop.close()

@@ -155,6 +155,23 @@ FAULTS = [
     ("forecast frames that do not add up", ["--config.task=forecast",
                                             "--config.model.name=convlstm_forecaster"],
      "data.num_frames=10 must be data.input_frames + data.output_frames", None),
+    ("split over the on-device budget", ["--config.data.on_device=True",
+                                         "--config.data.on_device_max_bytes=1000"],
+     "over the 1,000 of data.on_device_max_bytes", None),
+    ("on-device budget not positive", ["--config.data.on_device_max_bytes=0"],
+     "data.on_device_max_bytes=0 must be", None),
+    ("source that cannot be device-resident", ["--config.data.on_device=True",
+                                               "--config.data.name=moving_digits_seq",
+                                               "--config.task=forecast",
+                                               "--config.model.name=convlstm_forecaster",
+                                               "--config.data.num_frames=20"],
+     "moving_digits_seq draws new training sequences every epoch", None),
+    ("unknown forecasting model", ["--config.task=forecast", "--config.model.name=predrnn_v3"],
+     "unknown model.name='predrnn_v3'", None),
+    ("predrnn_v2 field on another model", ["--config.task=forecast",
+                                           "--config.model.name=predrnn",
+                                           "--config.model.decouple_beta=0.1"],
+     "model.decouple_beta=0.1 is a predrnn_v2 field but model.name='predrnn'", None),
     ("classifying unlabelled sequences", ["--config.data.name=moving_digits_seq"],
      "has no labels", None),
 ]
@@ -296,3 +313,47 @@ def run_predict_fault(base_dir, trained, name, argv, expected):
   base = os.path.join(base_dir, name.replace(" ", "_").replace(":", "").replace(".", ""))
   os.makedirs(base, exist_ok=True)
   return judge(run_command(*argv(base, trained)), expected, error_last=True)
+
+# ------------------------------------------------------------------ predict on a forecasting run
+# Faults of `python -m dcrn_jax.predict` on a tiny forecasting run (`trained_forecaster`), and of
+# a forecasting option on the classifier of `trained_for_predict`. Entries as PREDICT_FAULTS',
+# argv(base, (forecaster, classifier)).
+
+FORECAST_TINY = [
+    f"--config={ROOT}/configs/forecast_moving_digits.py", "--config.data.image_size=16",
+    "--config.data.num_frames=4", "--config.data.input_frames=2",
+    "--config.data.output_frames=2", "--config.data.num_train_examples=32",
+    "--config.data.num_test_examples=4", "--config.model.convlstm_features=(4,)",
+    "--config.model.patch_size=1", "--config.batch_size=4", "--config.eval_batch_size=4",
+    "--config.num_train_steps=2", "--config.checkpoint_every_steps=1",
+    "--config.log_every_steps=1", "--config.optim.warmup_steps=1",
+    "--config.progress_bar=False"]
+
+
+def trained_forecaster(base):
+  """(forecasting run, classifier run): a FORECAST_TINY run (2 input frames of 16x16x1, 2
+  predicted) with a 1-frame clip beside it, and trained_for_predict's run."""
+  workdir = os.path.join(base, "forecast_run")
+  if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+    r = run_command("dcrn_jax.main", f"--workdir={workdir}", *FORECAST_TINY)
+    assert r.returncode == 0, r.stderr[-2000:]
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  np.save(_short_clip(workdir), np.zeros((1, 16, 16), np.uint8))
+  return workdir, trained_for_predict(base)
+
+
+def _short_clip(forecaster):
+  return os.path.join(os.path.dirname(forecaster), "one_frame.npy")
+
+
+FORECAST_PREDICT_FAULTS = [
+    ("predict: a clip shorter than a forecaster's input frames",
+     lambda b, t: [_P, f"--workdir={t[0]}", _short_clip(t[0])],
+     "1 frame(s), fewer than the 2 input frames"),
+    ("predict: a classifier's option on a forecasting run",
+     lambda b, t: [_P, f"--workdir={t[0]}", "--top_k=2", _short_clip(t[0])],
+     "--top_k: an option for classifiers, but this run is of task='forecast'"),
+    ("predict: a forecaster's option on a classifier's run",
+     lambda b, t: [_P, f"--workdir={t[1]}", f"--out={b}/frames", _clip(t[1])],
+     "--out: an option for forecasters, but this run is of task='classify'"),
+]

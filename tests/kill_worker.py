@@ -75,9 +75,19 @@ def ctrl_c():
   os.kill(os.getpid(), signal.SIGINT)
 
 
+# The loop reads batches of pixels (streamed) or of row indices (a split on the device): the
+# same stream either way, so the kill lands at the same batch.
+_STREAMS = ("train_batches", "train_indices")
+
+
 def _at_step(n: int, action, micro_batches: int = 1):
   """Runs `action` while step n is in flight."""
-  real = data.train_batches
+  for name in _STREAMS:
+    _wrap_at_step(name, n, action, micro_batches)
+
+
+def _wrap_at_step(name, n, action, micro_batches):
+  real = getattr(data, name)
 
   def batches(*args, start_step=0, **kwargs):
     # The loop prefetches 2 batches: batch n + 2 is drawn while step n is dispatched (with
@@ -86,7 +96,7 @@ def _at_step(n: int, action, micro_batches: int = 1):
       if start_step + i == n * micro_batches + 2:
         action()
       yield batch
-  data.train_batches = batches
+  setattr(data, name, batches)
 
 
 def arm(mode: str, n: int, micro_batches: int = 1):
@@ -125,15 +135,20 @@ def arm(mode: str, n: int, micro_batches: int = 1):
       return started
     checkpoint.Checkpointer.save = save
   elif mode == "time":
-    real = data.train_batches
-
-    def batches(*args, **kwargs):
-      # The clock starts with the first batch, after imports and dataset preparation.
-      threading.Timer(n / 1000, die).start()
-      yield from real(*args, **kwargs)
-    data.train_batches = batches
+    for name in _STREAMS:
+      _wrap_timed(name, n)
   elif mode != "none":
     raise SystemExit(f"unknown mode {mode}")
+
+
+def _wrap_timed(name, n):
+  real = getattr(data, name)
+
+  def batches(*args, **kwargs):
+    # The clock starts with the first batch, after imports and dataset preparation.
+    threading.Timer(n / 1000, die).start()
+    yield from real(*args, **kwargs)
+  setattr(data, name, batches)
 
 
 if __name__ == "__main__":

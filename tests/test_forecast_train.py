@@ -76,11 +76,39 @@ def test_loss_goes_down_and_the_forecast_beats_the_last_frame_baseline(tmp_path)
   assert not (tmp_path / "label_map.json").exists()
 
 
+@pytest.mark.slow  # ~3 min on the shared 2-core CPU (compiles of the stacked cells).
+def test_predrnn_v2_trains_with_its_decoupling_loss_and_evaluates(tmp_path):
+  from configs import forecast_moving_digits_predrnn  # pylint: disable=import-outside-toplevel
+  config = forecast_moving_digits_predrnn.get_config("predrnn_v2")
+  small = tiny_config(num_train_steps=3, log_every_steps=3, checkpoint_every_steps=3,
+                      **{"model.convlstm_features": (8, 8)})
+  small.model.name, small.model.decouple_beta = "predrnn_v2", config.model.decouple_beta
+  for key in ("reverse_sampling", "r_sampling_step_1", "r_sampling_step_2", "r_exp_alpha"):
+    small.forecast[key] = config.forecast[key]
+  result = train.train_and_evaluate(small, str(tmp_path))
+  (logged,) = [r for r in _metrics(tmp_path) if r["split"] == "train"]
+  assert logged["sampling_probability"] == pytest.approx(0.5)  # Reverse schedule, before step 1.
+  assert result["num_examples"] == 24 and np.isfinite(result["mse"])
+
+
+# Every model that reads its own predictions; PredRNN-V2 with its decoupling loss and a reverse
+# schedule that changes within the run.
+_RESUMED = {
+    "convlstm_autoregressive": {"model.convlstm_features": (8,)},
+    "predrnn": {"model.convlstm_features": (8, 8)},
+    "predrnn_pp": {"model.convlstm_features": (8, 8)},
+    "predrnn_v2": {"model.convlstm_features": (8, 8), "model.decouple_beta": 0.1,
+                   "forecast.reverse_sampling": True, "forecast.r_sampling_step_1": 2,
+                   "forecast.r_sampling_step_2": 10, "forecast.r_exp_alpha": 2.0},
+}
+
+
 @pytest.mark.slow  # Long end-to-end run, left out of the default suite (-m slow runs it).
-def test_an_interrupted_autoregressive_run_resumes_to_the_same_parameters(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", sorted(_RESUMED))
+def test_an_interrupted_autoregressive_run_resumes_to_the_same_parameters(tmp_path, monkeypatch,
+                                                                          name):
   # Scheduled sampling that changes every step: the resumed run must draw the same masks.
-  config = tiny_config(**{"model.name": "convlstm_autoregressive",
-                          "model.convlstm_features": (8,), "forecast.sampling_decay": 0.05})
+  config = tiny_config(**{"model.name": name, "forecast.sampling_decay": 0.05, **_RESUMED[name]})
   train.train_and_evaluate(config, str(tmp_path / "full"))
   real_batches = data.train_batches
 

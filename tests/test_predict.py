@@ -251,12 +251,16 @@ def test_an_incomplete_workdir_is_one_clear_error(video_run, tmp_path, drop, mes
     _predict(workdir, [video_run[2]])
 
 
-def test_a_run_of_another_task_is_refused(video_run, tmp_path):
+@pytest.mark.parametrize("task, message", [
+    ("segment", "task='segment': predict and export serve classifiers"),
+    ("forecast", "names model.name='cnn_gru', a model for task='classify', but task='forecast'"),
+])
+def test_a_run_of_another_task_is_refused(video_run, tmp_path, task, message):
   workdir = _copy_run(video_run[0], tmp_path, "label_map.json")  # A forecast run has none.
   config = json.loads((tmp_path / "run" / "config.json").read_text())
-  config["task"] = "forecast"
+  config["task"] = task
   (tmp_path / "run" / "config.json").write_text(json.dumps(config))
-  with pytest.raises(UserError, match="task='forecast': predict and export serve classifiers"):
+  with pytest.raises(UserError, match=message):
     _predict(workdir, [video_run[2]])
 
 

@@ -143,12 +143,14 @@ def test_a_second_ctrl_c_during_that_save_leaves_no_partial_checkpoint(data_dir,
 
 
 def _with_nan_at(monkeypatch, bad_step):
+  """Streamed batches (the config must set data.on_device=False) with NaN inputs at bad_step:
+  float inputs, which the step takes as they are (pixels cannot be NaN)."""
   real = data.train_batches
 
   def batches(*args, start_step=0, **kwargs):
     for i, batch in enumerate(real(*args, start_step=start_step, **kwargs)):
       if start_step + i + 1 == bad_step:
-        batch = dict(batch, inputs=np.full_like(batch["inputs"], np.nan))
+        batch = dict(batch, inputs=np.full(batch["inputs"].shape, np.nan, np.float32))
       yield batch
   monkeypatch.setattr(data, "train_batches", batches)
 
@@ -156,6 +158,7 @@ def _with_nan_at(monkeypatch, bad_step):
 def test_nan_stops_with_the_step_and_the_last_good_checkpoint(data_dir, tmp_path, monkeypatch):
   _with_nan_at(monkeypatch, 9)
   config = kill_worker.tiny_config(data_dir)
+  config.data.on_device = False
   config.log_every_steps = 4
   with pytest.raises(UserError, match="NaN/Inf at step 9; .* Last good checkpoint: step 6"):
     train.train_and_evaluate(config, str(tmp_path))
@@ -168,6 +171,7 @@ def test_nan_stops_with_the_step_and_the_last_good_checkpoint(data_dir, tmp_path
 def test_nan_step_can_be_skipped_and_counted(data_dir, tmp_path, monkeypatch):
   _with_nan_at(monkeypatch, 9)
   config = kill_worker.tiny_config(data_dir)
+  config.data.on_device = False
   config.on_nonfinite = "skip"
   config.num_train_steps = 12
   result = train.train_and_evaluate(config, str(tmp_path))

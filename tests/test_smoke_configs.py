@@ -32,6 +32,7 @@ def _smaller_data(config, tmp_path):
 _NARROWER = {
     # ~5.5 TFLOP per step with 128 features (over a minute a step here); 8 features: ~1/250.
     "forecast_mfmnist_convlstm": {"convlstm_features": (8, 8, 8, 8)},
+    "forecast_mfmnist_predrnn": {"convlstm_features": (8, 8, 8, 8)},
 }
 
 

@@ -69,6 +69,7 @@ def test_loss_goes_down_and_accuracy_beats_chance(data_dir, tmp_path):
 def test_interrupted_run_resumes_to_the_same_parameters_and_eval_restores(
     data_dir, tmp_path, monkeypatch):
   config = tiny_config(data_dir)
+  config.data.on_device = False  # Streamed: the batches below are the loop's.
   full = tmp_path / "full"
   train.train_and_evaluate(config, str(full))
 

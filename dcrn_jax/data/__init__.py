@@ -11,17 +11,20 @@
 Importing this package does not import TensorFlow: a source module is imported only when its
 dataset is requested, so the `synthetic` source runs on machines without TensorFlow.
 
-Every source yields numpy batches, channels-last:
-  train: endless {'inputs': float32 (B, *input_shape), 'label': int32 (B,)}
+Every source yields numpy batches of its native pixels, channels-last:
+  train: endless {'inputs': uint8 (B, *input_shape), 'label': int32 (B,)}
   eval:  one pass of the same plus 'mask' float32 (B,), 1 for real rows and 0 for zero padding,
          and 'example_id' int32 (B,), the example's index in the whole eval split (-1 on
          padding). An example with several views (a video's num_test_clips x num_test_crops) is
          info.eval_views consecutive rows sharing its example_id.
 Unlabelled sources (the *_seq sequences, TFDS moving_mnist) give no 'label'; they serve
-config.task='forecast', which reads any clip source and ignores labels. Inputs are in [0, 1]
-unless data.normalize_mean/std are set (`preprocess.py`, which predict shares; `files.py` turns
-video and image files into the inputs evaluation would give them). How the examples are
-divided among processes, for every source: `common.process_share`.
+config.task='forecast', which reads any clip source and ignores labels. Training and
+evaluation ask for the pixels (`scaled=False`) and scale them on the device
+(dcrn_jax/input_scaling.py); by default `train_batches` and `eval_batches` hand out model
+inputs, float32 in [0, 1] or normalised by data.normalize_mean/std (`preprocess.py`, the same
+arithmetic in numpy, which predict shares; `files.py` turns video and image files into the
+inputs evaluation would give them). How the examples are divided among processes, for every
+source: `common.process_share`.
 """
 
 from collections.abc import Iterator
@@ -33,6 +36,7 @@ import types
 
 import numpy as np
 
+from dcrn_jax.data import preprocess
 from dcrn_jax.data.info import DatasetInfo
 
 __all__ = ["DatasetInfo", "get_info", "train_batches", "eval_batches", "write_label_map"]
@@ -113,9 +117,14 @@ def get_info(data_config) -> DatasetInfo:
   return _source(data_config).get_info(data_config)
 
 
+def _scaled(batches, data_config):
+  for batch in batches:
+    yield dict(batch, inputs=preprocess.to_model_input(batch["inputs"], data_config))
+
+
 def train_batches(data_config, *, local_batch_size: int, seed: int, start_step: int,
-                  process_index: int = 0,
-                  process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
+                  process_index: int = 0, process_count: int = 1,
+                  scaled: bool = True) -> Iterator[dict[str, np.ndarray]]:
   """Endless training batches of this process's share of data.train_split.
 
   Args:
@@ -125,31 +134,75 @@ def train_batches(data_config, *, local_batch_size: int, seed: int, start_step: 
     start_step: the first batch is batch number start_step of the start_step=0 stream.
     process_index, process_count: each process reads a disjoint, equal share of the split
       (`common.process_share`).
+    scaled: True: 'inputs' are model inputs, float32 in [0, 1] (normalised when
+      data.normalize_mean/std are set); False: the source's pixels, uint8 (train.py scales
+      them on the device, with the same arithmetic).
 
   Yields:
-    {'inputs': float32 (local_batch_size, *input_shape) in [0, 1],
+    {'inputs': float32 or uint8 (local_batch_size, *input_shape),
      'label': int32 (local_batch_size,)}.
   """
-  return _source(data_config).train_batches(
+  batches = _source(data_config).train_batches(
       data_config, local_batch_size=local_batch_size, seed=seed, start_step=start_step,
       process_index=process_index, process_count=process_count)
+  return _scaled(batches, data_config) if scaled else batches
 
 
 def eval_batches(data_config, *, local_batch_size: int, process_index: int = 0,
-                 process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
+                 process_count: int = 1, scaled: bool = True) -> Iterator[dict[str, np.ndarray]]:
   """One unshuffled pass over this process's share of data.eval_split.
 
   Every process yields the same number of batches, each of exactly local_batch_size rows; over
   all processes every eval example appears exactly once with mask 1 (`common.process_share`).
 
   Yields:
-    {'inputs': float32 (local_batch_size, *input_shape) in [0, 1],
-     'label': int32 (local_batch_size,), 'mask': float32 (local_batch_size,),
+    {'inputs': float32 or uint8 (local_batch_size, *input_shape) (see `train_batches`'s
+     `scaled`), 'label': int32 (local_batch_size,), 'mask': float32 (local_batch_size,),
      'example_id': int32 (local_batch_size,)}; see this module's docstring.
   """
-  return _source(data_config).eval_batches(
+  batches = _source(data_config).eval_batches(
       data_config, local_batch_size=local_batch_size, process_index=process_index,
       process_count=process_count)
+  return _scaled(batches, data_config) if scaled else batches
+
+
+# A split on the device (dcrn_jax/feeding.py): its pixels read once, then only row indices.
+def resident_reason(data_config, *, train: bool) -> str | None:
+  """None if the split (train or eval) can live on the device; else why not, in words."""
+  source = _source(data_config)
+  if not hasattr(source, "resident_reason"):
+    return (f"the {data_config.name!r} source ({lookup(data_config.name).module}) cannot be "
+            "device-resident")
+  return source.resident_reason(data_config, train=train)
+
+
+def split_pixels(data_config, *, train: bool, start: int, stop: int) -> dict[str, np.ndarray]:
+  """Rows [start, stop) of the train or eval split, in the split's stored order:
+  {'inputs': uint8 (stop - start, *input_shape), 'label': int32 (stop - start,)} ('label' only
+  for labelled sources)."""
+  return _source(data_config).split_pixels(data_config, train=train, start=start, stop=stop)
+
+
+def train_indices(data_config, *, local_batch_size: int, seed: int, start_step: int,
+                  process_index: int = 0,
+                  process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
+  """Endless {'index': int32 (local_batch_size,)}: the rows of the train split that
+  `train_batches` with the same arguments yields, batch for batch (only for splits that can
+  be resident: `resident_reason`)."""
+  return _source(data_config).train_indices(
+      data_config, local_batch_size=local_batch_size, seed=seed, start_step=start_step,
+      process_index=process_index, process_count=process_count)
+
+
+def eval_indices(data_config, *, num_examples: int, local_batch_size: int,
+                 process_index: int = 0,
+                 process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
+  """`eval_batches` of a resident eval split of num_examples one-view examples: 'index' in place
+  of 'inputs' and 'label' (`common.eval_index_batches`)."""
+  from dcrn_jax.data import common  # pylint: disable=g-import-not-at-top
+  del data_config  # The same rule for every source.
+  return common.eval_index_batches(num_examples, local_batch_size=local_batch_size,
+                                   process_index=process_index, process_count=process_count)
 
 
 def write_label_map(info: DatasetInfo, workdir: str) -> str:

@@ -1,10 +1,10 @@
-"""Image augmentation and normalisation in tf.data, driven by the `data` config.
+"""Image augmentation in tf.data, and the checks of the normalisation fields.
 
 Training images may get, in this order: zero padding by `augment_crop_padding` px on each side
 and a random crop back to the original size, a random horizontal flip (`augment_flip`), and a
 random rotation of up to `augment_rotation_degrees` either way. Eval images get none of it.
-Per-channel normalisation (`normalize_mean`, `normalize_std`) applies to train and eval alike:
-a model must see the same input scale in both.
+Per-channel normalisation (`normalize_mean`, `normalize_std`) applies to train and eval alike
+(a model must see the same input scale in both), on the device: dcrn_jax/input_scaling.py.
 
 Every random choice is a stateless op of the example's seed (derived from config.seed, the epoch
 and the example's place in it), so a resumed run augments each example exactly as before.
@@ -12,7 +12,6 @@ and the example's place in it), so a resumed run augments each example exactly a
 
 import math
 
-from dcrn_jax.data import preprocess
 from dcrn_jax.data.tf_import import tf
 from dcrn_jax.errors import UserError
 
@@ -32,13 +31,6 @@ def check(data_config, channels: int) -> None:
         f"normalisation) or both hold 1 or {channels} values (one per channel).")
   if any(s <= 0 for s in std):
     raise UserError(f"data.normalize_std {std} must be positive.")
-
-
-def normalize(x, data_config):
-  """(x - mean) / std per channel (last axis) of float32 x in [0, 1]; x if none is set.
-
-  The rule predict applies to numpy arrays too (`preprocess.normalize`)."""
-  return preprocess.normalize(x, data_config)
 
 
 def is_active(data_config) -> bool:
@@ -63,10 +55,13 @@ def _rotate(image, angle):
 
 
 def train_augment(image, seed, data_config):
-  """One training image float32 (H, W, C) in [0, 1] -> augmented float32 (H, W, C).
+  """One training image (H, W, C) -> the augmented image, of the same dtype.
+
+  Crop and flip move pixels and keep them exact; a rotation interpolates, and rounds back to
+  whole pixels for uint8 images.
 
   Args:
-    image: the decoded image scaled to [0, 1].
+    image: the decoded image, uint8 pixels (or float32 in [0, 1]).
     seed: int64 (2,), the example's stateless seed.
     data_config: the `data` config (augment_* fields).
   """
@@ -82,5 +77,8 @@ def train_augment(image, seed, data_config):
   if d.augment_rotation_degrees:
     limit = d.augment_rotation_degrees * math.pi / 180
     angle = tf.random.stateless_uniform([], seed=seeds[2], minval=-limit, maxval=limit)
-    image = _rotate(image, angle)
+    if image.dtype == tf.uint8:
+      image = tf.saturate_cast(tf.round(_rotate(tf.cast(image, tf.float32), angle)), tf.uint8)
+    else:
+      image = _rotate(image, angle)
   return tf.ensure_shape(image, shape)

@@ -103,20 +103,22 @@ def process_share(num_examples: int, *, process_index: int, process_count: int, 
 
 def padded_eval_batches(batches: Iterable[dict[str, np.ndarray]], *,
                         local_batch_size: int, num_batches: int, input_shape: tuple[int, ...],
-                        labels: bool = True) -> Iterator[dict[str, np.ndarray]]:
+                        labels: bool = True,
+                        dtype=np.uint8) -> Iterator[dict[str, np.ndarray]]:
   """Pads a finite stream of eval batches to exactly `num_batches` full batches.
 
   Args:
-    batches: dicts of 'inputs' float32 (b, *input_shape), 'label' int (b,) and 'example_id'
-      int (b,), with b <= local_batch_size.
+    batches: dicts of 'inputs' (b, *input_shape) (uint8 pixels), 'label' int (b,) and
+      'example_id' int (b,), with b <= local_batch_size.
     local_batch_size: rows of every yielded batch.
     num_batches: how many batches to yield; all-masked batches make up any shortfall so that
       every process runs the same number of eval steps (collectives would hang otherwise).
     input_shape: shape of one example, for the padding rows.
     labels: whether batches carry 'label' (False: unlabelled sequences, for forecasting).
+    dtype: of 'inputs' (the sources' pixels: uint8).
 
   Yields:
-    {'inputs': float32 (local_batch_size, *input_shape), 'label': int32 (local_batch_size,),
+    {'inputs': dtype (local_batch_size, *input_shape), 'label': int32 (local_batch_size,),
      'mask': float32 (local_batch_size,), 'example_id': int32 (local_batch_size,)}: mask 1 for
     real rows; padding rows are zeros with mask 0 and example_id -1. No 'label' if not labels.
   """
@@ -128,20 +130,20 @@ def padded_eval_batches(batches: Iterable[dict[str, np.ndarray]], *,
       raise RuntimeError(
           f"Eval share larger than its split metadata says ({count + 1} batches of up to {n} "
           f"rows, expected {num_batches} of {local_batch_size}).")
-    batch = _empty_batch(local_batch_size, input_shape, labels)
+    batch = _empty_batch(local_batch_size, input_shape, labels, dtype)
     for key in keys:
       batch[key][:n] = given[key]
     batch["mask"][:n] = 1.0
     count += 1
     yield batch
   for _ in range(count, num_batches):
-    yield _empty_batch(local_batch_size, input_shape, labels)
+    yield _empty_batch(local_batch_size, input_shape, labels, dtype)
 
 
-def _empty_batch(batch_size: int, input_shape: tuple[int, ...],
-                 labels: bool = True) -> dict[str, np.ndarray]:
+def _empty_batch(batch_size: int, input_shape: tuple[int, ...], labels: bool = True,
+                 dtype=np.uint8) -> dict[str, np.ndarray]:
   batch = {
-      "inputs": np.zeros((batch_size, *input_shape), np.float32),
+      "inputs": np.zeros((batch_size, *input_shape), dtype),
       "label": np.zeros((batch_size,), np.int32),
       "mask": np.zeros((batch_size,), np.float32),
       "example_id": np.full((batch_size,), -1, np.int32),
@@ -149,3 +151,23 @@ def _empty_batch(batch_size: int, input_shape: tuple[int, ...],
   if not labels:
     del batch["label"]
   return batch
+
+
+def eval_index_batches(num_examples: int, *, local_batch_size: int, process_index: int,
+                       process_count: int) -> Iterator[dict[str, np.ndarray]]:
+  """The rows of this process's eval batches, for a split resident on the device: batch for
+  batch what `padded_eval_batches` yields for a one-view source, with 'index' int32 (B,), the
+  rows of the split (0 on padding), in place of 'inputs' and 'label'."""
+  share = process_share(num_examples, process_index=process_index,
+                        process_count=process_count, train=False)
+  rows = share.rows()
+  for lo in range(0, share.num_batches(local_batch_size) * local_batch_size, local_batch_size):
+    part = rows[lo:lo + local_batch_size]
+    n = len(part)
+    batch = {"index": np.zeros((local_batch_size,), np.int32),
+             "mask": np.zeros((local_batch_size,), np.float32),
+             "example_id": np.full((local_batch_size,), -1, np.int32)}
+    batch["index"][:n] = part
+    batch["mask"][:n] = 1.0
+    batch["example_id"][:n] = part
+    yield batch

@@ -2,7 +2,7 @@
 
 A source hands over `records`, a tf.data.Dataset of this process's share of a split (still
 encoded: small elements keep shuffle buffers cheap), and a `process` function that turns one
-record into an example dict {'inputs': float32 (...), 'label': int32 ()}.
+record into an example dict {'inputs': uint8 pixels (...), 'label': int32 ()}.
 
 Training: epoch e is the records shuffled with a seed derived from (config.seed, e); each example
 gets a seed pair (epoch key, position in the epoch) for its augmentation, so the stream resumed
@@ -70,7 +70,7 @@ def train_stream(records, *, num_records: int, process: Callable | None = None, 
   Args:
     records: this process's share of the split, num_records elements in a fixed order.
     num_records: its length (epochs are cut at it).
-    process: (record, seed int64 (2,)) -> {'inputs': float32 (...), 'label': int32 ()}.
+    process: (record, seed int64 (2,)) -> {'inputs': uint8 (...), 'label': int32 ()}.
     data_config: the `data` config (shuffle_buffer, prefetch_batches).
     local_batch_size: rows per batch.
     seed: config.seed; the order and the augmentation depend on it and the epoch only.
@@ -81,7 +81,7 @@ def train_stream(records, *, num_records: int, process: Callable | None = None, 
       the rest of its batch.
 
   Yields:
-    {'inputs': float32 (local_batch_size, ...), 'label': int32 (local_batch_size,)}.
+    {'inputs': uint8 (local_batch_size, ...), 'label': int32 (local_batch_size,)}.
   """
   start_epoch, offset = common.epoch_and_offset(start_step, local_batch_size, num_records)
   buffer_size = min(data_config.shuffle_buffer, num_records)
@@ -118,7 +118,7 @@ def eval_stream(records, *, share: common.Share, views: int, process: Callable, 
     records: this process's rows of the eval split (share.count records, in order).
     share: which rows of the split they are: record j is example share.rows()[j].
     views: views per record; process(record, view) makes view number `view`.
-    process: (record, view int64 ()) -> {'inputs': float32 input_shape, 'label': int32 ()}.
+    process: (record, view int64 ()) -> {'inputs': uint8 input_shape, 'label': int32 ()}.
     data_config: the `data` config (prefetch_batches).
     local_batch_size: rows per batch.
     input_shape: shape of one example's inputs.

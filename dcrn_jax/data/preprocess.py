@@ -1,9 +1,10 @@
-"""Pixels -> model input, the last step of every source and of predict (numpy only).
+"""Pixels -> model input in numpy, for tools that read batches or files on the host.
 
     uint8 pixels  ->  float32 in [0, 1]  ->  (x - data.normalize_mean) / data.normalize_std
 
-`normalize` is plain arithmetic with numpy constants, so the tf.data pipelines apply it to
-TensorFlow tensors and predict (dcrn_jax/predict.py) to numpy arrays: one rule, one place.
+Training and evaluation scale on the device with dcrn_jax/input_scaling.py, the same
+arithmetic in float32 (a division by 255, then the per-channel normalisation); this is its
+numpy form, for `data.train_batches(scaled=True)`, predict's files and the report.
 """
 
 import numpy as np

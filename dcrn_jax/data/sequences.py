@@ -73,10 +73,6 @@ def _sprites(data_config, split: str) -> np.ndarray:
   return images.astype(np.uint8)
 
 
-def _to_float(video: np.ndarray) -> np.ndarray:
-  return video.astype(np.float32) * np.float32(1 / 255)
-
-
 def _draw(sprites, seed_parts, index, data_config) -> np.ndarray:
   d = data_config
   rng = np.random.default_rng([*seed_parts, int(index)])
@@ -87,7 +83,7 @@ def _draw(sprites, seed_parts, index, data_config) -> np.ndarray:
 def train_batches(data_config, *, local_batch_size: int, seed: int, start_step: int,
                   process_index: int = 0,
                   process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
-  """Endless {'inputs': float32 (B, T, S, S, 1) in [0, 1]} batches of fresh sequences.
+  """Endless {'inputs': uint8 (B, T, S, S, 1)} batches of fresh sequences.
 
   The process draws its block of each epoch's sequence numbers (`common.process_share`), in
   order: the sequences are random already, so there is nothing to shuffle.
@@ -113,7 +109,7 @@ def train_batches(data_config, *, local_batch_size: int, seed: int, start_step: 
         position += 1
         if position == len(rows):
           e, position = e + 1, 0
-      yield {"inputs": _to_float(batch)}
+      yield {"inputs": batch}
 
   return stream()
 
@@ -136,8 +132,30 @@ def eval_batches(data_config, *, local_batch_size: int, process_index: int = 0,
     for lo in range(0, len(rows), local_batch_size):
       index = rows[lo:lo + local_batch_size]
       video = np.stack([_draw(sprites, (_TEST_SEED, sequences.TEST), i, d) for i in index])
-      yield {"inputs": _to_float(video), "example_id": index.astype(np.int32)}
+      yield {"inputs": video, "example_id": index.astype(np.int32)}
 
   return common.padded_eval_batches(
       batches(), local_batch_size=local_batch_size,
       num_batches=share.num_batches(local_batch_size), input_shape=shape, labels=False)
+
+
+def resident_reason(data_config, *, train: bool) -> str | None:
+  """The fixed test set can live on the device; training sequences are new every epoch."""
+  if train:
+    return (f"{data_config.name} draws new training sequences every epoch (an endless split, "
+            "not a stored one)")
+  return None
+
+
+def split_pixels(data_config, *, train: bool, start: int, stop: int) -> dict[str, np.ndarray]:
+  """Test sequences [start, stop): {'inputs': uint8 (n, T, S, S, 1)} (no labels)."""
+  if train:
+    raise ValueError("training sequences are drawn afresh every epoch")
+  _check(data_config)
+  d = data_config
+  sprites = _sprites(data_config, "test")
+  shape = (d.num_frames, d.image_size, d.image_size, 1)
+  video = np.zeros((max(stop - start, 0),) + shape, np.uint8)
+  for j, i in enumerate(range(start, stop)):
+    video[j] = _draw(sprites, (_TEST_SEED, sequences.TEST), i, d)
+  return {"inputs": video}

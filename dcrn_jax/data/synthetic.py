@@ -49,7 +49,7 @@ def get_info(data_config) -> DatasetInfo:
 def _pool(data_config, split: str) -> tuple[np.ndarray, np.ndarray]:
   """Returns the split's examples: uint8 (N, *synthetic_shape) and int32 labels (N,).
 
-  uint8 keeps the pool 4x smaller than float32; batches are scaled to [0, 1] when cut.
+  uint8 keeps the pool 4x smaller than float32; batches carry it as it is (uint8).
   """
   shape = _check(data_config)
   # crc32, not hash(): the split's pool must not change between Python processes.
@@ -60,14 +60,10 @@ def _pool(data_config, split: str) -> tuple[np.ndarray, np.ndarray]:
   return inputs, labels
 
 
-def _to_float(inputs: np.ndarray) -> np.ndarray:
-  return inputs.astype(np.float32) * np.float32(1 / 255)
-
-
 def train_batches(data_config, *, local_batch_size: int, seed: int, start_step: int,
                   process_index: int = 0,
                   process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
-  """Endless {'inputs': float32 (B, *shape) in [0, 1], 'label': int32 (B,)} batches.
+  """Endless {'inputs': uint8 (B, *shape), 'label': int32 (B,)} batches.
 
   The process owns its rows of the pool (`common.process_share`); each epoch permutes them with
   a generator seeded by (seed, epoch) alone.
@@ -78,13 +74,18 @@ def train_batches(data_config, *, local_batch_size: int, seed: int, start_step: 
   share = common.process_share(len(labels), process_index=process_index,
                                process_count=process_count, train=True,
                                split="The synthetic train split (data.synthetic_num_examples)")
+  return _pixels_of(_index_stream(share, local_batch_size, seed, start_step), inputs, labels)
+
+
+def _pixels_of(indices, inputs, labels):
+  for batch in indices:
+    index = batch["index"]
+    yield {"inputs": inputs[index], "label": labels[index]}
+
+
+def _index_stream(share, local_batch_size, seed, start_step):
   epoch, offset = common.epoch_and_offset(start_step, local_batch_size, share.count)
-  return _train_stream(inputs, labels, local_batch_size=local_batch_size,
-                       seed=common.unsigned_seed(seed), epoch=epoch, offset=offset,
-                       rows=share.rows())
-
-
-def _train_stream(inputs, labels, *, local_batch_size, seed, epoch, offset, rows):
+  seed, rows = common.unsigned_seed(seed), share.rows()
   pending = np.zeros((0,), np.int64)
   while True:
     while len(pending) < local_batch_size:
@@ -92,7 +93,29 @@ def _train_stream(inputs, labels, *, local_batch_size, seed, epoch, offset, rows
       pending = np.concatenate([pending, order[offset:]])
       epoch, offset = epoch + 1, 0
     index, pending = pending[:local_batch_size], pending[local_batch_size:]
-    yield {"inputs": _to_float(inputs[index]), "label": labels[index]}
+    yield {"index": index.astype(np.int32)}
+
+
+def resident_reason(data_config, *, train: bool) -> None:
+  del data_config, train  # Both pools can live on the device.
+
+
+def split_pixels(data_config, *, train: bool, start: int, stop: int) -> dict[str, np.ndarray]:
+  inputs, labels = _pool(data_config, data_config.train_split if train else
+                         data_config.eval_split)
+  return {"inputs": inputs[start:stop], "label": labels[start:stop]}
+
+
+def train_indices(data_config, *, local_batch_size: int, seed: int, start_step: int,
+                  process_index: int = 0, process_count: int = 1):
+  """The rows `train_batches` yields: {'index': int32 (local_batch_size,)}."""
+  common.check_batch_args(local_batch_size=local_batch_size, process_index=process_index,
+                          process_count=process_count, start_step=start_step)
+  share = common.process_share(int(data_config.synthetic_num_examples),
+                               process_index=process_index, process_count=process_count,
+                               train=True,
+                               split="The synthetic train split (data.synthetic_num_examples)")
+  return _index_stream(share, local_batch_size, seed, start_step)
 
 
 def eval_batches(data_config, *, local_batch_size: int, process_index: int = 0,
@@ -112,7 +135,7 @@ def eval_batches(data_config, *, local_batch_size: int, process_index: int = 0,
   def batches():
     for lo in range(0, len(rows), local_batch_size):
       index = rows[lo:lo + local_batch_size]
-      yield {"inputs": _to_float(inputs[index]), "label": labels[index],
+      yield {"inputs": inputs[index], "label": labels[index],
              "example_id": index.astype(np.int32)}
 
   return common.padded_eval_batches(

@@ -246,7 +246,7 @@ def _video_frames(encoded, channels, spec, sample, seed_or_view):
   indices, then resized height and width, crop top and left, and flip (0/1). The indices do not
   depend on the frame size, so they are drawn first (with a stand-in size) and the sampled
   frames alone are decoded; their size then places the crop.
-  Returns float32 (num_frames, size, size, C) in [0, 1].
+  Returns uint8 (num_frames, size, size, C): resized (antialiased), rounded back to pixels.
   """
   video_len = tf.shape(encoded, out_type=tf.int64)[0]
   one = tf.constant(1, tf.int64)
@@ -262,8 +262,9 @@ def _video_frames(encoded, channels, spec, sample, seed_or_view):
   plan = tf.ensure_shape(plan, [spec.num_frames + 5])
   rh, rw, top, left, flip = tf.unstack(tf.cast(plan[spec.num_frames:], tf.int32))
   frames = tf.image.resize(tf.cast(frames, tf.float32), tf.stack([rh, rw]), antialias=True)
-  frames = frames[:, top:top + spec.size, left:left + spec.size] / 255.0
+  frames = frames[:, top:top + spec.size, left:left + spec.size]
   frames = tf.cond(flip > 0, lambda: tf.reverse(frames, axis=[2]), lambda: frames)
+  frames = tf.saturate_cast(tf.round(frames), tf.uint8)
   return tf.ensure_shape(frames, (spec.num_frames, spec.size, spec.size, channels))
 
 
@@ -272,15 +273,15 @@ def _plan(indices, hw, top_left, flip) -> np.ndarray:
 
 
 def _process_fn(data_config, builder, kind, key, shape, train: bool):
-  """(record, seed or view) -> {'inputs': float32 shape, 'label': int32} ('inputs' only for
-  unlabelled videos)."""
+  """(record, seed or view) -> {'inputs': uint8 shape, 'label': int32} ('inputs' only for
+  unlabelled videos): pixels, scaled on the device (dcrn_jax/input_scaling.py)."""
   feature = builder.info.features[key]
   labelled = _has_labels(builder)
 
   def finish(x, label):
     if not labelled:
-      return {"inputs": augment.normalize(x, data_config)}
-    return {"inputs": augment.normalize(x, data_config), "label": tf.cast(label, tf.int32)}
+      return {"inputs": x}
+    return {"inputs": x, "label": tf.cast(label, tf.int32)}
 
   if kind == "video":
     spec = clips.spec_from_config(data_config)
@@ -298,7 +299,7 @@ def _process_fn(data_config, builder, kind, key, shape, train: bool):
 
   def process(record, seed_or_view):
     encoded, label = record
-    x = tf.cast(feature.decode_example(encoded), tf.float32) / 255.0
+    x = feature.decode_example(encoded)
     if train and kind == "image" and augment.is_active(data_config):
       x = augment.train_augment(x, seed_or_view, data_config)
     return finish(x, label)
@@ -308,7 +309,7 @@ def _process_fn(data_config, builder, kind, key, shape, train: bool):
 def train_batches(data_config, *, local_batch_size: int, seed: int, start_step: int,
                   process_index: int = 0,
                   process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
-  """Endless {'inputs': float32 (B, *input_shape), 'label': int32 (B,)} batches.
+  """Endless {'inputs': uint8 (B, *input_shape), 'label': int32 (B,)} batches.
 
   The process reads its rows of the train split (`common.process_share`); see
   `pipeline.train_stream` for the order.
@@ -351,3 +352,58 @@ def eval_batches(data_config, *, local_batch_size: int, process_index: int = 0,
       process=_process_fn(data_config, builder, kind, key, shape, train=False),
       data_config=data_config, local_batch_size=local_batch_size, input_shape=shape,
       labels=_has_labels(builder))
+
+
+def resident_reason(data_config, *, train: bool) -> str | None:
+  """None for stored clips and images (rotation aside); TFDS videos are cut at random."""
+  _, kind, _, _ = _open(data_config)
+  if kind == "video":
+    return (f"{data_config.name!r} holds videos, cut into clips at random: there is no fixed "
+            "array of clips to keep")
+  if train and kind == "image" and data_config.augment_rotation_degrees:
+    return ("data.augment_rotation_degrees rotates images in tf.data only (on the device: "
+            "crop and flip)")
+  return None
+
+
+def split_pixels(data_config, *, train: bool, start: int, stop: int) -> dict[str, np.ndarray]:
+  """Rows [start, stop) of the split, decoded to uint8 as the streams decode them."""
+  builder, _, key, _ = _open(data_config)
+  split = data_config.train_split if train else data_config.eval_split
+  feature = builder.info.features[key]
+  labelled = _has_labels(builder)
+  ds = _records(builder, key, split, process_index=0, process_count=1, train=train)
+  ds = ds.skip(start).take(max(stop - start, 0))
+  ds = ds.map(lambda encoded, label: {"inputs": feature.decode_example(encoded),
+                                      "label": tf.cast(label, tf.int32)},
+              num_parallel_calls=tf.data.AUTOTUNE).batch(1024).with_options(pipeline.options())
+  parts = list(pipeline.as_numpy_dicts(ds))
+  shape = tuple(feature.shape)
+  out = {"inputs": np.concatenate([p["inputs"] for p in parts]) if parts
+         else np.zeros((0,) + shape, np.uint8)}
+  if labelled:
+    out["label"] = (np.concatenate([p["label"] for p in parts]) if parts
+                    else np.zeros((0,), np.int32))
+  return out
+
+
+def train_indices(data_config, *, local_batch_size: int, seed: int, start_step: int,
+                  process_index: int = 0, process_count: int = 1):
+  """{'index': int32 (local_batch_size,)}: the rows `train_batches` yields, batch for batch.
+
+  The same `pipeline.train_stream` over the row numbers instead of the records: a tf.data
+  shuffle's order depends on its seed, buffer and length only, not on what it shuffles.
+  """
+  common.check_batch_args(local_batch_size=local_batch_size, process_index=process_index,
+                          process_count=process_count, start_step=start_step)
+  builder, _, _, _ = _open(data_config)
+  split = data_config.train_split
+  share = common.process_share(
+      _split_size(data_config, builder, split), process_index=process_index,
+      process_count=process_count, train=True,
+      split=f"The train split {split!r} of {data_config.name!r}")
+  rows = tf.data.Dataset.range(share.first, share.first + share.count)
+  return pipeline.train_stream(
+      rows, num_records=share.count,
+      process=lambda row, seed: {"index": tf.cast(row, tf.int32)}, data_config=data_config,
+      local_batch_size=local_batch_size, seed=seed, start_step=start_step)

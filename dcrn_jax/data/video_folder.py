@@ -116,9 +116,8 @@ def _records(videos: _Videos, rows: np.ndarray):
 
 
 def _process_fn(data_config, spec: clips.ClipSpec, videos: _Videos, split: str, train: bool):
-  """(record, seed or view) -> {'inputs': float32 (T, S, S, 3), 'label': int32}.
-
-  Pixels become model inputs by `augment.normalize` (`preprocess.normalize`, as predict's do)."""
+  """(record, seed or view) -> {'inputs': uint8 (T, S, S, 3), 'label': int32}: pixels,
+  scaled on the device (dcrn_jax/input_scaling.py)."""
   if videos.shards:
     clip_from_shards = video_shards.clip_fn(video_shards.frame_reader(videos.shards, split),
                                             spec, videos.frames_per_record, train)
@@ -144,8 +143,7 @@ def _process_fn(data_config, spec: clips.ClipSpec, videos: _Videos, split: str, 
       clip = tf.numpy_function(load, [path, video_len, height, width, seed_or_view], tf.uint8,
                                stateful=False)
       clip = tf.ensure_shape(clip, (spec.num_frames, spec.size, spec.size, _CHANNELS))
-    x = augment.normalize(tf.cast(clip, tf.float32) / 255.0, data_config)
-    return {"inputs": x, "label": tf.cast(label, tf.int32)}
+    return {"inputs": clip, "label": tf.cast(label, tf.int32)}
 
   return process
 
@@ -153,7 +151,7 @@ def _process_fn(data_config, spec: clips.ClipSpec, videos: _Videos, split: str, 
 def train_batches(data_config, *, local_batch_size: int, seed: int, start_step: int,
                   process_index: int = 0,
                   process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
-  """Endless {'inputs': float32 (B, T, S, S, 3), 'label': int32 (B,)} batches.
+  """Endless {'inputs': uint8 (B, T, S, S, 3), 'label': int32 (B,)} batches.
 
   The process reads its block of the split's videos (`common.process_share`).
   """
@@ -172,8 +170,7 @@ def train_batches(data_config, *, local_batch_size: int, seed: int, start_step: 
 
     def process_batch(records, seeds):
       frames, label = clips_of(records, seeds)
-      return {"inputs": augment.normalize(tf.cast(frames, tf.float32) / 255.0, data_config),
-              "label": tf.cast(label, tf.int32)}
+      return {"inputs": frames, "label": tf.cast(label, tf.int32)}
     return pipeline.train_stream(
         records, num_records=share.count, process_batch=process_batch, data_config=data_config,
         local_batch_size=local_batch_size, seed=seed, start_step=start_step)
@@ -199,3 +196,9 @@ def eval_batches(data_config, *, local_batch_size: int, process_index: int = 0,
       data_config=data_config,
       local_batch_size=local_batch_size,
       input_shape=(spec.num_frames, spec.size, spec.size, _CHANNELS))
+
+
+def resident_reason(data_config, *, train: bool) -> str:
+  del train
+  return (f"video_folder cuts each clip from a whole video at random (data.video_dir="
+          f"{data_config.video_dir!r}): there is no fixed array of clips to keep")

@@ -17,6 +17,7 @@ from dcrn_jax.errors import UserError
 from dcrn_jax.models.conv import Conv
 from dcrn_jax.models.encoders import FrameEncoder, ImageEncoder
 from dcrn_jax.models.forecasters import ConvLSTMAutoregressive, ConvLSTMForecaster
+from dcrn_jax.models.predrnn import PredRNN
 from dcrn_jax.models.recurrent import GRU, LSTM, ConvLSTM, Stack
 
 
@@ -188,6 +189,10 @@ MODELS = {
     "row_lstm": _Entry(RowLSTMClassifier, 3, ("hidden_size", "num_layers") + _HEAD),
     "convlstm_forecaster": _Entry(ConvLSTMForecaster, 4, _FORECASTER, task="forecast"),
     "convlstm_autoregressive": _Entry(ConvLSTMAutoregressive, 4, _FORECASTER, task="forecast"),
+    "predrnn": _Entry(PredRNN, 4, _FORECASTER, (("cell", "st_lstm"),), task="forecast"),
+    "predrnn_v2": _Entry(PredRNN, 4, _FORECASTER + ("decouple_beta",), (("cell", "st_lstm"),),
+                         task="forecast"),
+    "predrnn_pp": _Entry(PredRNN, 4, _FORECASTER, (("cell", "causal_lstm"),), task="forecast"),
 }
 _KEYWORDS = {"convlstm_kernel": "kernel_size"}  # config field -> keyword, where they differ
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -225,5 +230,8 @@ def create_model(model_config, *, num_classes: int, input_shape: Sequence[int],
       raise UserError(f"model.patch_size={m.patch_size} must be >= 1 and divide the frame size "
                       f"{input_shape[1]}x{input_shape[2]}")
     kwargs["features"] = kwargs.pop("convlstm_features")
-    return entry.model(output_frames=output_frames, **kwargs)
+    if entry.model is PredRNN and len(set(kwargs["features"])) != 1:
+      raise UserError(f"model.name={m.name!r} needs equal model.convlstm_features (its memory M "
+                      f"passes between layers), got {kwargs['features']}")
+    return entry.model(output_frames=output_frames, **dict(entry.fixed), **kwargs)
   return entry.model(num_classes=num_classes, **dict(entry.fixed), **kwargs)

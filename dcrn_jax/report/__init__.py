@@ -13,6 +13,9 @@ run's forecast_examples.png) and writes DIR/report/index.html with its pictures 
                      (integrated gradients) and per-frame importance (occlusion, and the
                      integrated gradients' mass per frame), all for the true class
                      (dcrn_jax/explain.py)
+  forecasting runs   the model's metrics beside its baselines, and the first test sequences
+                     forecast by the evaluated checkpoint, whatever the model
+                     (report/forecasts.py), with the error per step ahead
 
 A section whose inputs are missing is left out and named under "Not shown".
 """
@@ -24,7 +27,7 @@ import time
 
 from dcrn_jax import workdir as workdir_lib
 from dcrn_jax.errors import UserError
-from dcrn_jax.report import figures, gallery, page
+from dcrn_jax.report import figures, forecasts, gallery, page
 
 FORECAST_PICTURE = "forecast_examples.png"  # Written by forecast runs; shown when present.
 
@@ -59,7 +62,7 @@ def _summary_rows(config, sessions, results, records, num_params):
                               "(training and its evaluations)"))
   if results:
     keys = ("accuracy", "top5_accuracy", "mean_class_accuracy", "macro_f1", "weighted_f1",
-            "loss")
+            "mse", "ssim", "psnr", "loss")
     rows.append((f"eval at step {results.get('step')}",
                  f"{results.get('num_examples')} examples: " + ", ".join(
                      f"{k} {results[k]:.4f}" for k in keys if results.get(k) is not None)))
@@ -131,6 +134,7 @@ def _build(workdir, config, building, num_examples, profile_clips, ig_steps, fil
   else:
     notes.append("training curves: metrics.jsonl has no training records")
 
+  forecasting = "task" in config and config.task == "forecast"
   if results and "per_class" in results:
     names = workdir_lib.read_class_names(workdir)
     sections.append(("Per class (worst F1 first)", page.per_class_table(results["per_class"])))
@@ -141,7 +145,7 @@ def _build(workdir, config, building, num_examples, profile_clips, ig_steps, fil
   elif results is None:
     notes.append("evaluation: the workdir has no eval.json (train to the end, or run "
                  "--mode=eval)")
-  else:
+  elif not forecasting:
     notes.append("per-class metrics: eval.json has none (a forecast run, or written by an "
                  "older version: run --mode=eval again)")
 
@@ -151,11 +155,20 @@ def _build(workdir, config, building, num_examples, profile_clips, ig_steps, fil
                              profile_clips, ig_steps, fill, log)
     except UserError as e:  # The checkpoint or the data is gone: the rest is still worth having.
       notes.append(f"gallery and per-frame importance: {e}")
-  elif predictions is None:
+  elif predictions is None and not forecasting:
     notes.append("gallery: the workdir has no eval_predictions.jsonl (run --mode=eval)")
 
-  forecast = []
-  if os.path.isfile(os.path.join(workdir, FORECAST_PICTURE)):
+  forecast, shown = [], False
+  table = forecasts.quality_table(results) if forecasting and results else None
+  if table:
+    sections.append(("Forecast quality", table))
+  if forecasting and num_examples:
+    try:
+      forecast.append(forecasts.gallery(workdir, config, results, building, num_examples, log))
+      shown = True
+    except UserError as e:  # The checkpoint or the data is gone: eval's pictures, if any.
+      notes.append(f"forecasts of test sequences: {e}")
+  if not shown and os.path.isfile(os.path.join(workdir, FORECAST_PICTURE)):
     shutil.copy(os.path.join(workdir, FORECAST_PICTURE), building)
     forecast.append(page.image(FORECAST_PICTURE, "forecast examples"))
   per_step = figures.per_step_curves(_per_step_series(results), building)
