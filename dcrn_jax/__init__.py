@@ -3,7 +3,8 @@
 from dcrn_jax.errors import UserError
 
 __all__ = ["ForecastPredictor", "Predictor", "UserError"]
-__version__ = "0.1.0"
+# Recorded in every config.json a run writes (upgrades.py); pyproject.toml reads it from here.
+__version__ = "0.2.0"
 
 
 def __getattr__(name):

@@ -85,9 +85,14 @@ def unknown_override(config, argv: list[str]) -> str | None:
   return None
 
 
+_HELP = {"--help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml"}
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing with the config loaded once and mistakes reported in one line."""
   spec, rest = _config_arg(argv[1:])
+  if spec is None and set(rest) & _HELP:
+    return flags.FLAGS(argv)  # absl prints the usage (the command's docstring) and exits.
   if spec is None:
     fail("--config=FILE is required, e.g. --config=configs/video_gru.py")
   config = load_config(spec)
@@ -118,6 +123,7 @@ def parse_plain_flags(argv: list[str]) -> list[str]:
 def quiet_libraries(verbose: bool) -> None:
   """Hides library log lines and warnings (shows them, with INFO logs, when verbose)."""
   if verbose:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")  # TensorFlow's start-up notes shown too.
     logging.set_verbosity(logging.INFO)
     return
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

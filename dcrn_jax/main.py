@@ -2,6 +2,8 @@
 
 Wires flags to dcrn_jax.train. Any config field can be overridden, e.g.
 --config.batch_size=16 --config.model.hidden_size=64 (see dcrn_jax/cli.py for how).
+Every config field is listed, with what it does, in configs/default.py; a config's own values:
+python -c "from configs import video_gru; print(video_gru.get_config())".
 """
 
 from absl import app, flags

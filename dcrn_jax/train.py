@@ -13,7 +13,7 @@ import jax
 
 from dcrn_jax import checkpoint, data, distributed, durations, evaluation, forecast_evaluation
 from dcrn_jax import forecast_pictures, host, input_scaling, metrics as metrics_lib, optim
-from dcrn_jax import feeding, parallel, profiling
+from dcrn_jax import feeding, lock, parallel, profiling
 from dcrn_jax import state as state_lib, steps, workdir as workdir_lib
 from dcrn_jax.errors import Interrupted, UserError
 from dcrn_jax.models import create_model
@@ -296,8 +296,12 @@ def train_and_evaluate(config, workdir: str, *, profile_steps: int = 0) -> dict:
 
   profile_steps: trace that many steps after the first into WORKDIR/profile (profiling.py).
   After a SIGTERM it returns {'preempted_at_step': step} once the checkpoint there is written.
+  Process 0 holds WORKDIR/train.lock meanwhile (lock.py): a second run on WORKDIR is refused.
   """
-  return fit(config, workdir, profile_steps=profile_steps)[1]
+  if jax.process_index() != 0:
+    return fit(config, workdir, profile_steps=profile_steps)[1]
+  with lock.hold(workdir):
+    return fit(config, workdir, profile_steps=profile_steps)[1]
 
 
 def fit(config, workdir: str, *, profile_steps: int = 0):

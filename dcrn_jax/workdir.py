@@ -19,6 +19,7 @@ import os
 import jax
 import ml_collections
 
+from dcrn_jax import upgrades
 from dcrn_jax.errors import UserError
 
 CONFIG_FILE = "config.json"
@@ -91,24 +92,52 @@ def _has_checkpoints(workdir: str) -> bool:
   return os.path.isdir(folder) and any(name.isdigit() for name in os.listdir(folder))
 
 
-def prepare(workdir: str, config) -> None:
-  """Creates WORKDIR and records the config; refuses a different model in a trained workdir."""
+def _saved_config(path: str) -> dict:
+  with open(path, encoding="utf-8") as f:
+    saved = json.load(f)
+  saved.pop(upgrades.VERSION_KEY, None)
+  return saved
+
+
+def check_same_run(workdir: str, config) -> None:
+  """Refuses a config whose run-defining fields differ from the run whose checkpoints WORKDIR
+  holds. Fields the saved config.json lacks read as upgrades.WHEN_ABSENT says (an older
+  release's run); one the table cannot resolve is named, with what to add."""
   path = os.path.join(workdir, CONFIG_FILE)
+  if not (_has_checkpoints(workdir) and os.path.exists(path)):
+    return
+  with open(path, encoding="utf-8") as f:
+    written_by = upgrades.read_version(json.load(f))
+  saved = _saved_config(path)
   current = json.loads(config.to_json_best_effort())
-  if _has_checkpoints(workdir) and os.path.exists(path):
-    with open(path, encoding="utf-8") as f:
-      saved = json.load(f)
-    diffs = []
-    for key in RUN_DEFINING:
-      try:
-        old = _pick(saved, key)
-      except KeyError:  # A run from before the field existed: its default then.
-        continue
-      diffs += config_differences(old, _pick(current, key))
-    if diffs:
-      raise UserError(f"{workdir} holds checkpoints of a run with another config ("
-                      + "; ".join(diffs[:5]) + "): resuming it with this one would mix two "
-                      "runs. Use a new --workdir, or the config saved in " + path)
+  missing = [f for key in RUN_DEFINING for f in upgrades.unresolved(saved, current, key)]
+  if missing:
+    raise UserError(
+        f"{path} (written by dcrn_jax {written_by}) does not record "
+        + ", ".join(missing) + ", and its value in that run is not known: add it to that file "
+        "with the value the run was trained with (e.g. " + ", ".join(
+            f"{m.rpartition('.')[2]!r} under {m.rpartition('.')[0] or 'the top level'!r}"
+            for m in missing[:2]) + "), or train in a new --workdir")
+  saved = upgrades.upgrade(saved, current)
+  diffs = []
+  for key in RUN_DEFINING:
+    try:
+      old = _pick(saved, key)
+    except KeyError:  # A field of the current config only (never run-defining before).
+      continue
+    diffs += config_differences(old, _pick(current, key))
+  if diffs:
+    raise UserError(f"{workdir} holds checkpoints of a run with another config ("
+                    + "; ".join(diffs[:5]) + "): resuming it with this one would mix two "
+                    "runs. Use a new --workdir, or the config saved in " + path)
+
+
+def prepare(workdir: str, config) -> None:
+  """Creates WORKDIR and records the config (with the dcrn_jax version that writes it);
+  refuses a different model in a trained workdir (check_same_run)."""
+  check_same_run(workdir, config)
+  path = os.path.join(workdir, CONFIG_FILE)
+  current = upgrades.stamp(json.loads(config.to_json_best_effort()))
   try:
     os.makedirs(workdir, exist_ok=True)
     if jax.process_index() == 0:
@@ -134,6 +163,8 @@ def _read_json(workdir: str, name: str, what: str):
 def read_config(workdir: str) -> ml_collections.ConfigDict:
   """The locked config a run was trained with, from WORKDIR/config.json."""
   raw = _read_json(workdir, CONFIG_FILE, "the run's config")
+  raw.pop(upgrades.VERSION_KEY, None)
+  raw = upgrades.upgrade(raw, upgrades.table_tree())  # An older release's run: fields it lacks.
 
   def tuples(x):  # JSON has lists only; configs hold tuples.
     if isinstance(x, dict):

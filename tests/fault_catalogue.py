@@ -5,6 +5,7 @@ A fault is (name, extra flags, text the `error:` line must contain, setup), wher
 prepares the workdir first (or is None) and may return replacement flags.
 """
 
+import json
 import os
 import pathlib
 import shutil
@@ -58,6 +59,29 @@ def _trained_then_damaged(workdir):
 def _trained_then_truncated(workdir):
   _trained(workdir)
   shutil.rmtree(os.path.join(workdir, "checkpoints", "4", "model"))
+  return []
+
+
+def _trained_then_field_unrecorded(workdir):
+  """A config.json (as an older release might have written) without a run-defining field that
+  upgrades.WHEN_ABSENT cannot resolve."""
+  _trained(workdir)
+  path = pathlib.Path(workdir, "config.json")
+  saved = json.loads(path.read_text())
+  del saved["model"]["hidden_size"]
+  path.write_text(json.dumps(saved))
+  return []
+
+
+# Holds the workdir's lock for 60 s, then exits (releasing it), so no process outlives the run.
+_HOLDER = ("import sys, time\nfrom dcrn_jax import lock\nwith lock.hold(sys.argv[1]):\n"
+           "  print('held', flush=True)\n  time.sleep(60)\n")
+
+
+def _held_by_another_run(workdir):
+  holder = subprocess.Popen([sys.executable, "-c", _HOLDER, workdir], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+  assert holder.stdout.readline().strip() == "held"
   return []
 
 
@@ -135,6 +159,11 @@ FAULTS = [
      "no checkpoint for step 3", _trained),
     ("other model in a trained workdir", [], "holds checkpoints of a run with another config",
      _trained_then_model_changed),
+    ("workdir held by another training run", [], "is being trained by pid",
+     _held_by_another_run),
+    ("older workdir without a run-defining field", [],
+     "does not record model.hidden_size, and its value in that run is not known",
+     _trained_then_field_unrecorded),
     ("incompatible checkpoint", [], "does not fit this model/config", _trained_then_config_lost),
     ("damaged checkpoint", [], "checkpoint of step 4 in", _trained_then_damaged),
     ("checkpoint missing an item", [], "checkpoint of step 4", _trained_then_truncated),
