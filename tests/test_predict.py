@@ -14,6 +14,9 @@ import pytest
 from dcrn_jax import UserError, train
 from dcrn_jax.data import clips, files, video_files
 
+# TFDS, tf.data or video sources throughout; predictions are compared with evaluation's.
+pytestmark = [pytest.mark.needs_tf, pytest.mark.usefixtures("highest_precision")]
+
 av = pytest.importorskip("av", reason="PyAV is in the test extra: pip install -e '.[test]'")
 
 
