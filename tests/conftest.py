@@ -1,8 +1,47 @@
 """Shared fixtures."""
 
 import contextlib
+import os
 
 import pytest
+
+
+def pytest_addoption(parser):
+  parser.addoption("--emulate-tf32", action="store_true",
+                   help="round float32 matmul/conv inputs to TF32 at default precision, as "
+                        "NVIDIA GPUs do (tests/tf32_emulation.py)")
+  parser.addoption("--no-precision-pin", action="store_true",
+                   help="make the highest_precision fixture a no-op (to see what it protects)")
+
+
+def pytest_configure(config):
+  if config.getoption("--emulate-tf32"):
+    import tf32_emulation  # pylint: disable=g-import-not-at-top
+    tf32_emulation.install()
+
+
+@pytest.fixture(scope="module")
+def highest_precision(request):
+  """Float32 matmuls and convolutions at full precision for a whole test module, in this process
+  and in the subprocesses it starts. JAX's default on GPUs is TF32 (10-bit mantissa inputs) and
+  on TPUs bfloat16 passes, so a comparison against reference math or another library holds
+  there only when pinned: test files that compare set
+  `pytestmark = pytest.mark.usefixtures("highest_precision")` (module scope, so their
+  module-scoped fixtures compute under it too)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  if request.config.getoption("--no-precision-pin"):
+    yield
+    return
+  before = os.environ.get("JAX_DEFAULT_MATMUL_PRECISION")
+  os.environ["JAX_DEFAULT_MATMUL_PRECISION"] = "highest"
+  try:
+    with jax.default_matmul_precision("highest"):
+      yield
+  finally:
+    if before is None:
+      os.environ.pop("JAX_DEFAULT_MATMUL_PRECISION", None)
+    else:
+      os.environ["JAX_DEFAULT_MATMUL_PRECISION"] = before
 
 
 @pytest.fixture

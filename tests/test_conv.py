@@ -14,6 +14,8 @@ import pytest
 from dcrn_jax import host
 from dcrn_jax.models import conv, encoders
 
+pytestmark = pytest.mark.usefixtures("highest_precision")  # Compares with reference math.
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

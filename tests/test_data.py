@@ -21,6 +21,8 @@ from dcrn_jax.datasets import bouncing
 from dcrn_jax.datasets.moving_digits import render
 from dcrn_jax.errors import UserError
 
+pytestmark = pytest.mark.needs_tf  # TFDS, tf.data or video sources throughout.
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -14,6 +14,8 @@ from dcrn_jax.datasets.fashion_mnist import idx
 from dcrn_jax.datasets.moving_fashion import render as moving_fashion
 from dcrn_jax.errors import UserError
 
+pytestmark = pytest.mark.needs_tf  # TFDS, tf.data or video sources throughout.
+
 
 def _direction_free(positions):
   """True if a (T, 2) path never moves."""

@@ -15,6 +15,8 @@ from dcrn_jax import data
 from dcrn_jax.datasets.fashion_mnist import idx
 from dcrn_jax.errors import UserError
 
+pytestmark = pytest.mark.needs_tf  # TFDS, tf.data or video sources throughout.
+
 
 def _config(**overrides):
   config = default.get_config().data

@@ -22,6 +22,8 @@ import video_clips  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 av = pytest.importorskip("av", reason="PyAV is in the test extra: pip install -e '.[test]'")
 
+pytestmark = pytest.mark.needs_tf  # TFDS, tf.data or video sources throughout.
+
 
 
 def _config(**overrides):
@@ -169,6 +171,7 @@ _OPEN_STREAM_AT_EXIT = """
 import sys
 from configs import default
 from dcrn_jax import data
+
 config = default.get_config().data
 for key, value in dict(name="video_folder", video_dir=sys.argv[1], num_frames=3, frame_stride=2,
                        image_size=24, resize_short=28).items():

@@ -44,6 +44,7 @@ def test_the_marker_check_finds_what_is_wrong(tmp_path, monkeypatch):
   assert found[3].problem() is None
 
 
+@pytest.mark.needs_tf  # the pages' blocks train on moving_digits (TFDS).
 @pytest.mark.parametrize("page", _with("run"))
 def test_the_run_blocks_of_a_page_run(page, tmp_path):
   docs_blocks.run([b for b in BLOCKS if b.page == page and b.marker == "run"], tmp_path)
@@ -56,6 +57,7 @@ def test_a_failing_block_fails_and_names_itself(tmp_path):
     docs_blocks.run([bad], tmp_path)
 
 
+@pytest.mark.needs_tf  # the pages' blocks train on moving_digits (TFDS).
 @pytest.mark.slow
 def test_every_run_and_slow_block_runs_in_the_order_of_the_site(tmp_path):
   """One folder for the whole site: the default run of Getting started is what the report, the

@@ -16,6 +16,8 @@ from sklearn import metrics as sk_metrics
 
 from dcrn_jax import evaluation
 
+pytestmark = pytest.mark.usefixtures("highest_precision")  # Compares with reference math.
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = f"--config={ROOT}/configs/video_gru.py"
 TINY_MODEL = ["--config.model.stem_stride=2", "--config.model.conv_features=(4,8)",
@@ -148,6 +150,7 @@ def _free_port():
     return s.getsockname()[1]
 
 
+@pytest.mark.needs_tf  # video_folder decodes through tf.data.
 @pytest.mark.slow  # About a minute: three processes import TensorFlow and decode videos.
 def test_multi_view_eval_writes_one_row_per_video_the_same_from_two_processes(video_run):
   workdir, flags = video_run

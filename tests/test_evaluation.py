@@ -7,6 +7,8 @@ import pytest
 
 from dcrn_jax import evaluation, parallel, steps
 
+pytestmark = pytest.mark.usefixtures("highest_precision")  # Compares with reference math.
+
 
 def _log_softmax(logits):
   logits = np.asarray(logits, np.float64)

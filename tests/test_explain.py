@@ -13,6 +13,8 @@ from configs import default
 from dcrn_jax import explain, state as state_lib, steps
 from dcrn_jax.models import create_model
 
+pytestmark = pytest.mark.usefixtures("highest_precision")  # Compares with reference math.
+
 FRAMES, SIGNAL_FRAME, SIZE, CLASSES = 8, 2, 16, 4  # The label shows in frame 3 of 8 only.
 
 

@@ -15,6 +15,8 @@ import pytest
 
 from dcrn_jax import UserError, export
 
+pytestmark = pytest.mark.usefixtures("highest_precision")  # Compares with reference math.
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-5
 
@@ -44,6 +46,7 @@ def exports(video_run, image_run, tmp_path_factory):
   return {"video": (video_run[0], str(base / "video")), "image": (image_run[0], str(base / "image"))}
 
 
+@pytest.mark.needs_tf  # its runs read video_folder and fashion_mnist (tf.data).
 def test_metadata_says_how_to_feed_the_model_and_read_its_output(exports):
   video = json.loads(pathlib.Path(exports["video"][1], "model.json").read_text())
   assert video["platforms"] == ["cpu", "cuda", "tpu"]
@@ -89,6 +92,7 @@ def jax_only_site(folder: pathlib.Path) -> set[str]:
   return modules
 
 
+@pytest.mark.needs_tf  # its runs read video_folder and fashion_mnist (tf.data).
 def test_the_guides_loader_runs_where_only_jax_is_installed_and_matches_the_checkpoint(
     exports, tmp_path):
   """The guide's loader in `python -I -S` (no site-packages, no PYTHONPATH) over a site that
@@ -135,6 +139,7 @@ def test_the_guides_loader_runs_where_only_jax_is_installed_and_matches_the_chec
     np.testing.assert_allclose(got, want, atol=TOLERANCE, rtol=0)
 
 
+@pytest.mark.needs_tf  # TensorFlow runs the SavedModel.
 def test_saved_model_gives_the_same_probabilities(image_run, tmp_path):
   from dcrn_jax.data.tf_import import tf  # pylint: disable=g-import-not-at-top
   from dcrn_jax.predict import Predictor  # pylint: disable=g-import-not-at-top
@@ -150,6 +155,7 @@ def test_saved_model_gives_the_same_probabilities(image_run, tmp_path):
     np.testing.assert_allclose(got, p.predict_arrays(x).probabilities, atol=TOLERANCE, rtol=0)
 
 
+@pytest.mark.needs_tf  # image_run reads fashion_mnist (TFDS).
 def test_bad_export_requests_are_one_clear_error_and_write_nothing(image_run, tmp_path):
   out = tmp_path / "out"
   with pytest.raises(UserError, match=r"no checkpoint for step 9 .*available steps: \[1, 2\]"):

@@ -15,6 +15,8 @@ from configs import video_gru
 from dcrn_jax import UserError, data, feeding, input_scaling, parallel, train
 from dcrn_jax.data import preprocess
 
+pytestmark = pytest.mark.usefixtures("highest_precision")  # Compares with reference math.
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -111,6 +113,7 @@ def test_on_device_training_equals_streaming_bitwise(tmp_path, capsys):
   assert "first eval step (with compilation) took" in capsys.readouterr().out
 
 
+@pytest.mark.needs_tf  # moving_digits and cifar10 are TFDS datasets.
 def test_moving_digits_on_device_equals_streaming_bitwise(tmp_path):
   c = video_gru.get_config()
   c.data.data_dir = str(tmp_path / "tfds")
@@ -163,6 +166,7 @@ def test_two_devices_gather_the_streamed_batches(tmp_path):
   assert r.returncode == 0 and "same" in r.stdout, r.stderr[-3000:]
 
 
+@pytest.mark.needs_tf  # moving_digits and cifar10 are TFDS datasets.
 @pytest.mark.slow  # Every config of configs/ twice (30 steps each): minutes.
 @pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "configs").glob("*.py")
                                         if p.stem not in ("__init__", "default")))

@@ -13,6 +13,8 @@ from dcrn_jax.data import sequences
 from dcrn_jax.errors import UserError
 from configs import default
 
+pytestmark = pytest.mark.usefixtures("highest_precision")  # Compares with reference math.
+
 
 def _frames(seed, shape=(3, 4, 32, 32, 1)):
   """Sequences of bouncing digits (real structure for SSIM) and noisy predictions of them,

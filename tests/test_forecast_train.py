@@ -15,6 +15,8 @@ from configs import forecast_moving_digits
 from dcrn_jax import UserError, checkpoint, data, train
 from dcrn_jax.state import init_variables
 
+pytestmark = pytest.mark.usefixtures("highest_precision")  # Compares with reference math.
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 

@@ -14,6 +14,8 @@ from dcrn_jax.models.forecasters import (ConvLSTMAutoregressive, ConvLSTMForecas
                                          from_patches, to_patches)
 from dcrn_jax.models.reference import conv, lstm_reference
 
+pytestmark = pytest.mark.usefixtures("highest_precision")  # Compares with reference math.
+
 B, T_IN, T_OUT, S = 2, 3, 2, 8
 
 

@@ -14,6 +14,8 @@ from dcrn_jax.models import (GRU, CNNClassifier, ConvLSTMClassifier, FrameEncode
 from dcrn_jax.models.classifiers import Head
 from dcrn_jax.state import init_variables
 
+pytestmark = pytest.mark.usefixtures("highest_precision")  # Compares with reference math.
+
 CLIP = (3, 16, 16, 1)  # (T, H, W, C)
 IMAGE = (16, 16, 3)
 

@@ -15,6 +15,9 @@ from dcrn_jax import UserError, train
 from dcrn_jax.data import files
 from dcrn_jax.media import clips, video_files
 
+# TFDS, tf.data or video sources throughout; predictions are compared with evaluation's.
+pytestmark = [pytest.mark.needs_tf, pytest.mark.usefixtures("highest_precision")]
+
 av = pytest.importorskip("av", reason="PyAV is in the test extra: pip install -e '.[test]'")
 
 

@@ -23,6 +23,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_export import jax_only_site  # pylint: disable=wrong-import-position
 from test_forecast_train import tiny_config  # pylint: disable=wrong-import-position
 
+pytestmark = pytest.mark.usefixtures("highest_precision")  # Compares with reference math.
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "guides" / "forecasting.md"
 FORECASTERS = sorted(name for name, entry in MODELS.items() if entry.task == "forecast")

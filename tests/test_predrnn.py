@@ -16,6 +16,8 @@ torch = pytest.importorskip("torch")
 import torch_predrnn as ref  # noqa: E402  (tests/ is on sys.path under pytest)
 from dcrn_jax.models import predrnn  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("highest_precision")  # Compares with reference math.
+
 B, T_IN, T_OUT, S, C, FEATS = 2, 3, 3, 6, 2, 4
 CELLS = {"st_lstm": (predrnn.STLSTMParams, predrnn.st_lstm, ref.st_lstm, ref.ST_LSTM),
          "causal_lstm": (predrnn.CausalLSTMParams, predrnn.causal_lstm, ref.causal_lstm,

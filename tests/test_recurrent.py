@@ -27,6 +27,8 @@ from dcrn_jax.models import GRU, LSTM, ConvGRU, ConvLSTM, conv, reference, rnn_s
 from dcrn_jax.models.recurrent import Bidirectional, Stack
 from dcrn_jax.models.rnn_maps import Conv2DMap, DenseMap
 
+pytestmark = pytest.mark.usefixtures("highest_precision")  # Compares with reference math.
+
 TOL = 2e-5  # float32 (see the module docstring)
 BF16_TOL, BF16_GRAD_TOL = 3e-2, 5e-2
 B, T, HW, C, F = 2, 5, 6, 3, 4

@@ -18,6 +18,8 @@ sys.path.insert(0, str(HERE))
 import fault_catalogue  # pylint: disable=g-import-not-at-top,wrong-import-position
 import kill_worker  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+pytestmark = pytest.mark.needs_tf  # TFDS, tf.data or video sources throughout.
+
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):

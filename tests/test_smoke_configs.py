@@ -9,6 +9,8 @@ import pytest
 
 from dcrn_jax import train
 
+pytestmark = pytest.mark.needs_tf  # TFDS, tf.data or video sources throughout.
+
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "configs"
 CONFIG_NAMES = sorted(p.stem for p in CONFIG_DIR.glob("*.py")
                       if p.stem not in ("__init__", "default"))

@@ -13,6 +13,8 @@ import pytest
 from configs import video_gru
 from dcrn_jax import UserError, checkpoint, data, train
 
+pytestmark = pytest.mark.needs_tf  # TFDS, tf.data or video sources throughout.
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -118,6 +120,7 @@ import sys, jax, numpy as np
 sys.path.insert(0, {root!r}); sys.path.insert(0, {tests!r})
 from test_train import tiny_config, final_params
 from dcrn_jax import train
+
 config = tiny_config({data_dir!r}, num_train_steps=8, eval_every_steps=0, checkpoint_every_steps=0)
 result = train.train_and_evaluate(config, {workdir!r})
 _, params = final_params({workdir!r}, config)

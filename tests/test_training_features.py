@@ -19,6 +19,8 @@ from dcrn_jax import state as state_lib, workdir as workdir_lib
 from dcrn_jax.models import create_model
 from dcrn_jax.models.classifiers import MODELS
 
+pytestmark = pytest.mark.usefixtures("highest_precision")  # Compares with reference math.
+
 
 def tiny_config(**overrides):
   """A small CNN on 64 random 16x16 images: the features under test do not depend on the

@@ -23,6 +23,8 @@ from dcrn_jax.errors import UserError
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import video_clips  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+pytestmark = pytest.mark.needs_tf  # TFDS, tf.data or video sources throughout.
+
 pytest.importorskip("av", reason="PyAV is in the test extra: pip install -e '.[test]'")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

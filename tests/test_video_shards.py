@@ -23,6 +23,8 @@ from dcrn_jax import data, train
 from dcrn_jax.media import video_files
 from dcrn_jax.errors import UserError
 
+pytestmark = pytest.mark.needs_tf  # TFDS, tf.data or video sources throughout.
+
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
@@ -219,6 +221,7 @@ import os, signal, sys
 sys.path.insert(0, {repo!r}); sys.path.insert(0, {tests!r})
 from test_video_shards import _config
 from dcrn_jax.datasets.video_shards import builder, decode
+
 real, done = decode.decode_job, []
 def decode_job(job):
   result = real(job)
