@@ -199,12 +199,13 @@ class Predictor:
       batch_size: rows (model inputs) per step; default the run's eval_batch_size.
     """
     config = read_run_config(workdir)
-    task = tasks.get(run_task(config))
-    if task.serves_predict and not issubclass(cls, task.predictor()):
-      return task.predictor().from_workdir(workdir, step, batch_size=batch_size)
-    if not task.serves_predict:
-      raise UserError(f"{workdir} holds a run of task={task.name!r}: predict and export serve "
+    name = run_task(config)
+    task = tasks.get(name) if name in tasks.NAMES else None
+    if task is None or not task.serves_predict:
+      raise UserError(f"{workdir} holds a run of task={name!r}: predict and export serve "
                       "classifiers (task='classify') and forecasters (task='forecast') only")
+    if not issubclass(cls, task.predictor()):  # Another task's predictor serves the run.
+      return task.predictor().from_workdir(workdir, step, batch_size=batch_size)
     class_names = workdir_lib.read_class_names(workdir)
     model, input_shape, step, variables = restore_model(workdir, config, step,
                                                         num_classes=len(class_names))
