@@ -37,7 +37,7 @@ import jax.numpy as jnp  # pylint: disable=wrong-import-position
 import optax  # pylint: disable=wrong-import-position
 
 from dcrn_jax import host  # pylint: disable=wrong-import-position
-from dcrn_jax.forecast_evaluation import forecast_loss  # pylint: disable=wrong-import-position
+from dcrn_jax.tasks.forecast_evaluation import forecast_loss  # pylint: disable=wrong-import-position
 from dcrn_jax.models import forecasters  # pylint: disable=wrong-import-position
 
 MALLOC_TUNED = host.tune_malloc()

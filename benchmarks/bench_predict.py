@@ -33,7 +33,8 @@ sys.path.insert(0, ROOT)
 
 import numpy as np  # pylint: disable=wrong-import-position
 
-from dcrn_jax.data import files, to_files, video_files  # pylint: disable=wrong-import-position
+from dcrn_jax.data import files, to_files  # pylint: disable=wrong-import-position
+from dcrn_jax.media import video_files  # pylint: disable=wrong-import-position
 
 NUM_FILES = 100
 

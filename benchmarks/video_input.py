@@ -62,7 +62,7 @@ def scan_decode_clip(path, indices, hw, top_left, size, flip, *, seek=True):
 
 def _use_mode(mode: str):
   if mode == "pyav_scan":
-    from dcrn_jax.data import video_files  # pylint: disable=g-import-not-at-top
+    from dcrn_jax.media import video_files  # pylint: disable=g-import-not-at-top
     video_files.decode_clip = scan_decode_clip
 
 
@@ -133,7 +133,7 @@ def worker_step(args) -> dict:
 
 def worker_seek(args) -> dict:
   """ms per clip from the first 10 s and from the last 10 s of the long video, (a) and (b)."""
-  from dcrn_jax.data import clips, video_files  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.media import clips, video_files  # pylint: disable=g-import-not-at-top
   path, rng = args.folder, np.random.default_rng(0)
   num_frames, height, width = video_files.probe(path)
   spec = clips.ClipSpec(num_frames=10, stride=2, size=64, resize_short=72)

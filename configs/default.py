@@ -86,7 +86,7 @@ def get_config() -> ml_collections.ConfigDict:
   # video_folder: the folder of the videos (*.mp4, .avi, .mkv, .webm), decoded with PyAV
   # (pip install "dcrn_jax[video]"); train_split / eval_split name two of its splits.
   config.data.video_dir = ""
-  # video_folder layouts (dcrn_jax/data/video_layouts.py), all resolved to (file, label, split):
+  # video_folder layouts (dcrn_jax/media/video_layouts.py), all resolved to (file, label, split):
   # split_format "folders": <video_dir>/<split>/<class>/*, or with eval_fraction in (0, 1)
   # <video_dir>/<class>/* split by a hash of each file's path (UCF101 groups kept together).
   # "ucf101" (classInd.txt, trainlist0N/testlist0N.txt), "hmdb51" (<class>_test_splitN.txt), both

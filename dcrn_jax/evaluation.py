@@ -38,7 +38,7 @@ from dcrn_jax import host, parallel
 from dcrn_jax.errors import UserError
 
 TOP_K = 5
-# Forecasting (forecast_evaluation.py) scores each frame metric for three forecasts, named by
+# Forecasting (tasks/forecast_evaluation.py) scores each frame metric for three forecasts, named by
 # these prefixes: the model's, the last input frame repeated, all zeros.
 FORECASTS = ("", "baseline_last_frame_", "baseline_zeros_")
 FORECAST_FRAME_METRICS = {"mse": "min", "mae": "min", "ssim": "max", "psnr": "max"}
@@ -59,7 +59,7 @@ METRIC_DIRECTIONS = {
     "macro_f1": "max",
     "weighted_f1": "max",
     "mean_class_accuracy": "max",
-    # Forecasting (forecast_evaluation.py): each frame metric of the model's forecast and of the
+    # Forecasting (tasks/forecast_evaluation.py): each frame metric of the model's forecast and of the
     # two baselines (which do not depend on the checkpoint, so they rank nothing useful).
     **{prefix + name: direction for prefix in FORECASTS
        for name, direction in FORECAST_FRAME_METRICS.items()},

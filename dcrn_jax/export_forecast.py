@@ -15,7 +15,8 @@ model.json says so, with the shapes and the constants.
 import functools
 import os
 
-from dcrn_jax import export, forecast_evaluation
+from dcrn_jax import export
+from dcrn_jax.tasks import forecast_evaluation
 
 
 def serves(predictor) -> bool:

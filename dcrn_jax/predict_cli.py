@@ -1,4 +1,4 @@
-"""python -m dcrn_jax.predict --workdir=DIR PATH... : the command line of dcrn_jax/predict.py.
+"""python -m dcrn_jax.predict --workdir=DIR PATH... : the command line of dcrn_jax/predict/
 
 A forecasting run's workdir is served by predict_forecast_cli.py (predicted frames, --out);
 what follows is the classifiers'.
@@ -48,7 +48,7 @@ def define_flags():
   flags.DEFINE_integer("states", 2, "With --stream --window=staggered: states run at once.")
   predict_forecast_cli.define_flags()
   flags.mark_flag_as_required("workdir")
-  # --helpshort lists the key flags of the main module (predict.py when run with -m).
+  # --helpshort lists the key flags of the main module (predict/__main__.py when run with -m).
   for name in ("workdir", "step", "top_k", "batch_size", "output", "threads", "out", "format",
                "verbose"):
     FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])

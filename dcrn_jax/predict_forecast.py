@@ -28,7 +28,8 @@ import os
 import jax
 import numpy as np
 
-from dcrn_jax import forecast_evaluation, parallel, predict
+from dcrn_jax import parallel, predict
+from dcrn_jax.tasks import forecast_evaluation
 from dcrn_jax.data import files as data_files
 from dcrn_jax.data import preprocess, sequence_files
 from dcrn_jax.errors import UserError

@@ -78,7 +78,7 @@ def _scores(forecast) -> str:
   if forecast.targets is None:
     return ""
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from dcrn_jax import forecast_evaluation  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.tasks import forecast_evaluation  # pylint: disable=g-import-not-at-top
   true = forecast.targets[None]
   model = forecast_evaluation.frame_metrics(forecast.predictions[None], true)
   last = np.repeat(forecast.inputs[None, -1:], len(forecast.targets), axis=1)
@@ -91,7 +91,7 @@ def _scores(forecast) -> str:
 def write_pictures(predictor, forecast, folder: str, name: str, fmt: str) -> list[str]:
   """Writes <name>.<fmt>, <name>.png and <name>.npy of one ClipForecast into folder."""
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from dcrn_jax import forecast_pictures  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.tasks import forecast_pictures  # pylint: disable=g-import-not-at-top
   from dcrn_jax.predict_forecast import to_pixels  # pylint: disable=g-import-not-at-top
   d = predictor.config.data
   inputs, predictions = to_pixels(forecast.inputs, d), to_pixels(forecast.predictions, d)

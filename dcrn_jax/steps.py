@@ -6,15 +6,16 @@ split the gather of the batch's rows (and its augmentation), then the scaling of
 
 Classification (`train_step`): batches of 'inputs' (B, ...) float32 and 'label' (B,) int32.
 Forecasting (`forecast_train_step`): batches of sequences 'inputs' (B, T, H, W, C). Evaluation
-has its own steps, in evaluation.py and forecast_evaluation.py.
+has its own steps, in evaluation.py and tasks/forecast_evaluation.py.
 """
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from dcrn_jax import forecast_evaluation, input_scaling
+from dcrn_jax import input_scaling
 from dcrn_jax.models import sampling as schedules
+from dcrn_jax.tasks import forecast_evaluation
 from dcrn_jax.evaluation import TOP_K
 from dcrn_jax.state import TrainState
 

@@ -30,7 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dcrn_jax.data import clips, preprocess, video_files
+from dcrn_jax.data import preprocess
+from dcrn_jax.media import clips, video_files
 from dcrn_jax.errors import UserError
 from dcrn_jax.models import streaming
 

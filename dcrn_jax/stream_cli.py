@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from dcrn_jax.data import video_files
+from dcrn_jax.media import video_files
 from dcrn_jax.errors import UserError
 
 

@@ -5,21 +5,16 @@ The only place that wires the rooms together:
          -> metrics -> writers;  checkpoint saves and restores the state.
 """
 
-import functools
 import os
 import time
 
 import jax
 
-from dcrn_jax import checkpoint, data, distributed, durations, evaluation, forecast_evaluation
-from dcrn_jax import forecast_pictures, host, input_scaling, metrics as metrics_lib, optim
-from dcrn_jax import feeding, lock, parallel, profiling
-from dcrn_jax import state as state_lib, steps, workdir as workdir_lib
+from dcrn_jax import checkpoint, data, distributed, durations, evaluation, feeding, host
+from dcrn_jax import input_scaling, lock, metrics as metrics_lib, optim, parallel, profiling
+from dcrn_jax import state as state_lib, steps, tasks, workdir as workdir_lib
 from dcrn_jax.errors import Interrupted, UserError
 from dcrn_jax.models import create_model
-from dcrn_jax.models.classifiers import model_task
-
-TASKS = ("classify", "forecast")
 
 _POSITIVE = ("batch_size", "eval_batch_size", "max_checkpoints_to_keep")
 _NON_NEGATIVE = ("eval_every_steps", "checkpoint_every_steps")
@@ -37,14 +32,7 @@ def validate_config(config):
     raise UserError(f"label_smoothing={config.label_smoothing} must be in [0, 1)")
   if config.on_nonfinite not in ("stop", "skip"):
     raise UserError(f"on_nonfinite={config.on_nonfinite!r} must be 'stop' or 'skip'")
-  if config.task not in TASKS:
-    raise UserError(f"task={config.task!r} must be one of {list(TASKS)}")
-  if model_task(config.model.name) != config.task:
-    raise UserError(f"model.name={config.model.name!r} is a model for task="
-                    f"{model_task(config.model.name)!r}, but task={config.task!r}; set both "
-                    "(forecasting models: convlstm_forecaster, convlstm_autoregressive)")
-  if config.task == "forecast":
-    _validate_forecast(config)
+  tasks.for_config(config).check_config(config)  # config.task's own fields.
   durations.validate(config)
   feeding.check(config.data)
   optim.validate(config.optim)
@@ -55,49 +43,10 @@ def validate_config(config):
                     "step number")
 
 
-def _validate_forecast(config):
-  d, f = config.data, config.forecast
-  _validate_predrnn_v2(config)
-  for name in ("input_frames", "output_frames"):
-    if d[name] < 1:
-      raise UserError(f"data.{name}={d[name]} must be >= 1")
-  if d.num_frames != d.input_frames + d.output_frames:
-    raise UserError(f"data.num_frames={d.num_frames} must be data.input_frames + "
-                    f"data.output_frames = {d.input_frames + d.output_frames} for task='forecast'"
-                    f" (each sequence is read whole); set --config.data.num_frames="
-                    f"{d.input_frames + d.output_frames}")
-  if f.l1_weight < 0:
-    raise UserError(f"forecast.l1_weight={f.l1_weight} must be >= 0")
-  if not 0.0 <= f.sampling_start <= 1.0:
-    raise UserError(f"forecast.sampling_start={f.sampling_start} must be a probability in [0, 1]")
-  if f.sampling_decay < 0 or f.sampling_stop_step < 0:
-    raise UserError("forecast.sampling_decay and forecast.sampling_stop_step must be >= 0")
-  if f.num_shown < 0:
-    raise UserError(f"forecast.num_shown={f.num_shown} must be >= 0")
-
-
-def _validate_predrnn_v2(config):
-  """PredRNN-V2's fields are refused on any other model (they would be silently ignored)."""
-  m, f = config.model, config.forecast
-  if m.name != "predrnn_v2":
-    for name, value, off in (("model.decouple_beta", m.decouple_beta, 0.0),
-                             ("forecast.reverse_sampling", f.reverse_sampling, False)):
-      if value != off:
-        raise UserError(f"{name}={value} is a predrnn_v2 field but model.name={m.name!r}; "
-                        f"set --config.model.name=predrnn_v2 or leave {name} at {off}")
-  if m.decouple_beta < 0:
-    raise UserError(f"model.decouple_beta={m.decouple_beta} must be >= 0")
-  if f.reverse_sampling and not (0 <= f.r_sampling_step_1 < f.r_sampling_step_2
-                                 and f.r_exp_alpha > 0):
-    raise UserError("forecast.r_sampling_step_1 < forecast.r_sampling_step_2 (both >= 0) and "
-                    "forecast.r_exp_alpha > 0 are needed for reverse sampling")
-
-
 def model_input_shape(config, info) -> tuple[int, ...]:
-  """One example as the model reads it: the dataset's, or a forecaster's input frames."""
-  if config.task == "forecast":
-    return (config.data.input_frames,) + tuple(info.input_shape[1:])
-  return tuple(info.input_shape)
+  """One example as the model reads it (the task says: the dataset's, or a forecaster's input
+  frames)."""
+  return tasks.get(config.task).model_input_shape(config, info)
 
 
 def resolve_config(config, info):
@@ -106,20 +55,13 @@ def resolve_config(config, info):
   examples = durations.examples_per_epoch(info.num_train_examples, jax.process_count(),
                                           config.data.shard_by_process)
   config, notes = durations.resolve(config, examples)
-  evaluation.check_best_metric(config.best_metric, _reported_metrics(config, info))
+  evaluation.check_best_metric(config.best_metric,
+                               tasks.get(config.task).metric_names(config, info))
   return config, notes + optim.schedule_notes(config.optim, config.num_train_steps)
 
 
 def _best_mode(config) -> str:
-  return evaluation.metric_direction(config.best_metric) if config.best_metric else "max"
-
-
-def _reported_metrics(config, info) -> list[str]:
-  """The metric names the run's evaluation reports (what best_metric may name)."""
-  if config.task == "forecast":
-    return ["loss"] + [prefix + name for prefix in evaluation.FORECASTS
-                       for name in evaluation.FORECAST_FRAME_METRICS]
-  return evaluation.metric_names(info.num_classes, info.eval_views)
+  return tasks.metric_direction(config.best_metric) if config.best_metric else "max"
 
 
 def _setup(config):
@@ -128,13 +70,7 @@ def _setup(config):
   parallel.local_batch_size(config.batch_size, mesh, "batch_size")
   parallel.local_batch_size(config.eval_batch_size, mesh, "eval_batch_size")
   info = data.get_info(config.data)
-  if config.task == "classify" and info.num_classes == 0:
-    raise UserError(f"data.name={config.data.name!r} has no labels: it is a dataset of sequences "
-                    "to forecast. Set --config.task=forecast and a forecasting model, or pick a "
-                    "labelled dataset")
-  if config.task == "forecast" and len(info.input_shape) != 4:
-    raise UserError(f"task='forecast' needs sequences (T, H, W, C), but data.name="
-                    f"{config.data.name!r} gives examples of shape {tuple(info.input_shape)}")
+  tasks.get(config.task).check_dataset(config, info)
   model = create_model(config.model, num_classes=info.num_classes,
                        input_shape=model_input_shape(config, info),
                        output_frames=config.data.output_frames)
@@ -153,10 +89,10 @@ def _host_batches(make_batches, config, global_batch_size: int, **kwargs):
 
 
 def make_evaluator(model, info, config, mesh, on_device: bool | None = None):
-  """variables -> (metrics, predictions) over one pass of the eval split: classification's
-  (dcrn_jax/evaluation.py: padded rows masked, each example counted once, a video's views
-  averaged), or forecasting's (forecast_evaluation.py; its `predictions` are the first
-  forecast.num_shown test sequences, for pictures).
+  """variables -> (metrics, predictions) over one pass of the eval split, by the task's
+  evaluator: classification's (dcrn_jax/evaluation.py: padded rows masked, each example counted
+  once, a video's views averaged), or forecasting's (tasks/forecast_evaluation.py; its
+  `predictions` are the first forecast.num_shown test sequences, for pictures).
 
   on_device: whether the eval split lives on the device (None: as data.on_device decides,
   `feeding.plan`); its batches are then row indices, gathered inside the jitted step.
@@ -164,20 +100,10 @@ def make_evaluator(model, info, config, mesh, on_device: bool | None = None):
   if on_device is None:
     on_device = feeding.plan(config, info, mesh, splits=("eval",))["eval"]
   feed = feeding.eval_feed(config, info, mesh) if on_device else None
-  if config.task == "forecast":
-    d = config.data
-    rows_fn = feeding.fed_eval(forecast_evaluation.make_rows_fn(
-        model, mesh, input_frames=d.input_frames, output_frames=d.output_frames,
-        l1_weight=config.forecast.l1_weight), mesh, d, feed)
-    shown = min(config.forecast.num_shown, config.eval_batch_size)
-    examples_fn = feeding.fed_eval(forecast_evaluation.make_examples_fn(
-        model, mesh, input_frames=d.input_frames, output_frames=d.output_frames,
-        num_shown=shown), mesh, d, feed, quiet=True) if shown else None
-    run = functools.partial(forecast_evaluation.evaluate, rows_fn, examples_fn=examples_fn)
-  else:
-    run = functools.partial(evaluation.evaluate, feeding.fed_eval(
-        evaluation.make_log_probs_fn(model, mesh), mesh, config.data, feed),
-                            class_names=info.class_names)
+
+  def fed(fn, quiet=False):
+    return feeding.fed_eval(fn, mesh, config.data, feed, quiet=quiet)
+  run = tasks.get(config.task).evaluator(model, info, config, mesh, fed)
 
   def evaluate_split(variables):
     if feed is not None:
@@ -192,30 +118,6 @@ def make_evaluator(model, info, config, mesh, on_device: bool | None = None):
   return evaluate_split
 
 
-def _train_fn(config, schedule):
-  """The task's train step with its settings bound."""
-  if config.task == "forecast":
-    f = config.forecast
-    return functools.partial(
-        steps.forecast_train_step, schedule=schedule, input_frames=config.data.input_frames,
-        output_frames=config.data.output_frames, l1_weight=f.l1_weight,
-        sampling=(f.sampling_start, f.sampling_decay, f.sampling_stop_step),
-        reverse=((f.r_sampling_step_1, f.r_sampling_step_2, f.r_exp_alpha)
-                 if f.reverse_sampling else None),
-        grad_clip_norm=config.optim.grad_clip_norm, ema_decay=config.optim.ema_decay)
-  return functools.partial(steps.train_step, schedule=schedule,
-                           label_smoothing=config.label_smoothing,
-                           grad_clip_norm=config.optim.grad_clip_norm,
-                           ema_decay=config.optim.ema_decay)
-
-
-def _describe_data(config, info) -> str:
-  if config.task == "forecast":
-    return (f"sequences of shape {info.input_shape}: {config.data.input_frames} frames in, "
-            f"{config.data.output_frames} predicted")
-  return f"examples of shape {info.input_shape}, {info.num_classes} classes"
-
-
 def make_train_step(config, schedule, mesh, state_sharding, feed=None):
   """The jitted train step on one (micro-)batch: (state, batch, rng) -> (state, metrics).
 
@@ -225,8 +127,8 @@ def make_train_step(config, schedule, mesh, state_sharding, feed=None):
   gather, augment, resident = (feed.gather, feed.augment, feed.arrays) if feed else (None,
                                                                                       None, {})
   mean, std = input_scaling.stats(config.data)
-  fn = steps.fed(_train_fn(config, schedule), mean=mean, std=std, gather=gather,
-                 augment=augment)
+  fn = steps.fed(tasks.get(config.task).train_step(config, schedule), mean=mean, std=std,
+                 gather=gather, augment=augment)
   jitted = jax.jit(
       fn, in_shardings=(state_sharding, parallel.batch_sharding(mesh), parallel.replicated(mesh),
                         parallel.batch_sharding(mesh)),
@@ -246,18 +148,19 @@ def _evaluate_state(evaluate_fn, state, config) -> tuple[dict, str]:
 
 
 def write_eval_results(workdir: str, step: int, results: dict, predictions, info,
-                       weights: str, task: str = "classify") -> str | None:
-  """Process 0 writes eval_predictions.jsonl (every process's examples, gathered by the
-  evaluation; classification only) and then eval.json, each whole; returns the predictions'
-  path (None for forecasting, whose `predictions` are sequences for pictures).
+                       weights: str, task=None) -> str | None:
+  """Process 0 writes the task's per-example file (classification: eval_predictions.jsonl,
+  every process's examples, gathered by the evaluation; forecasting: none, its `predictions` are
+  sequences for pictures) and then eval.json, each whole; returns the per-example file's path
+  (None when the task writes none, and on the other processes).
 
   weights: which weights were scored, "trained" or "ema" (recorded in eval.json).
+  task: a tasks.Task; None: classification.
   """
-  path = os.path.join(workdir, workdir_lib.PREDICTIONS_FILE) if task == "classify" else None
+  task = task or tasks.get("classify")
+  path = None
   if jax.process_index() == 0:
-    if path:
-      workdir_lib.write_jsonl(path, evaluation.to_records(predictions, info.class_names,
-                                                          info.eval_ids))
+    path = task.write_predictions(workdir, predictions, info)
     workdir_lib.write_json(os.path.join(workdir, workdir_lib.EVAL_FILE),
                            dict(results, step=int(step), weights=weights), indent=2,
                            sort_keys=True)
@@ -309,6 +212,7 @@ def fit(config, workdir: str, *, profile_steps: int = 0):
   validate_config(config)  # Config mistakes surface before any dataset is prepared.
   trace = profiling.StepTrace(workdir, profile_steps)
   workdir_lib.prepare(workdir, config)
+  task = tasks.get(config.task)
   mesh, info, model = _setup(config)
   config, notes = resolve_config(config, info)  # From here on every duration is in steps.
   if jax.process_index() == 0:
@@ -334,7 +238,7 @@ def fit(config, workdir: str, *, profile_steps: int = 0):
   if jax.process_index() == 0:
     print(f"model {config.model.name}: {num_params:,} parameters | data {config.data.name}: "
           f"{info.num_train_examples} train / {info.num_eval_examples} eval "
-          f"{_describe_data(config, info)} | {mesh.devices.size} device(s) "
+          f"{task.describe_data(config, info)} | {mesh.devices.size} device(s) "
           f"({jax.devices()[0].platform}), {jax.process_count()} process(es) | "
           + (f"resuming from step {start_step}" if latest is not None else "starting at step 0"),
           flush=True)
@@ -342,10 +246,8 @@ def fit(config, workdir: str, *, profile_steps: int = 0):
   feed = feeding.train_feed(config, info, mesh) if resident["train"] else None
   train_fn = make_train_step(config, schedule, mesh, state_sharding, feed)
   evaluate_fn = make_evaluator(model, info, config, mesh, on_device=resident["eval"])
-  if jax.process_index() == 0:  # What predict and export read: the model's input shape.
-    if config.task == "classify":
-      data.write_label_map(info, workdir)
-    workdir_lib.write_input_shape(workdir, model_input_shape(config, info))
+  if jax.process_index() == 0:  # What predict and export read.
+    task.write_run_files(workdir, info, model_input_shape(config, info))
   micro_batches = config.optim.accumulate_steps  # Per update (step); 1 without accumulation.
   if feed is not None:  # Only the rows' indices travel; the step gathers them.
     batches = _host_batches(data.train_indices, config, config.batch_size, seed=config.seed,
@@ -409,7 +311,7 @@ def fit(config, workdir: str, *, profile_steps: int = 0):
         eval_metrics, predictions = results[counted]
         if last:  # The final eval is kept whole: eval.json and the per-example predictions.
           write_eval_results(workdir, step, eval_metrics, predictions, info,
-                             _weights_name(counted), config.task)
+                             _weights_name(counted), task)
         progress.mark(step)  # Eval time is not training time.
       if save_now:
         ckpt.save(state, force=True, metrics=eval_metrics if eval_now else None)
@@ -446,7 +348,7 @@ def fit(config, workdir: str, *, profile_steps: int = 0):
       progress.log(start_step, split_metrics, split=split)
     eval_metrics, predictions = results[counted]
     write_eval_results(workdir, start_step, eval_metrics, predictions, info,
-                       _weights_name(counted), config.task)
+                       _weights_name(counted), task)
   ckpt.close()
   if jax.process_index() == 0:
     print(f"done: {max(config.num_train_steps - start_step, 0)} steps in "
@@ -491,12 +393,11 @@ def evaluate(config, workdir: str) -> dict:
   results, predictions = make_evaluator(model, info, config, mesh)(variables)
   results["step"] = step
   results["weights"] = "ema" if use_ema else "trained"
+  task = tasks.get(config.task)
   path = write_eval_results(workdir, step, results, predictions, info, results["weights"],
-                            config.task)
-  if jax.process_index() == 0 and config.task == "forecast":
-    paths = forecast_pictures.write(workdir, predictions) if predictions else []
-    paths.append(forecast_pictures.mse_per_step_png(workdir, results))
-    for picture in paths:
+                            task)
+  if jax.process_index() == 0:
+    for picture in task.write_pictures(workdir, results, predictions):
       print(f"wrote {picture}", flush=True)
   if jax.process_index() == 0:
     which = (f" (best by {config.best_metric})" if config.eval_checkpoint_step == "best" else "")

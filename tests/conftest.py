@@ -137,7 +137,7 @@ def video_run(tmp_path_factory):
   2 clips x 3 crops per video. Checkpoints at steps 1 and 2."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   from configs import video_gru  # pylint: disable=g-import-not-at-top
-  from dcrn_jax.data import video_files  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.media import video_files  # pylint: disable=g-import-not-at-top
   root = tmp_path_factory.mktemp("predict_videos")
   rng = np.random.default_rng(0)
   for split, per_class in (("train", 2), ("test", 2)):

@@ -179,6 +179,8 @@ FAULTS = [
      "best_metric='view_accuracy' is not among the eval metrics of this dataset", None),
     ("negative profile steps", ["--profile_steps=-1"], "--profile_steps=-1 must be >= 0", None),
 
+    ("unknown task", ["--config.task=segment"],
+     "task='segment' must be one of ['classify', 'forecast']", None),
     ("forecasting with a classifier", ["--config.task=forecast"],
      "is a model for task='classify'", None),
     ("forecast frames that do not add up", ["--config.task=forecast",
@@ -271,7 +273,7 @@ def trained_for_predict(base):
   if not os.path.isdir(os.path.join(workdir, "checkpoints")):
     _trained(workdir)
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from dcrn_jax.data import video_files  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.media import video_files  # pylint: disable=g-import-not-at-top
   video_files.write_video(_clip(workdir), np.zeros((5, 16, 16, 1), np.uint8))
   return workdir
 
@@ -304,7 +306,7 @@ def _non_empty(base):
 def _truncated_video(base):
   """A 30-frame Matroska video cut in half: its header promises more frames than decode."""
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from dcrn_jax.data import video_files  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.media import video_files  # pylint: disable=g-import-not-at-top
   path = os.path.join(base, "cut.mkv")
   video_files.write_video(path, np.random.default_rng(0).integers(
       0, 256, (30, 16, 16, 1), dtype=np.uint8), lossless=False)

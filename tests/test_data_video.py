@@ -14,7 +14,7 @@ import pytest
 
 from configs import default
 from dcrn_jax import data
-from dcrn_jax.data import clips
+from dcrn_jax.media import clips
 from dcrn_jax.errors import UserError
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -127,7 +127,7 @@ def _vconfig(video_dir, **overrides):
 
 
 def test_video_folder_info_skips_corrupt_files_and_keeps_empty_classes(video_dir, capfd):
-  from dcrn_jax.data import video_files, video_layouts
+  from dcrn_jax.media import video_files, video_layouts
   table = video_layouts.resolve(_vconfig(video_dir))
   rows = table.rows("train")
   scanned = video_files.probe_all(tuple(table.paths[i] for i in rows),

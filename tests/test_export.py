@@ -183,7 +183,8 @@ def test_every_model_predicts_a_file_and_exports_with_a_symbolic_batch(name, inp
                                                                       tmp_path):
   import jax  # pylint: disable=g-import-not-at-top
   from configs import default  # pylint: disable=g-import-not-at-top
-  from dcrn_jax.data import files, video_files  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.data import files  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.media import video_files  # pylint: disable=g-import-not-at-top
   from dcrn_jax.models import create_model  # pylint: disable=g-import-not-at-top
   from dcrn_jax.predict import Predictor  # pylint: disable=g-import-not-at-top
   from dcrn_jax.state import init_variables  # pylint: disable=g-import-not-at-top

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
-from dcrn_jax import evaluation, forecast_evaluation as fe
+from dcrn_jax import evaluation
+from dcrn_jax.tasks import forecast_evaluation as fe
 from dcrn_jax.data import sequences
 from dcrn_jax.errors import UserError
 from configs import default
@@ -105,7 +106,7 @@ def test_rows_step_scores_the_last_frame_and_zero_baselines():
 
 def test_the_per_step_picture_draws_the_model_and_the_baseline(tmp_path):
   from PIL import Image  # pylint: disable=g-import-not-at-top
-  from dcrn_jax import forecast_pictures  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.tasks import forecast_pictures  # pylint: disable=g-import-not-at-top
   results = {"mse_per_step": [10.0, 20.0, 30.0], "baseline_last_frame_mse_per_step": [15, 40, 70],
              "step": 7, "num_examples": 5}
   path = forecast_pictures.mse_per_step_png(str(tmp_path), results)

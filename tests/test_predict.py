@@ -1,4 +1,4 @@
-"""Predict (dcrn_jax/predict.py, predict_cli.py, data/files.py): a trained workdir -> predictions
+"""Predict (dcrn_jax/predict/, predict_cli.py, data/files.py): a trained workdir -> predictions
 on files equal to evaluation's, the Python API, and one clear line for every bad input."""
 
 import csv
@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from dcrn_jax import UserError, train
-from dcrn_jax.data import clips, files, video_files
+from dcrn_jax.data import files
+from dcrn_jax.media import clips, video_files
 
 # TFDS, tf.data or video sources throughout; predictions are compared with evaluation's.
 pytestmark = [pytest.mark.needs_tf, pytest.mark.usefixtures("highest_precision")]

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dcrn_jax import UserError, export, forecast_evaluation, train
+from dcrn_jax import UserError, export, train
+from dcrn_jax.tasks import forecast_evaluation
 from dcrn_jax.models.classifiers import MODELS
 
 pytest.importorskip("av", reason="PyAV is in the test extra: pip install -e '.[test]'")
@@ -117,7 +118,7 @@ def test_clip_files_of_every_kind_give_the_same_frames(runs_dir, tmp_path):
   """.npy of uint8 or float frames, a lossless video, a GIF and a lossless WebP of one
   sequence read alike; a clip of only its inputs has no truth; a shorter one is refused."""
   from dcrn_jax import Predictor  # pylint: disable=g-import-not-at-top
-  from dcrn_jax.data import video_files  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.media import video_files  # pylint: disable=g-import-not-at-top
   p = Predictor.from_workdir(forecaster_run(FORECASTERS[0], runs_dir)[0])
   pixels = np.random.default_rng(0).integers(0, 256, (7, 16, 16, 1), dtype=np.uint8)
   np.save(tmp_path / "u8.npy", pixels)

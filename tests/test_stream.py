@@ -137,7 +137,7 @@ def test_frames_of_any_size_are_resized_and_centre_cropped_as_evaluation_does():
 
 
 def _video(path, frames=12, seed=3):
-  from dcrn_jax.data import video_files  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.media import video_files  # pylint: disable=g-import-not-at-top
   pixels = np.random.default_rng(seed).integers(0, 256, (frames, 24, 32, 3), dtype=np.uint8)
   video_files.write_video(str(path), pixels, lossless=False)
   return str(path)

@@ -17,7 +17,7 @@ import pytest
 
 from configs import default
 from dcrn_jax import data
-from dcrn_jax.data import video_layouts, video_lists
+from dcrn_jax.media import video_layouts, video_lists
 from dcrn_jax.errors import UserError
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

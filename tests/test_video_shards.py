@@ -20,7 +20,7 @@ import pytest
 
 from configs import default
 from dcrn_jax import data, train
-from dcrn_jax.data import video_files
+from dcrn_jax.media import video_files
 from dcrn_jax.errors import UserError
 
 pytestmark = pytest.mark.needs_tf  # TFDS, tf.data or video sources throughout.
@@ -177,7 +177,8 @@ def test_a_shard_clip_does_not_depend_on_the_batch_it_is_made_in(folder, prepare
 
 
 def test_only_the_sampled_frames_of_a_tfds_video_are_decoded():
-  from dcrn_jax.data import clips, tfds_source  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.data import tfds_source  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.media import clips  # pylint: disable=g-import-not-at-top
   from dcrn_jax.data.tf_import import tf  # pylint: disable=g-import-not-at-top
   frames = [b"not an image"] + [tf.io.encode_png(video_clips.frame_image(i)).numpy()
                                 for i in range(1, 8)]

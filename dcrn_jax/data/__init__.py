@@ -2,7 +2,7 @@
 
   synthetic       random arrays in memory (no TensorFlow)
   video_folder    videos as distributed (split folders, class folders, UCF101/HMDB51/Kinetics/
-                  MMAction2 lists: data/video_layouts.py), decoded with PyAV
+                  MMAction2 lists: media/video_layouts.py), decoded with PyAV
   moving_digits, moving_fashion   our TFDS builders (dcrn_jax/datasets/), prepared offline
   moving_fashion_seq, moving_digits_seq   unlabelled sequences for forecasting, drawn in memory
   fashion_mnist   TFDS's, prepared offline from local idx files when it is not prepared

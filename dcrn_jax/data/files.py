@@ -1,6 +1,6 @@
 """Video and image files -> the model inputs evaluation would give them (numpy and PyAV only).
 
-What predict (dcrn_jax/predict.py) reads. Each file becomes the rows evaluation scores:
+What predict (dcrn_jax/predict/) reads. Each file becomes the rows evaluation scores:
 
   video (a clip model):  its eval views, `clips.eval_view` (num_test_clips evenly spaced clips of
                          num_frames frames frame_stride apart x num_test_crops crops of the frames
@@ -19,7 +19,8 @@ import os
 
 import numpy as np
 
-from dcrn_jax.data import clips, preprocess, video_files
+from dcrn_jax.data import preprocess
+from dcrn_jax.media import clips, video_files
 from dcrn_jax.errors import UserError
 
 VIDEO_EXTENSIONS = video_files.EXTENSIONS + (".mov", ".m4v", ".mpg", ".mpeg", ".ogv")

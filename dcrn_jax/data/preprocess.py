@@ -4,7 +4,8 @@
 
 Training and evaluation scale on the device with dcrn_jax/input_scaling.py, the same
 arithmetic in float32 (a division by 255, then the per-channel normalisation); this is its
-numpy form, for `data.train_batches(scaled=True)`, predict's files and the report.
+numpy form, for `data.train_batches(scaled=True)`, predict's files (dcrn_jax/predict/) and the
+report.
 """
 
 import numpy as np

@@ -22,7 +22,8 @@ import os
 
 import numpy as np
 
-from dcrn_jax.data import clips, files, video_files
+from dcrn_jax.data import files
+from dcrn_jax.media import clips, video_files
 
 ANIMATION_EXTENSIONS = (".gif", ".webp")
 ARRAY_EXTENSIONS = (".npy",)

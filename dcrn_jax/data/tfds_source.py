@@ -19,7 +19,8 @@ import threading
 import numpy as np
 
 import dcrn_jax.data as data_lib
-from dcrn_jax.data import augment, clips, common, pipeline
+from dcrn_jax.data import augment, common, pipeline
+from dcrn_jax.media import clips
 from dcrn_jax.data.info import DatasetInfo
 from dcrn_jax.data.tf_import import tf, tfds
 from dcrn_jax.errors import UserError

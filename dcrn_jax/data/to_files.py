@@ -38,7 +38,8 @@ def folder_name(class_name: str) -> str:
 def write_examples(workdir: str, out: str, num: int) -> list[str]:
   """Writes the files (module docstring); returns their paths."""
   from dcrn_jax import data, workdir as workdir_lib  # pylint: disable=g-import-not-at-top
-  from dcrn_jax.data import files, video_files  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.data import files  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.media import video_files  # pylint: disable=g-import-not-at-top
   if num < 1:
     raise UserError(f"--num={num} must be 1 or more")
   config = workdir_lib.read_config(workdir)

@@ -17,7 +17,8 @@ import dataclasses
 
 import numpy as np
 
-from dcrn_jax.data import augment, clips, common, pipeline, video_files, video_layouts
+from dcrn_jax.data import augment, common, pipeline
+from dcrn_jax.media import clips, video_files, video_layouts
 from dcrn_jax.data import video_shards
 from dcrn_jax.data.info import DatasetInfo
 from dcrn_jax.data.tf_import import tf

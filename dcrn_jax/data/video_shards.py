@@ -15,7 +15,7 @@ import threading
 
 import numpy as np
 
-from dcrn_jax.data import clips
+from dcrn_jax.media import clips
 from dcrn_jax.data.tf_import import tf, tfds
 
 

@@ -178,6 +178,27 @@ class _Entry:
   fields: Tuple[str, ...]  # config.model fields passed on as keywords (renamed by _KEYWORDS)
   fixed: Tuple[Tuple[str, Any], ...] = ()  # keywords that the name itself sets
   task: str = "classify"  # or "forecast": frames in, frames out (forecasters.py)
+  # (kwargs, input_shape, num_classes, output_frames) -> the model; classifiers by default.
+  build: Any = None
+
+
+def _forecaster(entry, kwargs, input_shape, num_classes, output_frames, m):
+  """A forecaster of `output_frames` frames (its features keyword is convlstm_features)."""
+  del num_classes
+  if m.patch_size < 1 or input_shape[1] % m.patch_size or input_shape[2] % m.patch_size:
+    raise UserError(f"model.patch_size={m.patch_size} must be >= 1 and divide the frame size "
+                    f"{input_shape[1]}x{input_shape[2]}")
+  kwargs["features"] = kwargs.pop("convlstm_features")
+  if entry.model is PredRNN and len(set(kwargs["features"])) != 1:
+    raise UserError(f"model.name={m.name!r} needs equal model.convlstm_features (its memory M "
+                    f"passes between layers), got {kwargs['features']}")
+  return entry.model(output_frames=output_frames, **dict(entry.fixed), **kwargs)
+
+
+def _classifier(entry, kwargs, input_shape, num_classes, output_frames, m):
+  """A classifier of `num_classes` classes."""
+  del input_shape, output_frames, m
+  return entry.model(num_classes=num_classes, **dict(entry.fixed), **kwargs)
 
 
 _ENCODER = ("conv_features", "convs_per_block", "embed_dim", "stem_stride", "batch_norm")
@@ -193,12 +214,16 @@ MODELS = {
     "convlstm": _Entry(ConvLSTMClassifier, 4, ("convlstm_features", "convlstm_kernel",
                                                "stem_stride", "batch_norm") + _HEAD),
     "row_lstm": _Entry(RowLSTMClassifier, 3, ("hidden_size", "num_layers") + _HEAD),
-    "convlstm_forecaster": _Entry(ConvLSTMForecaster, 4, _FORECASTER, task="forecast"),
-    "convlstm_autoregressive": _Entry(ConvLSTMAutoregressive, 4, _FORECASTER, task="forecast"),
-    "predrnn": _Entry(PredRNN, 4, _FORECASTER, (("cell", "st_lstm"),), task="forecast"),
+    "convlstm_forecaster": _Entry(ConvLSTMForecaster, 4, _FORECASTER, task="forecast",
+                  build=_forecaster),
+    "convlstm_autoregressive": _Entry(ConvLSTMAutoregressive, 4, _FORECASTER, task="forecast",
+                  build=_forecaster),
+    "predrnn": _Entry(PredRNN, 4, _FORECASTER, (("cell", "st_lstm"),), task="forecast",
+                  build=_forecaster),
     "predrnn_v2": _Entry(PredRNN, 4, _FORECASTER + ("decouple_beta",), (("cell", "st_lstm"),),
-                         task="forecast"),
-    "predrnn_pp": _Entry(PredRNN, 4, _FORECASTER, (("cell", "causal_lstm"),), task="forecast"),
+                         task="forecast", build=_forecaster),
+    "predrnn_pp": _Entry(PredRNN, 4, _FORECASTER, (("cell", "causal_lstm"),), task="forecast",
+                  build=_forecaster),
 }
 _KEYWORDS = {"convlstm_kernel": "kernel_size"}  # config field -> keyword, where they differ
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -231,13 +256,4 @@ def create_model(model_config, *, num_classes: int, input_shape: Sequence[int],
   kwargs = {_KEYWORDS.get(f, f): tuple(m[f]) if isinstance(m[f], (list, tuple)) else m[f]
             for f in entry.fields}
   kwargs["dtype"] = _DTYPES[m.dtype]
-  if entry.task == "forecast":
-    if m.patch_size < 1 or input_shape[1] % m.patch_size or input_shape[2] % m.patch_size:
-      raise UserError(f"model.patch_size={m.patch_size} must be >= 1 and divide the frame size "
-                      f"{input_shape[1]}x{input_shape[2]}")
-    kwargs["features"] = kwargs.pop("convlstm_features")
-    if entry.model is PredRNN and len(set(kwargs["features"])) != 1:
-      raise UserError(f"model.name={m.name!r} needs equal model.convlstm_features (its memory M "
-                      f"passes between layers), got {kwargs['features']}")
-    return entry.model(output_frames=output_frames, **dict(entry.fixed), **kwargs)
-  return entry.model(num_classes=num_classes, **dict(entry.fixed), **kwargs)
+  return (entry.build or _classifier)(entry, kwargs, input_shape, num_classes, output_frames, m)

@@ -17,7 +17,8 @@ import html
 
 import numpy as np
 
-from dcrn_jax import evaluation, forecast_evaluation, forecast_pictures
+from dcrn_jax import evaluation
+from dcrn_jax.tasks import forecast_evaluation, forecast_pictures
 from dcrn_jax.report import page
 
 _BASELINES = (("model", ""), ("last input frame repeated", "baseline_last_frame_"),

@@ -36,7 +36,7 @@ import shutil
 
 import numpy as np
 
-from dcrn_jax.data import video_layouts
+from dcrn_jax.media import video_layouts
 from dcrn_jax.data.tf_import import tfds
 from dcrn_jax.datasets.local_builder import LocalBuilder
 from dcrn_jax.datasets.video_shards import decode

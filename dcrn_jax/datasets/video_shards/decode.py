@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from dcrn_jax.data import clips, video_files
+from dcrn_jax.media import clips, video_files
 
 
 def work_key(path: str, size: int, mtime_ns: int) -> str:

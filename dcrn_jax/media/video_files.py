@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-from dcrn_jax.data import clips
+from dcrn_jax.media import clips
 from dcrn_jax.errors import UserError
 
 EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm")  # Matched case-insensitively.

@@ -7,7 +7,7 @@
     p.predict(["clip.mp4", "more_clips/"])[0].top_k(3)    # [(class name, probability), ...]
 
 PATH: video or image files, or folders of them (searched recursively). The command line, its
-flags and output are in predict_cli.py.
+flags and output are in predict_cli.py (started by predict/__main__.py).
 
 Everything a prediction goes through is evaluation's: files become the rows evaluation would
 score (dcrn_jax/data/files.py: a video's num_test_clips x num_test_crops views, an image resized
@@ -31,7 +31,7 @@ import jax
 import numpy as np
 
 from dcrn_jax import checkpoint, evaluation, optim, parallel, state as state_lib
-from dcrn_jax import workdir as workdir_lib
+from dcrn_jax import tasks, workdir as workdir_lib
 from dcrn_jax.data import files as data_files
 from dcrn_jax.errors import UserError
 from dcrn_jax.models import create_model
@@ -199,13 +199,11 @@ class Predictor:
       batch_size: rows (model inputs) per step; default the run's eval_batch_size.
     """
     config = read_run_config(workdir)
-    task = run_task(config)
-    if task == "forecast":
-      from dcrn_jax import predict_forecast  # pylint: disable=g-import-not-at-top
-      return predict_forecast.ForecastPredictor.from_workdir(workdir, step,
-                                                             batch_size=batch_size)
-    if task != "classify":
-      raise UserError(f"{workdir} holds a run of task={task!r}: predict and export serve "
+    task = tasks.get(run_task(config))
+    if task.serves_predict and not issubclass(cls, task.predictor()):
+      return task.predictor().from_workdir(workdir, step, batch_size=batch_size)
+    if not task.serves_predict:
+      raise UserError(f"{workdir} holds a run of task={task.name!r}: predict and export serve "
                       "classifiers (task='classify') and forecasters (task='forecast') only")
     class_names = workdir_lib.read_class_names(workdir)
     model, input_shape, step, variables = restore_model(workdir, config, step,
@@ -397,7 +395,3 @@ class _Pending:
         np.stack(self.log_probs), np.zeros(len(self.log_probs), np.int32))
     return FilePrediction(self.path, probabilities[0], class_names, views=int(views[0]),
                           note=self.note)
-
-if __name__ == "__main__":
-  from dcrn_jax import predict_cli  # pylint: disable=g-import-not-at-top
-  predict_cli.run()

@@ -25,9 +25,9 @@ import sys
 
 import numpy as np
 
-from dcrn_jax.data import video_lists
-from dcrn_jax.data.video_files import EXTENSIONS
-from dcrn_jax.data.video_lists import first_few
+from dcrn_jax.media import video_lists
+from dcrn_jax.media.video_files import EXTENSIONS
+from dcrn_jax.media.video_lists import first_few
 from dcrn_jax.errors import UserError
 
 FORMATS = ("folders", "ucf101", "hmdb51", "kinetics_csv", "list")
