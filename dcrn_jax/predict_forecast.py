@@ -86,11 +86,7 @@ class ForecastPredictor:
     self.output_frames = int(config.data.output_frames)
     self.mesh = parallel.create_mesh()
     self.variables = jax.device_put(variables, parallel.replicated(self.mesh))
-    rows = int(batch_size or config.eval_batch_size)
-    if rows < 1:
-      raise UserError(f"batch_size={rows} must be positive")
-    devices = self.mesh.devices.size
-    self.batch_size = -(-rows // devices) * devices  # Every device takes an equal share.
+    self.batch_size = predict.rows_per_step(batch_size, config, self.mesh)
     self.frame_spec = sequence_files.frame_spec(config.data, self.input_shape[1:])
     self._forecast_fn = forecast_evaluation.make_forecast_fn(
         model, self.mesh, output_frames=self.output_frames)

@@ -162,6 +162,16 @@ def restore_model(workdir: str, config, step=None, *, num_classes: int = 0):
   return model, tuple(input_shape), step, variables
 
 
+def rows_per_step(batch_size, config, mesh) -> int:
+  """The rows a predictor scores per step: batch_size (else config.eval_batch_size) rounded up
+  so every device takes an equal share; not positive is an error."""
+  rows = int(batch_size or config.eval_batch_size)
+  if rows < 1:
+    raise UserError(f"batch_size={rows} must be positive")
+  devices = mesh.devices.size
+  return -(-rows // devices) * devices
+
+
 class Predictor:
   """A trained model ready to predict, its variables on the devices.
 
@@ -177,11 +187,7 @@ class Predictor:
     self.input_shape = tuple(int(n) for n in input_shape)
     self.mesh = parallel.create_mesh()
     self.variables = jax.device_put(variables, parallel.replicated(self.mesh))
-    rows = int(batch_size or config.eval_batch_size)
-    if rows < 1:
-      raise UserError(f"batch_size={rows} must be positive")
-    devices = self.mesh.devices.size
-    self.batch_size = -(-rows // devices) * devices  # Every device takes an equal share.
+    self.batch_size = rows_per_step(batch_size, config, self.mesh)
     self._log_probs_fn = evaluation.make_log_probs_fn(model, self.mesh)
     self._file_spec = None
 
