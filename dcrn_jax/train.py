@@ -216,6 +216,8 @@ def _write_failures_said(workdir: str):
   try:
     yield
   except write_failures.WriteFailed as e:
+    if e.what is None:  # The workdir itself could not be created: nothing is in it.
+      raise e.with_then("choose another --workdir, or fix that and run the same command") from e
     checkpoint.discard_partial(workdir)
     raise e.with_then(write_failures.resume_note(checkpoint.complete_steps(workdir))) from e
 

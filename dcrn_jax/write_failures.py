@@ -78,7 +78,7 @@ def reason_of(e: BaseException, logged: str = "") -> str | None:
   texts = [logged]
   for link in _chain(e):
     if isinstance(link, OSError) and link.errno in _WRITE_ERRNOS:
-      return link.strerror or os.strerror(link.errno)
+      return os.strerror(link.errno)
     texts.append(str(link))
   text = "\n".join(texts)
   code = _OS_CODE.search(text)
