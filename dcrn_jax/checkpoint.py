@@ -212,6 +212,8 @@ class Checkpointer:
     self.workdir = os.path.abspath(workdir)
     self._async = async_save
     self._pending = None  # The step of an asynchronous save not yet checked.
+    # Orbax would recreate a deleted workdir and go on saving into it: it is checked first.
+    self._workdir_stat = os.stat(self.workdir) if os.path.isdir(self.workdir) else None
     # Library output while saving is shown with --verbose (absl at INFO) only.
     self._noise = _SaveNoise(verbose=logging.level_info())
     try:
@@ -268,6 +270,21 @@ class Checkpointer:
     if step not in complete_steps(self.workdir):
       raise self._failed(step)
 
+  def _check_workdir(self, step: int):
+    """A workdir deleted (or replaced) while training took config.json, metrics.jsonl and the
+    lock with it: saving into a new folder of that name would leave a run without them."""
+    if self._workdir_stat is None:
+      return
+    try:
+      same = os.path.samestat(os.stat(self.workdir), self._workdir_stat)
+    except OSError:
+      same = False
+    if not same:
+      raise write_failures.WriteFailed(
+          self.workdir, f"the checkpoint of step {step} (checkpoints/{step})",
+          "the workdir was deleted or replaced while training (its config.json, metrics.jsonl "
+          "and lock went with it)")
+
   def release(self):
     """Stops holding back stderr (an asynchronous save in flight) after an error elsewhere."""
     self._noise.stop(ok=True)
@@ -311,6 +328,7 @@ class Checkpointer:
     step = int(jax.device_get(state.step))
     if step in self._manager.all_steps():
       return False
+    self._check_workdir(step)
     items = dict(
         model=ocp.args.StandardSave({"params": state.params, "batch_stats": state.batch_stats}),
         train=ocp.args.StandardSave({"opt_state": state.opt_state, "step": state.step}))

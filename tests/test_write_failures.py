@@ -13,9 +13,12 @@ import contextlib
 import errno
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
+import types
 
+import numpy as np
 import pytest
 
 from configs import video_gru
@@ -125,6 +128,20 @@ def test_an_uncreatable_workdir_is_one_line(tmp_path):
                            r"is a file, not a folder \(.* free on its filesystem\); choose "
                            r"another --workdir"):
     train.train_and_evaluate(tiny_config(), str(tmp_path / "a_file" / "run"))
+
+
+def test_a_workdir_deleted_while_training_is_not_recreated(tmp_path):
+  """Orbax would create the folder again and save into it, without config.json, metrics.jsonl
+  and the lock: the save stops instead."""
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  ckpt = checkpoint.Checkpointer(str(workdir))
+  shutil.rmtree(workdir)
+  with pytest.raises(write_failures.WriteFailed,
+                     match=r"^cannot write the checkpoint of step 5 \(checkpoints/5\) in the "
+                           r"workdir .*/run: the workdir was deleted or replaced while training"):
+    ckpt.save(types.SimpleNamespace(step=np.int32(5)))
+  assert not workdir.exists()
 
 
 def test_reasons_are_read_from_tensorstore_and_os_errors():
