@@ -83,8 +83,8 @@ def get_config() -> ml_collections.ConfigDict:
   # TFDS manual_dir. fashion_mnist and moving_fashion read Fashion-MNIST's idx files from it;
   # empty: /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist package).
   config.data.manual_dir = ""
-  # video_folder: the folder of the videos (*.mp4, .avi, .mkv, .webm), decoded with PyAV
-  # (pip install "dcrn_jax[video]"); train_split / eval_split name two of its splits.
+  # video_folder: the folder of the videos (*.mp4, .avi, .mkv, .webm), decoded with PyAV (a
+  # dependency of dcrn_jax, installed with it); train_split / eval_split name two of its splits.
   config.data.video_dir = ""
   # video_folder layouts (dcrn_jax/media/video_layouts.py), all resolved to (file, label, split):
   # split_format "folders": <video_dir>/<split>/<class>/*, or with eval_fraction in (0, 1)

@@ -20,7 +20,7 @@ damaged checkpoint is a UserError naming the step and what differs.
 """
 
 import contextlib
-import errno
+import logging as py_logging
 import os
 import shutil
 import sys
@@ -29,7 +29,9 @@ import time
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
 
+from dcrn_jax import write_failures
 from dcrn_jax.errors import UserError
 
 _ITEMS = ("model", "train", "ema")
@@ -74,6 +76,87 @@ def describe_mismatch(saved_tree, wanted_tree) -> list[str]:
     problems.append(f"{len(extra)} saved array(s) the model does not have, e.g. "
                     + ", ".join(extra[:_SHOWN]))
   return problems
+
+
+_PARTIAL = ".orbax-checkpoint-tmp"  # Orbax writes step N into N.orbax-checkpoint-tmp[-...].
+
+
+def partial_saves(workdir: str) -> list[str]:
+  """The folders of saves that did not complete (a failed write, a kill mid-save)."""
+  directory = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(directory):
+    return []
+  return sorted(os.path.join(directory, name) for name in os.listdir(directory)
+                if _PARTIAL in name)
+
+
+def complete_steps(workdir: str) -> list[int]:
+  """The steps whose checkpoint folder is complete on disk (renamed from its partial one)."""
+  directory = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(name) for name in os.listdir(directory) if name.isdigit())
+
+
+def discard_partial(workdir: str) -> list[str]:
+  """Removes the folders of saves that did not complete; returns them. Complete checkpoints
+  are untouched."""
+  removed = partial_saves(workdir)
+  for path in removed:
+    shutil.rmtree(path, ignore_errors=True)
+  return removed
+
+
+class _OrbaxErrors(py_logging.Filter):
+  """On absl's logger: keeps the text of the errors Orbax logs from its threads (an
+  asynchronous save's failure is only logged there); passes them on only when verbose."""
+
+  def __init__(self, verbose: bool):
+    super().__init__()
+    self.verbose, self.texts = verbose, []
+
+  def filter(self, record):
+    if record.levelno < py_logging.ERROR or "orbax" not in record.pathname:
+      return True
+    self.texts.append(record.getMessage() + (str(record.exc_info[1]) if record.exc_info else ""))
+    return self.verbose
+
+
+class _SaveNoise:
+  """While a save runs (an asynchronous one: until it is checked), what Orbax's and
+  TensorStore's threads print is held back: fd 2 goes to a temporary file and Orbax's error
+  records are kept (for the reason of a failure). Afterwards the held output is shown if the
+  save succeeded, or with --verbose; a failed write is then one line, not hundreds."""
+
+  def __init__(self, verbose: bool):
+    self.errors = _OrbaxErrors(verbose)
+    self._held = self._saved = None
+
+  def start(self):
+    if self._held is not None:
+      return
+    sys.stderr.flush()
+    self._held, self._saved = tempfile.TemporaryFile(), os.dup(2)
+    os.dup2(self._held.fileno(), 2)
+    py_logging.getLogger("absl").addFilter(self.errors)
+
+  def stop(self, ok: bool):
+    if self._held is None:
+      return
+    if not ok:
+      # TensorStore's threads print their tracebacks a moment after the failure surfaces:
+      # give them time to land in the held file rather than on the terminal.
+      time.sleep(0.5)
+    sys.stderr.flush()
+    os.dup2(self._saved, 2)
+    os.close(self._saved)
+    py_logging.getLogger("absl").removeFilter(self.errors)
+    held, self._held = self._held, None
+    if ok or self.errors.verbose:
+      held.seek(0)
+      sys.stderr.write(held.read().decode(errors="replace"))
+      sys.stderr.flush()
+    held.close()
 
 
 @contextlib.contextmanager
@@ -126,13 +209,22 @@ class Checkpointer:
     options = ocp.CheckpointManagerOptions(
         max_to_keep=None if read_only or best_metric else max_to_keep, create=not read_only,
         cleanup_tmp_directories=not read_only, enable_async_checkpointing=async_save, **best)
+    self.workdir = os.path.abspath(workdir)
+    self._async = async_save
+    self._pending = None  # The step of an asynchronous save not yet checked.
+    # Orbax would recreate a deleted workdir and go on saving into it: it is checked first.
+    self._workdir_stat = os.stat(self.workdir) if os.path.isdir(self.workdir) else None
+    # Library output while saving is shown with --verbose (absl at INFO) only.
+    self._noise = _SaveNoise(verbose=logging.level_info())
     try:
       self._manager = ocp.CheckpointManager(
           self.directory, options=options,
           item_handlers={name: ocp.StandardCheckpointHandler() for name in _ITEMS})
     except OSError as e:
-      raise UserError(f"cannot use the checkpoint directory {self.directory} "
-                      f"({e.strerror or _first_line(e)}); choose a writable --workdir") from e
+      if read_only:
+        raise UserError(f"cannot use the checkpoint directory {self.directory} "
+                        f"({e.strerror or _first_line(e)}); choose a writable --workdir") from e
+      raise (self._failed(None, e) or e) from e
 
   def all_steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
@@ -140,17 +232,62 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
-  def _check_write(self, action, step):
-    """Runs a save or wait; a full or failing disk becomes a UserError with what is intact."""
+  def _failed(self, step: int | None, e: Exception | None = None):
+    """The WriteFailed of the save of `step` that raised `e` (None: that did not complete);
+    None when `e` is not a write error (a bug keeps its traceback)."""
+    logged = "\n".join(self._noise.errors.texts)
+    reason = write_failures.reason_of(e or UserError(""), logged)
+    if reason is None and e is None:
+      reason = "the save did not complete"
+    what = (f"the checkpoint of step {step} (checkpoints/{step})" if step is not None
+            else "the checkpoints folder (checkpoints/)")
+    return None if reason is None else write_failures.WriteFailed(self.workdir, what, reason)
+
+  def _check_write(self, action, step, *, still_saving: bool = False):
+    """Runs a save or a wait with the library output held back (_SaveNoise); a write that
+    fails (a full disk, a read-only or vanished workdir) becomes WriteFailed.
+    still_saving: an asynchronous save goes on after `action`: keep holding until its check."""
+    self._noise.start()
+    ok = False
     try:
-      return action()
-    except OSError as e:
-      intact = [s for s in self.all_steps() if s != step]
-      reason = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or _first_line(e))
-      raise UserError(
-          f"writing the checkpoint of step {step} to {self.directory} failed: {reason}. "
-          f"Intact checkpoints: {intact or 'none'}; free space (or fix the path) and run the "
-          "same command to resume") from e
+      result = action()
+      ok = True
+      return result
+    except write_failures.WriteFailed:
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      failed = self._failed(step, e)
+      if failed is None:
+        raise
+      raise failed from e
+    finally:
+      if not (ok and still_saving):
+        self._noise.stop(ok)
+
+  def _check_complete(self, step: int):
+    """A save that returned (or an asynchronous one that ended) without its step folder failed:
+    Orbax's thread only logged why."""
+    if step not in complete_steps(self.workdir):
+      raise self._failed(step)
+
+  def _check_workdir(self, step: int):
+    """A workdir deleted (or replaced) while training took config.json, metrics.jsonl and the
+    lock with it: saving into a new folder of that name would leave a run without them."""
+    if self._workdir_stat is None:
+      return
+    try:
+      same = os.path.samestat(os.stat(self.workdir), self._workdir_stat)
+    except OSError:
+      same = False
+    if not same:
+      raise write_failures.WriteFailed(
+          self.workdir, f"the checkpoint of step {step} (checkpoints/{step})",
+          "the workdir was deleted or replaced while training (its config.json, metrics.jsonl "
+          "and lock went with it)")
+
+  def release(self):
+    """Stops holding back stderr (an asynchronous save in flight) after an error elsewhere."""
+    self._noise.stop(ok=True)
 
   def best_step(self) -> int | None:
     """The step of the best checkpoint by best_metric among those kept, or None."""
@@ -191,6 +328,7 @@ class Checkpointer:
     step = int(jax.device_get(state.step))
     if step in self._manager.all_steps():
       return False
+    self._check_workdir(step)
     items = dict(
         model=ocp.args.StandardSave({"params": state.params, "batch_stats": state.batch_stats}),
         train=ocp.args.StandardSave({"opt_state": state.opt_state, "step": state.step}))
@@ -198,9 +336,21 @@ class Checkpointer:
       items["ema"] = ocp.args.StandardSave({"params": state.ema_params})
     if metrics is not None:
       metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-    return self._check_write(
-        lambda: self._manager.save(step, force=force, args=ocp.args.Composite(**items),
-                                   metrics=metrics), step)
+    self.wait()  # A previous asynchronous save's failure surfaces before this one starts.
+
+    def save():
+      saved = self._manager.save(step, force=force, args=ocp.args.Composite(**items),
+                                 metrics=metrics)
+      if saved and not self._async:
+        self._check_complete(step)
+      return saved
+
+    saved = self._check_write(save, step, still_saving=self._async)
+    if saved and self._async:
+      self._pending = step  # Checked once it ends (the next save, wait or close).
+    elif self._async:
+      self._noise.stop(ok=True)
+    return saved
 
   def has_ema(self, step: int) -> bool:
     """Whether the checkpoint of `step` holds averaged parameters."""
@@ -283,17 +433,21 @@ class Checkpointer:
                                     "ema": {"params": abstract_variables["params"]}})
     return step, dict(restored.model, params=restored["ema"]["params"])
 
-  def discard_partial(self):
-    """Removes the temporary folders of saves that did not complete (after an abort), so that
-    nothing half-written is left behind; complete checkpoints are untouched."""
-    if not os.path.isdir(self.directory):
-      return
-    for name in os.listdir(self.directory):
-      if ".orbax-checkpoint-tmp" in name:
-        shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+  def discard_partial(self) -> list[str]:  # pylint: disable=missing-function-docstring
+    """Removes the temporary folders of saves that did not complete (after an abort or a failed
+    write), so that nothing half-written is left behind; complete checkpoints are untouched."""
+    return discard_partial(self.workdir)
 
   def wait(self):
-    self._check_write(self._manager.wait_until_finished, self.latest_step())
+    """Waits for an asynchronous save; its failure is a WriteFailed."""
+    pending, self._pending = self._pending, None
+
+    def wait():
+      self._manager.wait_until_finished()
+      if pending is not None:
+        self._check_complete(pending)
+
+    self._check_write(wait, pending)
 
   def close(self):
     self.wait()

@@ -3,6 +3,7 @@
 `dcrn_jax.main` (and the other `python -m dcrn_jax.*` commands) define their flags and hand
 `app.run` the parser and wrapper from here:
 
+- `exit_on_help`: --help and --helpfull print the usage and exit 0, without a config or workdir.
 - `parse_flags`: the file of `--config=PATH` is loaded once (the folder holding `configs/` made
   importable, so `from configs import default` works from any directory); every
   `--config.a.b=value` override is checked against the config's keys first (a misspelled key is
@@ -21,7 +22,7 @@ import os
 import sys
 import warnings
 
-from absl import flags, logging
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from dcrn_jax.errors import Interrupted, UserError
@@ -85,14 +86,33 @@ def unknown_override(config, argv: list[str]) -> str | None:
   return None
 
 
-_HELP = {"--help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml"}
+_SHORT_HELP = {"--help", "-h", "-?", "--helpshort"}
+CONFIG_FIELDS = (
+    "Config fields: every one, with what it does, is listed in configs/default.py; override any "
+    "with --config.FIELD=VALUE. A config file's values: python -c \"from configs import "
+    "video_gru; print(video_gru.get_config())\" (in the repository root).")
+RUN_CONFIG_FIELDS = (
+    "Config fields: this command reads the run's config from WORKDIR/config.json (every field "
+    "the run was trained with); what each field does is listed in configs/default.py.")
+
+
+def exit_on_help(argv: list[str], *, reads_config: bool = True) -> None:
+  """With --help (-h, -?, --helpshort) or --helpfull: prints the command's usage (its docstring
+  and flags; --helpfull: every library's flags too) and where a config's fields are listed, and
+  exits 0, before any config or workdir is needed. reads_config: the command takes --config
+  (else it reads a trained workdir's config)."""
+  words = set(argv[1:])
+  if not words & (_SHORT_HELP | {"--helpfull"}):
+    return
+  app.usage(shorthelp="--helpfull" not in words, writeto_stdout=True)
+  print("\n" + (CONFIG_FIELDS if reads_config else RUN_CONFIG_FIELDS), flush=True)
+  sys.exit(0)
 
 
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing with the config loaded once and mistakes reported in one line."""
+  exit_on_help(argv)
   spec, rest = _config_arg(argv[1:])
-  if spec is None and set(rest) & _HELP:
-    return flags.FLAGS(argv)  # absl prints the usage (the command's docstring) and exits.
   if spec is None:
     fail("--config=FILE is required, e.g. --config=configs/video_gru.py")
   config = load_config(spec)
@@ -114,6 +134,7 @@ def parse_flags(argv: list[str]) -> list[str]:
 def parse_plain_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing for our commands without --config (predict, export): a mistake is one
   `error:` line, not a usage screen."""
+  exit_on_help(argv, reads_config=False)
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:

@@ -20,6 +20,7 @@ import json
 import os
 import socket
 
+from dcrn_jax import write_failures
 from dcrn_jax.errors import UserError
 
 LOCK_FILE = "train.lock"
@@ -57,12 +58,9 @@ def hold(workdir: str, *, note=functools.partial(print, flush=True)):
   line) a lock file whose holder is gone.
   """
   path = os.path.join(workdir, LOCK_FILE)
-  try:
-    os.makedirs(workdir, exist_ok=True)
+  write_failures.create_workdir(workdir)
+  with write_failures.into(workdir, f"the lock file {LOCK_FILE}"):
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-  except OSError as e:
-    raise UserError(f"cannot create the workdir lock {path} ({e.strerror}); choose a writable "
-                    "--workdir") from e
   try:
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -9,6 +9,8 @@ import time
 import jax
 import numpy as np
 
+from dcrn_jax import write_failures
+
 
 def mean_metrics(per_step: list[dict]) -> dict[str, float]:
   """Averages per-step metric dicts over the steps whose update was applied (finite).
@@ -74,9 +76,10 @@ class MetricWriter:
     self._summary_writer = None
     if self._enabled:
       path = os.path.join(workdir, "metrics.jsonl")
-      if resume_step is not None and os.path.exists(path):
-        _keep_records_up_to(path, resume_step)
-      self._jsonl = open(path, "a", encoding="utf-8")
+      with self._writing():
+        if resume_step is not None and os.path.exists(path):
+          _keep_records_up_to(path, resume_step)
+        self._jsonl = open(path, "a", encoding="utf-8")
       try:
         from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
       except ImportError:  # Optional on machines without it (e.g. a bare GPU box).
@@ -86,10 +89,15 @@ class MetricWriter:
       for split in splits:
         self._tensorboard(split)
 
+  def _writing(self, what="metrics.jsonl"):
+    """A failed write (no space, read-only workdir) is a WriteFailed naming the file."""
+    return write_failures.into(self._workdir, what)
+
   def _tensorboard(self, split):
     if split not in self._tb:
-      self._tb[split] = None if self._summary_writer is None else self._summary_writer(
-          os.path.join(self._workdir, "tensorboard", split), purge_step=self._purge_step)
+      with self._writing(f"the TensorBoard events (tensorboard/{split})"):
+        self._tb[split] = None if self._summary_writer is None else self._summary_writer(
+            os.path.join(self._workdir, "tensorboard", split), purge_step=self._purge_step)
     return self._tb[split]
 
   def write(self, step: int, split: str, metrics: dict):
@@ -102,21 +110,26 @@ class MetricWriter:
     record = {"step": int(step), "split": split}
     record.update({k: (float(v) if isinstance(v, (float, np.floating)) else v)
                    for k, v in metrics.items()})
-    self._jsonl.write(json.dumps(record) + "\n")
-    self._jsonl.flush()
+    with self._writing():
+      self._jsonl.write(json.dumps(record) + "\n")
+      self._jsonl.flush()
     tb = self._tensorboard(split)
     if tb is not None:
-      for k, v in metrics.items():
-        if isinstance(v, (int, float, np.number)):
-          tb.add_scalar(k, float(v), int(step))
-      tb.flush()
+      with self._writing(f"the TensorBoard events (tensorboard/{split})"):
+        for k, v in metrics.items():
+          if isinstance(v, (int, float, np.number)):
+            tb.add_scalar(k, float(v), int(step))
+        tb.flush()
 
   def close(self):
     if self._enabled:
-      self._jsonl.close()
-      for tb in self._tb.values():
-        if tb is not None:
-          tb.close()
+      with self._writing():
+        try:
+          self._jsonl.close()
+        finally:
+          for tb in self._tb.values():
+            if tb is not None:
+              tb.close()
 
 
 def format_duration(seconds: float) -> str:

@@ -5,14 +5,16 @@ The only place that wires the rooms together:
          -> metrics -> writers;  checkpoint saves and restores the state.
 """
 
+import contextlib
 import os
+import sys
 import time
 
 import jax
 
 from dcrn_jax import checkpoint, data, distributed, durations, evaluation, feeding, host
 from dcrn_jax import input_scaling, lock, metrics as metrics_lib, optim, parallel, profiling
-from dcrn_jax import state as state_lib, steps, tasks, workdir as workdir_lib
+from dcrn_jax import state as state_lib, steps, tasks, workdir as workdir_lib, write_failures
 from dcrn_jax.errors import Interrupted, UserError
 from dcrn_jax.models import create_model
 
@@ -203,12 +205,35 @@ def train_and_evaluate(config, workdir: str, *, profile_steps: int = 0) -> dict:
   """
   if jax.process_index() != 0:
     return fit(config, workdir, profile_steps=profile_steps)[1]
-  with lock.hold(workdir):
+  with _write_failures_said(workdir), lock.hold(workdir):
     return fit(config, workdir, profile_steps=profile_steps)[1]
 
 
+@contextlib.contextmanager
+def _write_failures_said(workdir: str):
+  """A WriteFailed inside says where the same command resumes; a failed save's partial folder
+  is removed."""
+  try:
+    yield
+  except write_failures.WriteFailed as e:
+    if e.what is None:  # The workdir itself could not be created: nothing is in it.
+      raise e.with_then("choose another --workdir, or fix that and run the same command") from e
+    checkpoint.discard_partial(workdir)
+    raise e.with_then(write_failures.resume_note(checkpoint.complete_steps(workdir))) from e
+
+
 def fit(config, workdir: str, *, profile_steps: int = 0):
-  """train_and_evaluate that also returns the final TrainState: (state, metrics)."""
+  """train_and_evaluate that also returns the final TrainState: (state, metrics).
+
+  A write into WORKDIR that fails (a full disk, a read-only or vanished workdir) stops it with
+  one line saying what could not be written and the step the same command resumes from; the
+  partial folder of a failed save is removed.
+  """
+  with _write_failures_said(workdir):
+    return _fit(config, workdir, profile_steps=profile_steps)
+
+
+def _fit(config, workdir: str, *, profile_steps: int = 0):
   validate_config(config)  # Config mistakes surface before any dataset is prepared.
   trace = profiling.StepTrace(workdir, profile_steps)
   workdir_lib.prepare(workdir, config)
@@ -225,6 +250,10 @@ def fit(config, workdir: str, *, profile_steps: int = 0):
   state, state_sharding = state_lib.create_train_state(
       model, tx, model_input_shape(config, info), init_rng, mesh,
       ema=config.optim.ema_decay > 0)
+  if jax.process_index() == 0:
+    for path in checkpoint.discard_partial(workdir):
+      print(f"note: removed {path}, the partial checkpoint of a save that did not complete",
+            flush=True)
   ckpt = checkpoint.Checkpointer(
       workdir, max_to_keep=config.max_checkpoints_to_keep, async_save=config.async_checkpointing,
       best_metric=config.best_metric,
@@ -247,7 +276,8 @@ def fit(config, workdir: str, *, profile_steps: int = 0):
   train_fn = make_train_step(config, schedule, mesh, state_sharding, feed)
   evaluate_fn = make_evaluator(model, info, config, mesh, on_device=resident["eval"])
   if jax.process_index() == 0:  # What predict and export read.
-    task.write_run_files(workdir, info, model_input_shape(config, info))
+    with write_failures.into(workdir, "the run's files (label_map.json, input.json)"):
+      task.write_run_files(workdir, info, model_input_shape(config, info))
   micro_batches = config.optim.accumulate_steps  # Per update (step); 1 without accumulation.
   if feed is not None:  # Only the rows' indices travel; the step gathers them.
     batches = _host_batches(data.train_indices, config, config.batch_size, seed=config.seed,
@@ -332,16 +362,21 @@ def fit(config, workdir: str, *, profile_steps: int = 0):
                       f"step {ckpt.latest_step()}: run the same command to resume from it"
                       ) from None
   finally:
+    failing = sys.exc_info()[0] is not None
+    if failing:
+      ckpt.release()  # An asynchronous save in flight held back stderr: the error needs it.
     batches.close()
     trace.close(step, state)
-    writer.close()
     stop.close()
-    if jax.process_index() == 0 and step > start_step:
-      workdir_lib.record_session(workdir, {
-          "start_step": start_step, "end_step": step,
-          "seconds": round(time.perf_counter() - t_start, 1), "devices": int(mesh.devices.size),
-          "platform": jax.devices()[0].platform, "processes": jax.process_count(),
-          "num_params": int(num_params)})
+    # After a failure the closing writes may fail too: the first failure is the one reported.
+    with contextlib.suppress(write_failures.WriteFailed) if failing else contextlib.nullcontext():
+      writer.close()
+      if jax.process_index() == 0 and step > start_step:
+        workdir_lib.record_session(workdir, {
+            "start_step": start_step, "end_step": step,
+            "seconds": round(time.perf_counter() - t_start, 1),
+            "devices": int(mesh.devices.size), "platform": jax.devices()[0].platform,
+            "processes": jax.process_count(), "num_params": int(num_params)})
   if start_step >= config.num_train_steps:  # Already trained that far: report where it is.
     results, counted = _evaluate_state(evaluate_fn, state, config)
     for split, (split_metrics, _) in results.items():
@@ -388,6 +423,14 @@ def evaluate(config, workdir: str) -> dict:
   step; the weights are the averaged ones when optim.ema_eval and EMA is on.
   """
   validate_config(config)
+  try:
+    return _evaluate(config, workdir)
+  except write_failures.WriteFailed as e:
+    raise e.with_then("the checkpoints are untouched: run the same command again once that is "
+                      "fixed") from e
+
+
+def _evaluate(config, workdir: str) -> dict:
   use_ema = optim.evaluates_ema(config.optim)
   mesh, info, model, step, variables = restore(config, workdir, ema=use_ema)
   results, predictions = make_evaluator(model, info, config, mesh)(variables)
@@ -397,7 +440,9 @@ def evaluate(config, workdir: str) -> dict:
   path = write_eval_results(workdir, step, results, predictions, info, results["weights"],
                             task)
   if jax.process_index() == 0:
-    for picture in task.write_pictures(workdir, results, predictions):
+    with write_failures.into(workdir, "the eval pictures"):
+      pictures = task.write_pictures(workdir, results, predictions)
+    for picture in pictures:
       print(f"wrote {picture}", flush=True)
   if jax.process_index() == 0:
     which = (f" (best by {config.best_metric})" if config.eval_checkpoint_step == "best" else "")

@@ -19,7 +19,7 @@ import os
 import jax
 import ml_collections
 
-from dcrn_jax import upgrades
+from dcrn_jax import upgrades, write_failures
 from dcrn_jax.errors import UserError
 
 CONFIG_FILE = "config.json"
@@ -40,21 +40,34 @@ def _pick(config: dict, dotted: str):
   return {head: _pick(config[head], rest) if rest else config[head]}
 
 
+def _writing(path: str):
+  """A failed write of PATH (no space, read-only, ...) is a WriteFailed naming it."""
+  return write_failures.into(os.path.dirname(path), os.path.basename(path))
+
+
+def _replace_whole(path: str, write) -> None:
+  """write(f) into PATH.tmp, then the rename: a kill never leaves half a file, and a failed
+  write leaves the old file (the partial one is removed)."""
+  tmp = path + ".tmp"
+  with _writing(path):
+    try:
+      with open(tmp, "w", encoding="utf-8") as f:
+        write(f)
+      os.replace(tmp, path)
+    except OSError:
+      if os.path.exists(tmp):
+        os.remove(tmp)
+      raise
+
+
 def write_json(path: str, obj, **kwargs) -> None:
   """Writes obj as JSON whole, then renames: a kill never leaves half a file."""
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(obj, f, **kwargs)
-  os.replace(tmp, path)
+  _replace_whole(path, lambda f: json.dump(obj, f, **kwargs))
 
 
 def write_jsonl(path: str, records) -> None:
   """Writes one JSON object per line, whole, then renames (like write_json)."""
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    for record in records:
-      f.write(json.dumps(record) + "\n")
-  os.replace(tmp, path)
+  _replace_whole(path, lambda f: f.writelines(json.dumps(r) + "\n" for r in records))
 
 
 def read_jsonl(path: str) -> list[dict]:
@@ -71,7 +84,8 @@ def read_jsonl(path: str) -> list[dict]:
 
 def record_session(workdir: str, record: dict) -> None:
   """Appends one training session's facts (steps, seconds, devices) to WORKDIR/sessions.jsonl."""
-  with open(os.path.join(workdir, SESSIONS_FILE), "a", encoding="utf-8") as f:
+  path = os.path.join(workdir, SESSIONS_FILE)
+  with _writing(path), open(path, "a", encoding="utf-8") as f:
     f.write(json.dumps(record) + "\n")
 
 
@@ -138,13 +152,9 @@ def prepare(workdir: str, config) -> None:
   check_same_run(workdir, config)
   path = os.path.join(workdir, CONFIG_FILE)
   current = upgrades.stamp(json.loads(config.to_json_best_effort()))
-  try:
-    os.makedirs(workdir, exist_ok=True)
-    if jax.process_index() == 0:
-      write_json(path, current, indent=2, sort_keys=True)
-  except OSError as e:
-    raise UserError(f"cannot write to workdir {workdir!r} ({e.strerror}); "
-                    "choose a writable --workdir") from e
+  write_failures.create_workdir(workdir)
+  if jax.process_index() == 0:
+    write_json(path, current, indent=2, sort_keys=True)
 
 
 def _read_json(workdir: str, name: str, what: str):

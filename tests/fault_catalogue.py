@@ -5,6 +5,7 @@ A fault is (name, extra flags, text the `error:` line must contain, setup), wher
 prepares the workdir first (or is None) and may return replacement flags.
 """
 
+import atexit
 import json
 import os
 import pathlib
@@ -123,6 +124,43 @@ def _file_in_the_way(workdir):
   pathlib.Path(workdir).write_text("a file where the workdir should be")
 
 
+def _tmpfs(folder: str, size: str) -> bool:
+  """Mounts a tmpfs of `size` at folder, unmounted when this process exits; False where mounting
+  is refused (not root)."""
+  os.makedirs(folder, exist_ok=True)
+  r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", folder],
+                     capture_output=True, check=False)
+  if r.returncode == 0:
+    atexit.register(subprocess.run, ["umount", "-l", folder], check=False)
+  return r.returncode == 0
+
+
+def _disk_full_after_step_2(workdir):
+  """Trained to step 2 on a small tmpfs, then filled to 48 KiB free: the checkpoint of step 4
+  cannot be written. Without a mount (not root): its checkpoints folder made unwritable."""
+  disk = workdir + "_disk"
+  real = _tmpfs(disk, "6m")
+  run = os.path.join(disk, "run")
+  r = run_main(run, *TINY, "--config.num_train_steps=2")
+  assert r.returncode == 0, r.stderr[-2000:]
+  if real:
+    stat = os.statvfs(disk)
+    with open(os.path.join(disk, "filler"), "wb") as f:
+      f.write(b"\0" * (stat.f_bavail * stat.f_frsize - 48 * 1024))
+  else:
+    os.chmod(os.path.join(run, "checkpoints"), 0o555)
+  return [f"--workdir={run}"]
+
+
+def _read_only_workdir(workdir):
+  """A workdir on a read-only filesystem (a tmpfs remounted read-only); without a mount (not
+  root): a folder without write permission."""
+  if _tmpfs(workdir, "1m"):
+    subprocess.run(["mount", "-o", "remount,ro", workdir], check=True)
+  else:
+    os.chmod(workdir, 0o555)
+
+
 FAULTS = [
     ("misspelled config key", ["--config.batch_sizee=8"], "did you mean 'batch_size'", None),
     ("wrong type", ["--config.batch_size=eight"], "batch_size", None),
@@ -153,7 +191,11 @@ FAULTS = [
      "data.jpeg_quality is 0; use 1-100", None),
     ("corrupt Fashion-MNIST idx files", ["--config.data.name=fashion_mnist",
                                          "--config.model.name=cnn"], "idx", _broken_idx_files),
-    ("workdir not writable", [], "workdir", _file_in_the_way),
+    ("workdir not writable", [], "cannot create the workdir", _file_in_the_way),
+    ("read-only workdir", [], "cannot write the lock file train.lock in the workdir",
+     _read_only_workdir),
+    ("full disk at a checkpoint save", [], "cannot write the checkpoint of step 4",
+     _disk_full_after_step_2),
     ("eval on empty workdir", ["--mode=eval"], "no checkpoints in", None),
     ("eval of a missing step", ["--mode=eval", "--config.eval_checkpoint_step=3"],
      "no checkpoint for step 3", _trained),

@@ -27,8 +27,8 @@ def require_av():
     import av  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     raise UserError("video and image files (data.name='video_folder', predict) are decoded with "
-                    "PyAV, which is not installed: pip install 'dcrn_jax[video]' (or pip "
-                    "install av).") from e
+                    "PyAV, a dependency of dcrn_jax that is missing from this environment: "
+                    "pip install av (or reinstall dcrn_jax: pip install -e .)") from e
   return av
 
 

@@ -25,6 +25,7 @@ flags.DEFINE_bool("verbose", False, "Show library logs and warnings, and the tra
 
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's parsing, with a bad or missing flag reported as one `error:` line (exit 2)."""
+  cli.exit_on_help(argv, reads_config=False)
   try:
     rest = FLAGS(argv)
   except flags.Error as e:
