@@ -1,4 +1,4 @@
-"""Video and image files -> the model inputs evaluation would give them (numpy and PyAV only).
+"""Video and image files -> the pixels evaluation would score (numpy and PyAV only).
 
 What predict (dcrn_jax/predict/) reads. Each file becomes the rows evaluation scores:
 
@@ -10,8 +10,9 @@ What predict (dcrn_jax/predict/) reads. Each file becomes the rows evaluation sc
                          model's larger input side, then the centre crop of the model's (H, W).
                          An image already of that size (as a dataset's images are) is untouched.
 
-then `preprocess.to_model_input`. Frames and images are read as grey (1 channel) or RGB (3), as
-the model takes. A file that cannot be used raises `Unreadable` saying why; predict skips it.
+as uint8 pixels, which predict scales on the device as evaluation does
+(dcrn_jax/input_scaling.py, inside the jitted step). Frames and images are read as grey
+(1 channel) or RGB (3), as the model takes. A file that cannot be used raises `Unreadable` saying why; predict skips it.
 """
 
 import dataclasses
@@ -19,7 +20,6 @@ import os
 
 import numpy as np
 
-from dcrn_jax.data import preprocess
 from dcrn_jax.media import clips, video_files
 from dcrn_jax.errors import UserError
 
@@ -146,7 +146,8 @@ def read_video(path: str, spec: FileSpec) -> tuple[np.ndarray, str]:
 
 
 def read(path: str, spec: FileSpec) -> tuple[np.ndarray, str]:
-  """(float32 (spec.views, *spec.input_shape) model inputs, note) of one file.
+  """(uint8 (spec.views, *spec.input_shape) pixels, note) of one file: the rows evaluation
+  scores, before scaling (`input_scaling.model_input`).
 
   Raises Unreadable for a file that is not a readable video or image, or is of the kind the
   model does not take (a video for an image model, an image for a clip model).
@@ -165,7 +166,7 @@ def read(path: str, spec: FileSpec) -> tuple[np.ndarray, str]:
       pixels, note = read_image(path, *spec.input_shape)[None], ""
     except OSError as e:
       raise Unreadable(f"cannot be read ({e.strerror or e})") from None
-  return preprocess.to_model_input(pixels, spec.data_config), note
+  return pixels, note
 
 
 def write_image(path: str, pixels: np.ndarray) -> None:
