@@ -38,12 +38,10 @@ class FileSpec:
   Attributes:
     input_shape: one model input, (T, H, W, C) for clip models or (H, W, C) for image models.
     clip: how videos are cut (clip models), else None.
-    data_config: the run's `data` config (normalisation).
   """
 
   input_shape: tuple[int, ...]
   clip: clips.ClipSpec | None
-  data_config: object
 
   @property
   def views(self) -> int:
@@ -68,7 +66,7 @@ def file_spec(data_config, input_shape) -> FileSpec:
                     "give (T, H, W, C) clips or (H, W, C) images with C = 1 (grey) or 3 (RGB). "
                     "Preprocess the inputs yourself and use Predictor.predict_arrays")
   if len(input_shape) == 3:
-    return FileSpec(input_shape, None, data_config)
+    return FileSpec(input_shape, None)
   frames, height, width = input_shape[:3]
   if height != width:
     raise UserError(f"this model takes clips of {height}x{width} frames; clips cut from videos "
@@ -78,7 +76,7 @@ def file_spec(data_config, input_shape) -> FileSpec:
   short = data_config.resize_short if data_config.resize_short >= height else height
   spec = dataclasses.replace(spec, num_frames=frames, size=height, resize_short=short,
                              flip=False)
-  return FileSpec(input_shape, spec, data_config)
+  return FileSpec(input_shape, spec)
 
 
 def kind_of(path: str) -> str | None:
