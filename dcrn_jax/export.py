@@ -15,7 +15,10 @@ A forecasting run exports its forecaster instead (export_forecast.py: input fram
 frames). A classifier's function takes float32 (batch, *input_shape), or (batch, views,
 *input_shape) for a video model scored on several views, and returns float32 (batch, classes):
 the softmax of the model's logits, averaged over views as evaluation averages them
-(dcrn_jax/evaluation.py).
+(dcrn_jax/evaluation.py). Its inputs are model inputs: the caller scales the pixels by the rule
+model.json spells out (`input_scaling.model_input`'s: pixels / 255, then the run's
+normalisation). Training, evaluation, predict and streaming scale on the device instead; the
+export keeps this documented float32 contract so loaders written for earlier exports still work.
 """
 
 import json

@@ -12,8 +12,8 @@ is predict_forecast_cli.py (`python -m dcrn_jax.predict --workdir=W CLIP...`).
 
 Everything a forecast goes through is evaluation's: a clip file's first input_frames frames
 (data/sequence_files.py: arrays as they are, videos and animations resized and centre-cropped
-as evaluation's centre crop) become model inputs by the sources' rule (`preprocess`: pixels /
-255, then data.normalize_mean/std when set), batches of batch_size rows (the last one padded,
+as evaluation's centre crop) become model inputs by the train and eval steps' own function
+(`input_scaling.model_input`: pixels / 255, then data.normalize_mean/std when set), batches of batch_size rows (the last one padded,
 split over every local device) run through forecast_evaluation's jitted `forecast_step`.
 
 Shapes: Tin = data.input_frames, Tout = data.output_frames, (H, W, C) the run's frames.
@@ -28,10 +28,10 @@ import os
 import jax
 import numpy as np
 
-from dcrn_jax import parallel, predict
+from dcrn_jax import input_scaling, parallel, predict
 from dcrn_jax.tasks import forecast_evaluation
 from dcrn_jax.data import files as data_files
-from dcrn_jax.data import preprocess, sequence_files
+from dcrn_jax.data import sequence_files
 from dcrn_jax.errors import UserError
 
 
@@ -54,21 +54,18 @@ class ClipForecast:
 
 
 def model_input(frames: np.ndarray, data_config) -> np.ndarray:
-  """float32 model input of clip frames: uint8 pixels scaled and normalised as the sources do
-  (`preprocess.to_model_input`), float frames in [0, 1] normalised only."""
-  if frames.dtype == np.uint8:
-    return preprocess.to_model_input(frames, data_config)
-  return np.asarray(preprocess.normalize(np.asarray(frames, np.float32), data_config),
-                    np.float32)
+  """float32 model input of clip frames by the steps' own function (`input_scaling.model_input`):
+  uint8 pixels scaled and normalised, float frames in [0, 1] normalised only."""
+  return np.asarray(input_scaling.model_input(frames, *input_scaling.stats(data_config)))
 
 
 def to_pixels(x: np.ndarray, data_config) -> np.ndarray:
   """Model-space frames -> float64 pixels in [0, 1] for pictures: the run's normalisation
   undone (x * std + mean), then clipped to [0, 1]."""
   x = np.asarray(x, np.float64)
-  stats = preprocess.normalization(data_config)
-  if stats is not None:
-    x = x * stats[1] + stats[0]
+  mean, std = input_scaling.stats(data_config)
+  if mean:
+    x = x * np.asarray(std) + np.asarray(mean)
   return np.clip(x, 0.0, 1.0)
 
 

@@ -6,8 +6,9 @@
     s.reset()                            # a new stream
 
 Each frame goes through evaluation's preprocessing (`FramePreprocessor`: resized, aspect kept,
-so its shorter side is the run's resize_short, centre-cropped to the model's S x S, scaled and
-normalised as `preprocess.to_model_input`), then one step of the model with its carried state
+so its shorter side is the run's resize_short, centre-cropped to the model's S x S; uint8 pixels
+then scaled and normalised inside the jitted step by `input_scaling.model_input`, the function
+of the train and eval steps), then one step of the model with its carried state
 (`models/streaming.py`: after frames 1..t the logits equal the model's on the clip of those t
 frames).
 
@@ -30,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dcrn_jax.data import preprocess
+from dcrn_jax import input_scaling
 from dcrn_jax.media import clips, video_files
 from dcrn_jax.errors import UserError
 from dcrn_jax.models import streaming
@@ -40,7 +41,8 @@ WINDOWS = ("grow", "reset", "staggered")
 
 @dataclasses.dataclass(frozen=True)
 class FramePreprocessor:
-  """A decoded frame of any size -> float32 (S, S, C) model input, as evaluation makes frames.
+  """A decoded frame of any size -> uint8 (S, S, C) pixels, cut as evaluation cuts frames
+  (`FrameStream` scales them on the device).
 
   Attributes:
     size: S, the model's frame side.
@@ -71,7 +73,7 @@ class FramePreprocessor:
     out = picture.to_ndarray(format=video_files.pixel_format(self.channels), width=rw, height=rh)
     top, left = clips.eval_crop(rh, rw, self.size, 0, 1)
     out = out.reshape(rh, rw, self.channels)[top:top + self.size, left:left + self.size]
-    return preprocess.to_model_input(out, self.data_config)
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,7 +125,12 @@ class FrameStream:
     step = streaming.make_step(model)
     frame_shape = (preprocessor.size, preprocessor.size, preprocessor.channels)
     self._zeros = streaming.initial_carry(model, variables, len(self.starts), frame_shape)
-    self._step = jax.jit(lambda v, carry, frame, fresh: step(v, _restart(carry, fresh), frame))
+    mean, std = input_scaling.stats(preprocessor.data_config)
+
+    def scaled_step(v, carry, pixels, fresh):
+      frame = input_scaling.model_input(pixels, mean, std)
+      return step(v, _restart(carry, fresh), frame)
+    self._step = jax.jit(scaled_step)
     self.reset()
 
   def reset(self) -> None:

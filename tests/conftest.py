@@ -1,6 +1,5 @@
 """Shared fixtures."""
 
-import contextlib
 import os
 
 import pytest
@@ -46,28 +45,12 @@ def highest_precision(request):
 
 @pytest.fixture
 def mock_tfds(tmp_path):
-  """A context manager: inside it, `tfds` serves `num` random examples per split of `name`.
+  """A context manager: inside it, `tfds` serves `num` random examples per split of `name`
+  (tests/tfds_mock.py; nothing is downloaded)."""
+  import tfds_mock  # pylint: disable=g-import-not-at-top
 
-  `tfds.testing.mock_data` takes split sizes from the dataset's metadata files, which the tfds
-  package does not ship for most datasets, so they are written here first. Nothing is
-  downloaded; examples follow the real builder's features.
-  """
-
-  @contextlib.contextmanager
   def mock(name: str, num: int, splits=("train", "test")):
-    from dcrn_jax.data.tf_import import tfds  # pylint: disable=g-import-not-at-top
-    meta_dir = tmp_path / f"{name}_metadata"
-    builder = tfds.builder(name, data_dir=str(meta_dir))
-    template = tfds.core.ShardedFileTemplate(data_dir=builder.data_path, dataset_name=name,
-                                             filetype_suffix="tfrecord")
-    builder.info.set_splits(tfds.core.SplitDict([
-        tfds.core.SplitInfo(name=split, shard_lengths=[num], num_bytes=0,
-                            filename_template=template.replace(split=split))
-        for split in splits]))
-    builder.data_path.mkdir(parents=True)
-    builder.info.write_to_directory(builder.data_path)
-    with tfds.testing.mock_data(num_examples=num, data_dir=str(meta_dir)):
-      yield
+    return tfds_mock.mock(name, num, tmp_path / f"{name}_metadata", splits)
 
   return mock
 

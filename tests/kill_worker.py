@@ -13,10 +13,13 @@ a user error and code 130 after a Ctrl-C.
 The config is tiny_config() below: moving_digits through the real tf.data path, with dropout.
 FEATURES=accumulate_ema: a CNN with batch norm and dropout on in-memory synthetic images instead,
 2 micro-batches per update (optim.accumulate_steps) and a moving average of the weights
-(optim.ema_decay), 18 steps. With a VIDEO_DIR (an existing folder), video_config(): that
+(optim.ema_decay), 18 steps. FEATURES=cifar10_augment: configs/cifar10_cnn.py, smaller, on
+TFDS cifar10 mock data (tests/tfds_mock.py, 64 examples per split) resident on the device
+(data.on_device=True) with the device's random crop and flip, 24 steps. With a VIDEO_DIR (an existing folder), video_config(): that
 folder's videos read from their prepared video shards.
 """
 
+import contextlib
 import os
 import pathlib
 import signal
@@ -28,11 +31,13 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import orbax.checkpoint._src.path.atomicity as atomicity  # pylint: disable=g-import-not-at-top
 
-from configs import video_gru  # pylint: disable=g-import-not-at-top
+from configs import cifar10_cnn, video_gru  # pylint: disable=g-import-not-at-top
 from dcrn_jax import checkpoint, cli, data, train  # pylint: disable=g-import-not-at-top
 
 
 def tiny_config(data_dir, features=""):
+  if features == "cifar10_augment":
+    return cifar10_augment_config(data_dir)
   c = video_gru.get_config()
   c.data.data_dir = data_dir
   c.data.num_frames, c.data.image_size = 4, 32
@@ -53,6 +58,34 @@ def tiny_config(data_dir, features=""):
   elif features:
     raise SystemExit(f"unknown features {features}")
   return c
+
+
+CIFAR10_MOCK_EXAMPLES = 64
+
+
+def cifar10_augment_config(data_dir):
+  """configs/cifar10_cnn.py made small, on the device, with crop and flip (batch norm and
+  dropout kept): 4 batches an epoch, so 24 steps reshuffle 6 times."""
+  c = cifar10_cnn.get_config()
+  c.data.data_dir = data_dir
+  c.data.on_device = True
+  c.data.augment_crop_padding, c.data.augment_flip = 4, True
+  c.model.conv_features, c.model.convs_per_block, c.model.embed_dim = (8, 16), 1, 32
+  c.batch_size, c.eval_batch_size = 16, 32
+  c.num_train_steps, c.log_every_steps = 24, 1
+  c.eval_every_steps, c.checkpoint_every_steps = 0, 6
+  c.optim.warmup_steps = 4
+  c.progress_bar = False
+  return c
+
+
+def mocked_data(data_dir, features):
+  """The TFDS mock a FEATURES setting trains on (a context manager; none for the others)."""
+  if features != "cifar10_augment":
+    return contextlib.nullcontext()
+  import tfds_mock  # pylint: disable=g-import-not-at-top
+  return tfds_mock.mock("cifar10", CIFAR10_MOCK_EXAMPLES,
+                        os.path.join(data_dir, "cifar10_metadata"))
 
 
 def video_config(data_dir, video_dir):
@@ -157,6 +190,6 @@ if __name__ == "__main__":
   config = (video_config(data_dir, extra) if os.path.isdir(extra) else
             tiny_config(data_dir, extra))
   arm(mode, int(sys.argv[4]) if len(sys.argv) > 4 else 0, config.optim.accumulate_steps)
-  with cli.user_errors(verbose=False):
+  with cli.user_errors(verbose=False), mocked_data(data_dir, extra):
     train.train_and_evaluate(config, workdir)
   print("finished", flush=True)

@@ -170,6 +170,12 @@ def test_predict_arrays_averages_views_and_checks_shapes(video_predictor):
   p.predict_arrays(x[:1, :1])
   p.predict([video, os.path.join(p.config.data.video_dir, "test")])
   assert p._log_probs_fn._cache_size() == 1  # pylint: disable=protected-access
+  # uint8 pixels are scaled inside the jitted step; floats are taken as model inputs.
+  pixels = p.pixels(video)
+  assert pixels.dtype == np.uint8 and pixels.shape == (6, 4, 16, 16, 3)
+  np.testing.assert_allclose(p.predict_arrays(pixels[None]).probabilities,
+                             p.predict_arrays(p.preprocess(video)[None]).probabilities,
+                             atol=1e-6, rtol=0)
 
 
 # ------------------------------------------------------------------ the command and bad input

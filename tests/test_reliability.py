@@ -116,6 +116,39 @@ def test_accumulation_and_ema_resume_bitwise_after_sigkill(data_dir, tmp_path):
                                                 if r["split"] == "train"]
 
 
+def _restored_variables(workdir):
+  """(step, numpy variables) of the latest checkpoint of a run, read as predict reads it (no
+  dataset needed: the input shape comes from WORKDIR/input.json)."""
+  from dcrn_jax import predict  # pylint: disable=g-import-not-at-top
+  config = predict.read_run_config(str(workdir))
+  _, _, step, variables = predict.restore_model(str(workdir), config, num_classes=10)
+  return step, jax.tree.map(np.asarray, variables)
+
+
+@pytest.mark.slow  # Three training processes on CIFAR-10 mock data (~1-2 min on 2 busy cores).
+def test_augmented_on_device_run_resumes_bitwise_after_sigkill(tmp_path):
+  """configs/cifar10_cnn.py (small) on the device with its crop and flip drawn there from the
+  step's key: killed at step 15, resumed from 12, it ends as the uninterrupted run does."""
+  features, data_dir = "cifar10_augment", str(tmp_path / "tfds")
+  cache = str(tmp_path / "jax_cache")
+  reference = tmp_path / "reference"
+  r = worker(reference, data_dir, features=features, compilation_cache=cache)
+  assert r.returncode == 0 and "finished" in r.stdout, r.stderr[-3000:]
+  assert "streams from the host" not in r.stdout  # on_device=True: resident, or an error.
+  killed = worker(tmp_path / "run", data_dir, "step", 15, features, cache)
+  assert killed.returncode == -9, killed.stderr[-3000:]
+  assert 12 < last_logged_step(tmp_path / "run") < 18  # The feeding thread draws ahead.
+  resumed = worker(tmp_path / "run", data_dir, features=features, compilation_cache=cache)
+  assert resumed.returncode == 0 and "resuming from step 12" in resumed.stdout, resumed.stderr
+  step, variables = _restored_variables(tmp_path / "run")
+  ref_step, ref_variables = _restored_variables(reference)
+  assert step == ref_step == 24
+  jax.tree.map(np.testing.assert_array_equal, variables, ref_variables)  # Params, batch stats.
+  losses = [[r["loss"] for r in map(json.loads, (w / "metrics.jsonl").read_text().splitlines())
+             if r["split"] == "train"] for w in (tmp_path / "run", reference)]
+  assert len(losses[0]) == 24 and losses[0] == losses[1]
+
+
 @pytest.mark.slow  # Long end-to-end run, left out of the default suite (-m slow runs it).
 def test_ctrl_c_saves_at_the_interrupt_step_and_the_same_command_resumes_bitwise(
     data_dir, reference, tmp_path):

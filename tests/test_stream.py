@@ -71,12 +71,15 @@ def _frame_stream(window, states=2):
   from configs import default  # pylint: disable=g-import-not-at-top
   from dcrn_jax import stream as stream_lib  # pylint: disable=g-import-not-at-top
   model, variables, _ = _build("cnn_gru")
-  pre = stream_lib.FramePreprocessor(size=H, resize_short=H, channels=C,
-                                     data_config=default.get_config().data)
+  data = default.get_config().data
+  data.normalize_mean, data.normalize_std = (0.4,), (0.2,)  # The stream normalises too.
+  pre = stream_lib.FramePreprocessor(size=H, resize_short=H, channels=C, data_config=data)
   s = stream_lib.FrameStream(model, variables, preprocessor=pre, class_names="abcd",
                              clip_frames=T, window=window, states=states)
   frames = np.random.default_rng(0).integers(0, 256, (2 * T + 3, H, H, C), dtype=np.uint8)
-  inputs = np.stack([pre(f) for f in frames])
+  pixels = np.stack([pre(f) for f in frames])
+  assert pixels.dtype == np.uint8  # Scaled on the device, inside the stream's jitted step.
+  inputs = (pixels.astype(np.float32) / np.float32(255) - np.float32(0.4)) / np.float32(0.2)
   return model, variables, s, frames, inputs
 
 
@@ -120,15 +123,14 @@ def test_window_policies_answer_from_the_clips_their_definitions_name(window, st
 def test_frames_of_any_size_are_resized_and_centre_cropped_as_evaluation_does():
   from configs import default  # pylint: disable=g-import-not-at-top
   from dcrn_jax import stream as stream_lib  # pylint: disable=g-import-not-at-top
-  from dcrn_jax.data import preprocess  # pylint: disable=g-import-not-at-top
   data = default.get_config().data
   pre = stream_lib.FramePreprocessor(size=4, resize_short=4, channels=3, data_config=data)
   frame = np.zeros((4, 8, 3), np.uint8)
   frame[:, 2:6] = 200  # The centre 4 columns survive the crop.
-  np.testing.assert_allclose(pre(frame), preprocess.to_model_input(frame[:, 2:6], data))
+  np.testing.assert_array_equal(pre(frame), frame[:, 2:6])  # Pixels: scaled on the device.
   wide = np.repeat(np.repeat(frame, 3, 0), 3, 1)  # 12 x 24: resized to 4 x 8 first.
   assert pre(wide).shape == (4, 4, 3)
-  assert abs(float(pre(wide).mean()) - float(pre(frame).mean())) < 0.05
+  assert abs(float(pre(wide).mean()) - float(pre(frame).mean())) < 0.05 * 255
   with pytest.raises(UserError, match="push decoded frames"):
     pre(np.zeros((4, 4, 2), np.uint8))
 

@@ -20,10 +20,11 @@ Every source yields numpy batches of its native pixels, channels-last:
 Unlabelled sources (the *_seq sequences, TFDS moving_mnist) give no 'label'; they serve
 config.task='forecast', which reads any clip source and ignores labels. Training and
 evaluation ask for the pixels (`scaled=False`) and scale them on the device
-(dcrn_jax/input_scaling.py); by default `train_batches` and `eval_batches` hand out model
-inputs, float32 in [0, 1] or normalised by data.normalize_mean/std (`preprocess.py`, the same
-arithmetic in numpy, which predict shares; `files.py` turns video and image files into the
-inputs evaluation would give them). How the examples are divided among processes, for every
+(dcrn_jax/input_scaling.py, which predict and streaming use too); by default `train_batches`
+and `eval_batches` hand out model inputs, float32 in [0, 1] or normalised by
+data.normalize_mean/std (`preprocess.py`, the same arithmetic in numpy, for tools that look at
+batches on the host; `files.py` turns video and image files into the pixels evaluation would
+score). How the examples are divided among processes, for every
 source: `common.process_share`.
 """
 

@@ -1,4 +1,4 @@
-"""Video and image files -> the model inputs evaluation would give them (numpy and PyAV only).
+"""Video and image files -> the pixels evaluation would score (numpy and PyAV only).
 
 What predict (dcrn_jax/predict/) reads. Each file becomes the rows evaluation scores:
 
@@ -10,8 +10,9 @@ What predict (dcrn_jax/predict/) reads. Each file becomes the rows evaluation sc
                          model's larger input side, then the centre crop of the model's (H, W).
                          An image already of that size (as a dataset's images are) is untouched.
 
-then `preprocess.to_model_input`. Frames and images are read as grey (1 channel) or RGB (3), as
-the model takes. A file that cannot be used raises `Unreadable` saying why; predict skips it.
+as uint8 pixels, which predict scales on the device as evaluation does
+(dcrn_jax/input_scaling.py, inside the jitted step). Frames and images are read as grey
+(1 channel) or RGB (3), as the model takes. A file that cannot be used raises `Unreadable` saying why; predict skips it.
 """
 
 import dataclasses
@@ -19,7 +20,6 @@ import os
 
 import numpy as np
 
-from dcrn_jax.data import preprocess
 from dcrn_jax.media import clips, video_files
 from dcrn_jax.errors import UserError
 
@@ -38,12 +38,10 @@ class FileSpec:
   Attributes:
     input_shape: one model input, (T, H, W, C) for clip models or (H, W, C) for image models.
     clip: how videos are cut (clip models), else None.
-    data_config: the run's `data` config (normalisation).
   """
 
   input_shape: tuple[int, ...]
   clip: clips.ClipSpec | None
-  data_config: object
 
   @property
   def views(self) -> int:
@@ -68,7 +66,7 @@ def file_spec(data_config, input_shape) -> FileSpec:
                     "give (T, H, W, C) clips or (H, W, C) images with C = 1 (grey) or 3 (RGB). "
                     "Preprocess the inputs yourself and use Predictor.predict_arrays")
   if len(input_shape) == 3:
-    return FileSpec(input_shape, None, data_config)
+    return FileSpec(input_shape, None)
   frames, height, width = input_shape[:3]
   if height != width:
     raise UserError(f"this model takes clips of {height}x{width} frames; clips cut from videos "
@@ -78,7 +76,7 @@ def file_spec(data_config, input_shape) -> FileSpec:
   short = data_config.resize_short if data_config.resize_short >= height else height
   spec = dataclasses.replace(spec, num_frames=frames, size=height, resize_short=short,
                              flip=False)
-  return FileSpec(input_shape, spec, data_config)
+  return FileSpec(input_shape, spec)
 
 
 def kind_of(path: str) -> str | None:
@@ -146,7 +144,8 @@ def read_video(path: str, spec: FileSpec) -> tuple[np.ndarray, str]:
 
 
 def read(path: str, spec: FileSpec) -> tuple[np.ndarray, str]:
-  """(float32 (spec.views, *spec.input_shape) model inputs, note) of one file.
+  """(uint8 (spec.views, *spec.input_shape) pixels, note) of one file: the rows evaluation
+  scores, before scaling (`input_scaling.model_input`).
 
   Raises Unreadable for a file that is not a readable video or image, or is of the kind the
   model does not take (a video for an image model, an image for a clip model).
@@ -165,7 +164,7 @@ def read(path: str, spec: FileSpec) -> tuple[np.ndarray, str]:
       pixels, note = read_image(path, *spec.input_shape)[None], ""
     except OSError as e:
       raise Unreadable(f"cannot be read ({e.strerror or e})") from None
-  return preprocess.to_model_input(pixels, spec.data_config), note
+  return pixels, note
 
 
 def write_image(path: str, pixels: np.ndarray) -> None:

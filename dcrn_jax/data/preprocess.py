@@ -1,11 +1,12 @@
-"""Pixels -> model input in numpy, for tools that read batches or files on the host.
+"""Pixels -> model input in numpy, for batches read on the host: `data.train_batches` and
+`data.eval_batches` with scaled=True (their default, for tools and tests that look at batches).
 
     uint8 pixels  ->  float32 in [0, 1]  ->  (x - data.normalize_mean) / data.normalize_std
 
-Training and evaluation scale on the device with dcrn_jax/input_scaling.py, the same
-arithmetic in float32 (a division by 255, then the per-channel normalisation); this is its
-numpy form, for `data.train_batches(scaled=True)`, predict's files (dcrn_jax/predict/) and the
-report.
+Everything that feeds a model -- the train and eval steps, predict, streaming, the report --
+scales on the device with dcrn_jax/input_scaling.py instead; this numpy form of its arithmetic
+stays only because the data room never touches jax arrays (tests/test_feed.py checks that the
+two agree).
 """
 
 import numpy as np

@@ -5,7 +5,7 @@ lossless FFV1) or .png (images), so that predict can be tried on files whose cla
 
     python -m dcrn_jax.predict --workdir=DIR FOLDER
 
-The pixels are those evaluation reads (normalisation undone), so predictions on these files
+The pixels are those evaluation reads (the source's uint8, before any scaling), so predictions on these files
 equal evaluation's on the same examples. For datasets of stored clips and images; a
 video_folder run's eval videos are files already.
 """
@@ -20,14 +20,6 @@ from dcrn_jax import cli
 from dcrn_jax.errors import UserError
 
 FLAGS = flags.FLAGS
-
-
-def to_pixels(inputs: np.ndarray, data_config) -> np.ndarray:
-  """float32 model inputs -> the uint8 pixels they were made from (preprocess, inverted)."""
-  from dcrn_jax.data import preprocess  # pylint: disable=g-import-not-at-top
-  stats = preprocess.normalization(data_config)
-  x = inputs if stats is None else inputs * stats[1] + stats[0]
-  return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
 
 
 def folder_name(class_name: str) -> str:
@@ -53,14 +45,15 @@ def write_examples(workdir: str, out: str, num: int) -> list[str]:
     raise UserError(f"{d.name} is not a dataset of stored clips or images; write its videos "
                     "yourself")
   written = []
-  for batch in data.eval_batches(d, local_batch_size=min(num, 64)):
+  for batch in data.eval_batches(d, local_batch_size=min(num, 64), scaled=False):
     for x, label, mask, example_id in zip(batch["inputs"], batch["label"], batch["mask"],
                                           batch["example_id"]):
       if mask == 0 or len(written) >= num:
         continue
       folder = os.path.join(out, folder_name(class_names[int(label)]))
       os.makedirs(folder, exist_ok=True)
-      pixels = to_pixels(x, d)
+      pixels = (np.asarray(x, np.uint8) if np.issubdtype(x.dtype, np.integer) else
+                np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8))  # Float in [0, 1].
       if pixels.ndim == 4:
         path = os.path.join(folder, f"{int(example_id):05d}.mkv")
         video_files.write_video(path, pixels)

@@ -11,10 +11,13 @@ flags and output are in predict_cli.py (started by predict/__main__.py).
 
 Everything a prediction goes through is evaluation's: files become the rows evaluation would
 score (dcrn_jax/data/files.py: a video's num_test_clips x num_test_crops views, an image resized
-and cropped, the same normalisation), the rows run through evaluation's jitted step
-(`evaluation.make_log_probs_fn`: batches split over every local device, padded to one shape so
-the step compiles once), and a file's views are averaged by evaluation's rule
-(`evaluation.average_views`). Only the model's variables are restored, never optimizer state.
+and cropped), as uint8 pixels; the rows run through evaluation's jitted step with evaluation's
+front (`feeding.fed_eval` around `evaluation.make_log_probs_fn`: the pixels scaled and
+normalised inside the jit by dcrn_jax/input_scaling.py, the one function of train, eval and
+predict; batches split over every local device, padded to one shape so the step compiles once),
+and a file's views are averaged by evaluation's rule (`evaluation.average_views`). Arrays of
+model inputs (float) skip the front. Only the model's variables are restored, never optimizer
+state.
 
 A forecasting run (task='forecast') is served by predict_forecast.py: `Predictor.from_workdir`
 gives its `ForecastPredictor` (predicted frames from clip files or arrays), and the command
@@ -30,7 +33,8 @@ import os
 import jax
 import numpy as np
 
-from dcrn_jax import checkpoint, evaluation, optim, parallel, state as state_lib
+from dcrn_jax import checkpoint, evaluation, feeding, input_scaling, optim, parallel
+from dcrn_jax import state as state_lib
 from dcrn_jax import tasks, workdir as workdir_lib
 from dcrn_jax.data import files as data_files
 from dcrn_jax.errors import UserError
@@ -188,7 +192,10 @@ class Predictor:
     self.mesh = parallel.create_mesh()
     self.variables = jax.device_put(variables, parallel.replicated(self.mesh))
     self.batch_size = rows_per_step(batch_size, config, self.mesh)
+    # Model inputs (float) go straight in; pixels (uint8) through evaluation's front, which
+    # scales them inside the jit as the train and eval steps do.
     self._log_probs_fn = evaluation.make_log_probs_fn(model, self.mesh)
+    self._pixels_fn = feeding.fed_eval(self._log_probs_fn, self.mesh, config.data, quiet=True)
     self._file_spec = None
 
   @classmethod
@@ -230,12 +237,18 @@ class Predictor:
     """Model inputs per file: a video's eval views, 1 for an image."""
     return self.file_spec.views
 
-  def preprocess(self, path: str) -> np.ndarray:
-    """float32 (views, *input_shape): the model inputs of one file, as evaluation makes them."""
+  def pixels(self, path: str) -> np.ndarray:
+    """uint8 (views, *input_shape): the rows evaluation would score for one file, unscaled."""
     try:
       return data_files.read(path, self.file_spec)[0]
     except data_files.Unreadable as e:
       raise UserError(f"{path}: {e}") from None
+
+  def preprocess(self, path: str) -> np.ndarray:
+    """float32 (views, *input_shape): the model inputs of one file, as evaluation makes them
+    (`pixels`, scaled and normalised by `input_scaling.model_input`)."""
+    return np.asarray(input_scaling.model_input(self.pixels(path),
+                                                *input_scaling.stats(self.config.data)))
 
   def stream(self, *, window: str = "grow", states: int = 2):
     """A `stream.FrameStream`: push decoded frames one at a time, class probabilities after
@@ -256,8 +269,9 @@ class Predictor:
   # ------------------------------------------------------------------ rows -> log-probabilities
 
   def _batches(self, pieces: Iterable[tuple[np.ndarray, np.ndarray]]):
-    """(rows float32 (r, *input_shape), ids (r,)) pieces -> (log_probs (b, C), ids (b,)) of the
-    real rows of each batch of batch_size rows (the last one padded and masked)."""
+    """(rows (r, *input_shape), ids (r,)) pieces -> (log_probs (b, C), ids (b,)) of the real
+    rows of each batch of batch_size rows (the last one padded and masked). Rows are uint8
+    pixels or float32 model inputs, one kind per call."""
     buffer, ids, held = [], [], 0
     for rows, row_ids in pieces:
       buffer.append(rows)
@@ -273,23 +287,29 @@ class Predictor:
 
   def _run(self, rows: np.ndarray, ids: np.ndarray):
     n, size = len(rows), self.batch_size
-    batch = {"inputs": np.zeros((size, *self.input_shape), np.float32),
+    pixels = np.issubdtype(rows.dtype, np.integer)
+    batch = {"inputs": np.zeros((size, *self.input_shape), rows.dtype if pixels else np.float32),
              "label": np.zeros(size, np.int32), "mask": np.zeros(size, np.float32),
              "example_id": np.full(size, -1, np.int32)}
     batch["inputs"][:n], batch["mask"][:n], batch["example_id"][:n] = rows, 1.0, ids
-    out = self._log_probs_fn(self.variables, parallel.to_global(batch, self.mesh))
+    fn = self._pixels_fn if pixels else self._log_probs_fn
+    out = fn(self.variables, parallel.to_global(batch, self.mesh))
     return np.asarray(jax.device_get(out["log_probs"]))[:n], ids
 
   # ------------------------------------------------------------------ arrays
 
   def predict_arrays(self, x) -> ArrayPredictions:
-    """Class probabilities of already-preprocessed inputs.
+    """Class probabilities of arrays: model inputs, or pixels scaled as evaluation scales them.
 
     Args:
-      x: float (N, *input_shape), one view per example, or (N, V, *input_shape), V views per
-        example (e.g. `preprocess` of N files), averaged as evaluation averages them.
+      x: (N, *input_shape), one view per example, or (N, V, *input_shape), V views per example,
+        averaged as evaluation averages them; float: model inputs, as they are (e.g.
+        `preprocess` of N files); uint8: pixels (e.g. `pixels` of N files), scaled and
+        normalised inside the jitted step (`input_scaling.model_input`).
     """
-    x = np.asarray(x, np.float32)
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.integer):
+      x = x.astype(np.float32)
     rank = len(self.input_shape)
     if x.ndim == rank + 1 and x.shape[1:] == self.input_shape:
       x = x[:, None]

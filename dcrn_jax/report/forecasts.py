@@ -43,16 +43,17 @@ def quality_table(results: dict) -> str | None:
 
 def test_sequences(config, count: int) -> np.ndarray:
   """The first `count` sequences of the eval split as model inputs, float32 (n, T, H, W, C):
-  as the data room gives them (uint8 pixels are scaled as predict scales them)."""
+  the source's pixels scaled as the steps and predict scale them (`input_scaling`)."""
   from dcrn_jax import data  # pylint: disable=g-import-not-at-top
   from dcrn_jax.predict_forecast import model_input  # pylint: disable=g-import-not-at-top
   kept = []
-  for batch in data.eval_batches(config.data, local_batch_size=config.eval_batch_size):
+  for batch in data.eval_batches(config.data, local_batch_size=config.eval_batch_size,
+                                 scaled=False):
     kept += [x for x, m in zip(batch["inputs"], batch["mask"]) if m > 0]
     if len(kept) >= count:
       break
   x = np.stack(kept[:count])
-  return model_input(x, config.data) if x.dtype == np.uint8 else x.astype(np.float32)
+  return model_input(x, config.data)
 
 
 def _scores(inputs, targets, predictions) -> str:
