@@ -139,6 +139,8 @@ def run(root, source, mode, steps, data_dir, video_dir):
     error = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     if error:
       return None, error[0]
+    if mode == "before":  # A source the base checkout lacks.
+      return None, "failed: " + (r.stderr.strip().splitlines() or ["?"])[-1][:200]
     raise SystemExit(f"{source}/{mode} failed:\n{r.stderr[-3000:]}")
   return windows(r.stdout), ""
 
