@@ -2,7 +2,7 @@
 near-zero model, each source streamed from the host and resident on the device.
 
     python benchmarks/bench_loop.py [--rounds=3] [--steps=240] [--base=DIR] [--sources=...]
-    python benchmarks/bench_loop.py --breakdown [--repeats=30]
+    python benchmarks/bench_loop.py --breakdown [--repeats=30] [--without_configure]
 
 Rows (batch 256 each): `synthetic` and `moving_digits` clips of 10x64x64x1, `fashion_mnist`
 images of 28x28x1, and `video_shards`: clips of 10x64x64x3 cut from videos of generated frames
@@ -191,11 +191,15 @@ def loop(args):
   table(results, modes)
 
 
-def breakdown(repeats: int):
+def breakdown(repeats: int, configure: bool = True):
   """Prints the median (and min) time of each part of the on_device train step: the CLI's step
-  (train.make_train_step with the resident split), and its parts jitted alone."""
+  (train.make_train_step with the resident split), and its parts jitted alone.
+
+  configure=False leaves out what dcrn_jax.main does first (`host.configure()`: freed memory
+  kept in the process, our XLA:CPU options), as a program that imports the layers may."""
   from dcrn_jax import host  # pylint: disable=g-import-not-at-top
-  host.configure()  # As dcrn_jax.main does: freed memory kept, our XLA:CPU options.
+  if configure:
+    host.configure()
   import time  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
@@ -277,9 +281,11 @@ def main():
   parser.add_argument("--data_dir", default="", help="default: a new temporary folder")
   parser.add_argument("--breakdown", action="store_true")
   parser.add_argument("--repeats", type=int, default=30)
+  parser.add_argument("--without_configure", action="store_true",
+                      help="--breakdown without host.configure() (what dcrn_jax.main calls)")
   args = parser.parse_args()
   if args.breakdown:
-    breakdown(args.repeats)
+    breakdown(args.repeats, configure=not args.without_configure)
   else:
     loop(args)
 
