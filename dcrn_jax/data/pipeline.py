@@ -62,6 +62,34 @@ def _close_open_streams():
       pass
 
 
+def _shuffled_epoch(records, buffer_size: int, seed64, e):
+  """(key, records in epoch e's order): the one definition of the training order."""
+  # A Philox hash of (seed, epoch): nearby seeds and epochs get unrelated shuffles.
+  key = tf.random.stateless_uniform([], seed=tf.stack([seed64, e]), minval=None, maxval=None,
+                                    dtype=tf.int64)
+  return key, records.shuffle(buffer_size, seed=key, reshuffle_each_iteration=False)
+
+
+def train_rows(first: int, count: int, *, data_config, local_batch_size: int, seed: int,
+               start_step: int) -> Iterator[dict[str, np.ndarray]]:
+  """Endless {'index': int32 (local_batch_size,)}: the rows first .. first + count - 1 in the
+  order `train_stream` reads the records of those rows, batch for batch.
+
+  The same epochs and shuffles as `train_stream` (a tf.data shuffle's order depends on its
+  seed, buffer and length only, not on what it shuffles), without its per-example seeds and
+  map: one cast per batch, so the stream keeps up with a step that only gathers these rows.
+  """
+  start_epoch, offset = common.epoch_and_offset(start_step, local_batch_size, count)
+  buffer_size = min(data_config.shuffle_buffer, count)
+  seed64 = _seed64(seed)
+  rows = tf.data.Dataset.range(first, first + count)
+  ds = tf.data.Dataset.range(start_epoch, _LAST_EPOCH).flat_map(
+      lambda e: _shuffled_epoch(rows, buffer_size, seed64, e)[1]).skip(offset)
+  ds = ds.batch(local_batch_size, drop_remainder=True).map(
+      lambda r: {"index": tf.cast(r, tf.int32)})
+  return as_numpy_dicts(ds.prefetch(data_config.prefetch_batches).with_options(options()))
+
+
 def train_stream(records, *, num_records: int, process: Callable | None = None, data_config,
                  local_batch_size: int, seed: int, start_step: int,
                  process_batch: Callable | None = None) -> Iterator[dict[str, np.ndarray]]:
@@ -88,10 +116,7 @@ def train_stream(records, *, num_records: int, process: Callable | None = None, 
   seed64 = _seed64(seed)
 
   def epoch(e):
-    # A Philox hash of (seed, epoch): nearby seeds and epochs get unrelated shuffles.
-    key = tf.random.stateless_uniform([], seed=tf.stack([seed64, e]), minval=None, maxval=None,
-                                      dtype=tf.int64)
-    shuffled = records.shuffle(buffer_size, seed=key, reshuffle_each_iteration=False)
+    key, shuffled = _shuffled_epoch(records, buffer_size, seed64, e)
     return shuffled.enumerate().map(lambda i, record: (tf.stack([key, i]), record))
 
   ds = tf.data.Dataset.range(start_epoch, _LAST_EPOCH).flat_map(epoch).skip(offset)

@@ -390,11 +390,8 @@ def split_pixels(data_config, *, train: bool, start: int, stop: int) -> dict[str
 
 def train_indices(data_config, *, local_batch_size: int, seed: int, start_step: int,
                   process_index: int = 0, process_count: int = 1):
-  """{'index': int32 (local_batch_size,)}: the rows `train_batches` yields, batch for batch.
-
-  The same `pipeline.train_stream` over the row numbers instead of the records: a tf.data
-  shuffle's order depends on its seed, buffer and length only, not on what it shuffles.
-  """
+  """{'index': int32 (local_batch_size,)}: the rows `train_batches` yields, batch for batch
+  (`pipeline.train_rows`: the same epochs and shuffles over the row numbers)."""
   common.check_batch_args(local_batch_size=local_batch_size, process_index=process_index,
                           process_count=process_count, start_step=start_step)
   builder, _, _, _ = _open(data_config)
@@ -403,8 +400,5 @@ def train_indices(data_config, *, local_batch_size: int, seed: int, start_step: 
       _split_size(data_config, builder, split), process_index=process_index,
       process_count=process_count, train=True,
       split=f"The train split {split!r} of {data_config.name!r}")
-  rows = tf.data.Dataset.range(share.first, share.first + share.count)
-  return pipeline.train_stream(
-      rows, num_records=share.count,
-      process=lambda row, seed: {"index": tf.cast(row, tf.int32)}, data_config=data_config,
-      local_batch_size=local_batch_size, seed=seed, start_step=start_step)
+  return pipeline.train_rows(share.first, share.count, data_config=data_config,
+                             local_batch_size=local_batch_size, seed=seed, start_step=start_step)
