@@ -104,6 +104,30 @@ def test_stacked_model_predictions_and_all_gradients_equal_the_papers(cell):
                              rtol=1e-4, atol=1e-5)
 
 
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_fused_pytorch_cells_the_benchmark_times_equal_the_paper_forms(name):
+  """bench_forecast.py times PyTorch's cells with one convolution per input; they must be the
+  paper's equations (torch only: both sides float32 PyTorch, 1e-5 absolute)."""
+  make, _, paper_step, table = CELLS[name]
+  fused_step = {"st_lstm": ref.st_lstm_fused, "causal_lstm": ref.causal_lstm_fused}[name]
+  rng = np.random.default_rng(0)
+
+  def random_params(module):  # Shapes only from flax (nothing compiled); values from numpy.
+    shapes = jax.eval_shape(module.init, jax.random.key(0))["params"]
+    return {k: rng.normal(0, 0.3, v.shape).astype(np.float32) for k, v in shapes.items()}
+  params, ghu_params = random_params(make(FEATS, 3, C)), random_params(predrnn.GHUParams(FEATS, 3))
+  paper, fused = ref.paper_weights(params, table), ref.fused_weights(params)
+  ghu_paper, ghu_fused = ref.paper_weights(ghu_params, ref.GHU), ref.fused_weights(ghu_params)
+  with torch.no_grad():
+    a = b = tuple(torch.zeros(B, FEATS, S, S) for _ in range(3))
+    za = zb = torch.zeros(B, FEATS, S, S)
+    for x in rng.normal(size=(3, B, S, S, C)).astype(np.float32):
+      a, b = paper_step(paper, _t(x), *a), fused_step(fused, _t(x), *b)
+      za, zb = ref.ghu(ghu_paper, a[1], za), ref.ghu_fused(ghu_fused, b[1], zb)
+      for got, want in zip(b + (zb,), a + (za,)):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-5)
+
 def test_decoupling_term_is_the_mean_absolute_cosine_per_channel():
   dc = jax.random.normal(jax.random.key(5), (B, S, S, FEATS))
   dm = jax.random.normal(jax.random.key(6), (B, S, S, FEATS))

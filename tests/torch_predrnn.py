@@ -106,9 +106,10 @@ def ghu(w, x, z):
   return s * p + (1 - s) * z
 
 
-def predrnn(cells, head, frames, use_true, cell, highway=None):
+def predrnn(cells, head, frames, use_true, cell, highway=None, highway_step=None):
   """The stacked model over NCHW frames (B, K, C, H, W) with use_true (B, K): zigzag M, and for
-  PredRNN++ the GHU between layers 0 and 1. Returns predictions (B, K, C, H, W)."""
+  PredRNN++ the GHU (`highway_step`, default `ghu`) between layers 0 and 1. Returns predictions
+  (B, K, C, H, W)."""
   b, k, _, hh, ww = frames.shape
   feats = head[0].shape[1]
   zeros = torch.zeros(b, feats, hh, ww)
@@ -123,8 +124,57 @@ def predrnn(cells, head, frames, use_true, cell, highway=None):
       states[i] = (c, h)
       x = h
       if i == 0 and highway is not None:
-        z = ghu(highway, h, z)
+        z = (highway_step or ghu)(highway, h, z)
         x = z
     previous = _conv(x, head[0]) + _b(head[1])
     outs.append(previous)
   return torch.stack(outs, 1)
+
+
+# The fused forms: one convolution per input, as the project's cells (and OpenSTL's) compute them,
+# on weights taken whole from the JAX parameters. They are what benchmarks/bench_forecast.py
+# times in PyTorch (23 separate small convolutions per cell would handicap it); the test checks
+# them against the paper forms above.
+
+def fused_weights(params):
+  """{JAX parameter name: torch tensor (requires_grad)} of one cell or GHU; kernels become
+  torch's (out, in, kh, kw)."""
+  out = {}
+  for name, value in params.items():
+    a = np.asarray(value, np.float32)
+    out[name] = torch.tensor(np.ascontiguousarray(a.transpose(3, 2, 0, 1) if a.ndim == 4 else a),
+                             requires_grad=True)
+  return out
+
+
+def st_lstm_fused(w, x, c, h, m):
+  """`st_lstm` with one convolution per input (gates in the JAX parameters' order)."""
+  xi, xf, xg, xi2, xf2, xg2, xo = torch.chunk(_conv(x, w["input_kernel"]) + _b(w["bias"]), 7, 1)
+  hi, hf, hg, ho = torch.chunk(_conv(h, w["hidden_kernel"]), 4, 1)
+  mi, mf, mg = torch.chunk(_conv(m, w["memory_kernel"]), 3, 1)
+  c = torch.sigmoid(xf + hf) * c + torch.sigmoid(xi + hi) * torch.tanh(xg + hg)
+  m = torch.sigmoid(xf2 + mf) * m + torch.sigmoid(xi2 + mi) * torch.tanh(xg2 + mg)
+  cm = torch.cat([c, m], 1)
+  o = torch.sigmoid(xo + ho + _conv(cm, w["output_kernel"]))
+  return c, o * torch.tanh(_conv(cm, w["fuse_kernel"])), m
+
+
+def causal_lstm_fused(w, x, c, h, m):
+  """`causal_lstm` with one convolution per input."""
+  xg, xi, xf, xg2, xi2, xf2, xo = torch.chunk(_conv(x, w["input_kernel"]) + _b(w["bias"]), 7, 1)
+  hg, hi, hf = torch.chunk(_conv(h, w["hidden_kernel"]) + _conv(c, w["cell_kernel"]), 3, 1)
+  c = torch.sigmoid(xf + hf) * c + torch.sigmoid(xi + hi) * torch.tanh(xg + hg)
+  mg, mi, mf = torch.chunk(_conv(m, w["memory_kernel"]) + _conv(c, w["cell_memory_kernel"]), 3, 1)
+  m = (torch.sigmoid(xf2 + mf) * torch.tanh(_conv(m, w["memory_in_kernel"])) +
+       torch.sigmoid(xi2 + mi) * torch.tanh(xg2 + mg))
+  cm = torch.cat([c, m], 1)
+  o = torch.tanh(xo + _conv(cm, w["output_kernel"]))
+  return c, o * torch.tanh(_conv(cm, w["fuse_kernel"])), m
+
+
+def ghu_fused(w, x, z):
+  """`ghu` with one convolution per input."""
+  p, s = torch.chunk(_conv(x, w["input_kernel"]) + _conv(z, w["state_kernel"]) + _b(w["bias"]),
+                     2, 1)
+  s = torch.sigmoid(s)
+  return s * torch.tanh(p) + (1 - s) * z
