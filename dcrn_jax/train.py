@@ -12,7 +12,7 @@ import time
 import jax
 
 from dcrn_jax import checkpoint, data, distributed, durations, evaluation, feeding, host
-from dcrn_jax import input_scaling, lock, metrics as metrics_lib, optim, parallel, profiling
+from dcrn_jax import lock, metrics as metrics_lib, optim, parallel, profiling
 from dcrn_jax import state as state_lib, steps, tasks, workdir as workdir_lib
 from dcrn_jax.errors import Interrupted, UserError
 from dcrn_jax.models import create_model
@@ -97,9 +97,10 @@ def make_evaluator(model, info, config, mesh, plan, on_device: bool | None = Non
   if on_device is None:
     on_device = feeding.plan(config, info, mesh, splits=("eval",))["eval"]
   feed = feeding.eval_feed(config, info, mesh) if on_device else None
+  scale = feeding.scaling(config.data)
 
   def fed(fn, quiet=False):
-    return feeding.fed_eval(fn, mesh, config.data, feed, quiet=quiet)
+    return feeding.fed_eval(fn, mesh, scale, feed, quiet=quiet)
   run = plan.evaluator(model, mesh, fed)
 
   def evaluate_split(variables):
@@ -124,7 +125,7 @@ def make_train_step(config, plan, schedule, mesh, state_sharding, feed=None):
   """
   gather, augment, resident = (feed.gather, feed.augment, feed.arrays) if feed else (None,
                                                                                       None, {})
-  mean, std = input_scaling.stats(config.data)
+  mean, std = feeding.scaling(config.data)
   fn = steps.fed(functools.partial(plan.train_step, schedule=schedule), mean=mean, std=std,
                  gather=gather, augment=augment)
   jitted = jax.jit(
