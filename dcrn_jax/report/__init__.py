@@ -167,7 +167,7 @@ def _build(workdir, config, building, num_examples, profile_clips, ig_steps, fil
       shown = True
     except UserError as e:  # The checkpoint or the data is gone: eval's pictures, if any.
       notes.append(f"forecasts of test sequences: {e}")
-  for picture in () if shown else task.report_pictures:  # Those its evaluation drew.
+  for picture in () if shown else tasks.all_report_pictures():  # Any evaluation drew.
     if os.path.isfile(os.path.join(workdir, picture)):
       shutil.copy(os.path.join(workdir, picture), building)
       forecast.append(page.image(picture, "forecast examples"))
