@@ -354,7 +354,7 @@ def _traced_train_step(name, dtype, shape):
   config = tiny_config(**{"model.name": name, "model.dtype": dtype,
                           "model.convlstm_features": (4, 4), "model.batch_norm": True,
                           "optim.ema_decay": 0.9, "optim.accumulate_steps": 2,
-                          **({"task": "forecast", "data.input_frames": 2,
+                          **({"task": "forecast", "data.num_frames": 3, "data.input_frames": 2,
                               "data.output_frames": 1} if forecast else {})})
   info = DatasetInfo(num_classes=0 if forecast else 8, input_shape=shape, num_train_examples=8,
                      num_eval_examples=8, class_names=() if forecast else tuple("abcdefgh"))
