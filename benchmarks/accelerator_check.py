@@ -141,14 +141,14 @@ def step_alone(config, steps: int, rounds: int = 3) -> float:
   from dcrn_jax import state as state_lib  # pylint: disable=g-import-not-at-top
   config = config.copy_and_resolve_references()
   set_on_device(config, False)  # The step alone reads a whole batch, as the host path feeds it.
-  train.validate_config(config)
-  mesh, info, model = train._setup(config)  # pylint: disable=protected-access
-  config, _ = train.resolve_config(config, info)
+  task = train.validate_config(config)
+  mesh, info, plan, model = train._setup(config, task)  # pylint: disable=protected-access
+  config, _ = train.resolve_config(config, info, plan)
   tx, schedule = optim.create_optimizer(config.optim, config.num_train_steps)
   state, sharding = state_lib.create_train_state(
-      model, tx, train.model_input_shape(config, info), jax.random.key(config.seed), mesh,
+      model, tx, plan.input_shape, jax.random.key(config.seed), mesh,
       ema=config.optim.ema_decay > 0)
-  fn = train.make_train_step(config, schedule, mesh, sharding)
+  fn = train.make_train_step(config, plan, schedule, mesh, sharding)
   batches = train._host_batches(data.train_batches, config, config.batch_size,  # pylint: disable=protected-access
                                 seed=config.seed, start_step=0)
   batch = parallel.to_global(next(batches), mesh)

@@ -242,13 +242,13 @@ def config_runner(name: str, equal_steps: int):
   module, _, arg = CONFIGS[name].partition(":")
   config = importlib.import_module(f"configs.{module}").get_config(*([arg] if arg else []))
   config.num_train_steps = equal_steps
-  train.validate_config(config)
-  mesh, info, model = train._setup(config)
-  config, _ = train.resolve_config(config, info)
+  task = train.validate_config(config)
+  mesh, info, plan, model = train._setup(config, task)
+  config, _ = train.resolve_config(config, info, plan)
   tx, schedule = optim.create_optimizer(config.optim, config.num_train_steps)
-  state, sharding = state_lib.create_train_state(model, tx, train.model_input_shape(config, info),
+  state, sharding = state_lib.create_train_state(model, tx, plan.input_shape,
                                                  jax.random.key(0), mesh)
-  step = train.make_train_step(config, schedule, mesh, sharding)
+  step = train.make_train_step(config, plan, schedule, mesh, sharding)
   batch = next(data.train_batches(config.data, local_batch_size=config.batch_size, seed=0,
                                   start_step=0, scaled=False))
   batch = parallel.to_global(batch, mesh)

@@ -222,13 +222,13 @@ def breakdown(repeats: int, configure: bool = True):
     c.model.stem_stride, c.model.conv_features = stride, (1,)
     c.model.embed_dim, c.model.hidden_size = 4, 4
     c.batch_size, c.num_train_steps = BATCH, 1000
-    mesh, info, model = train._setup(c)  # pylint: disable=protected-access
-    c, _ = train.resolve_config(c, info)
+    mesh, info, plan, model = train._setup(c)  # pylint: disable=protected-access
+    c, _ = train.resolve_config(c, info, plan)
     tx, schedule = optim.create_optimizer(c.optim, c.num_train_steps)
-    state, sharding = state_lib.create_train_state(model, tx, info.input_shape,
+    state, sharding = state_lib.create_train_state(model, tx, plan.input_shape,
                                                    jax.random.key(0), mesh)
     feed = feeding.train_feed(c, info, mesh)
-    step = train.make_train_step(c, schedule, mesh, sharding, feed)
+    step = train.make_train_step(c, plan, schedule, mesh, sharding, feed)
     batch = parallel.to_global(
         next(data.train_indices(c.data, local_batch_size=BATCH, seed=0, start_step=0)), mesh)
     pixels, index, rng = feed.arrays["inputs"], batch["index"], jax.random.key(1)

@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # pylint: disable=wrong-import-position
 
 from configs import video_gru  # pylint: disable=wrong-import-position
-from dcrn_jax import data, host, optim, parallel, train  # pylint: disable=wrong-import-position
+from dcrn_jax import data, host, optim, parallel, tasks, train  # pylint: disable=wrong-import-position
 from dcrn_jax import state as state_lib  # pylint: disable=wrong-import-position
 from dcrn_jax.models import create_model  # pylint: disable=wrong-import-position
 
@@ -33,7 +33,8 @@ def _step_and_state(config, info, mesh):
   tx, schedule = optim.create_optimizer(config.optim, config.num_train_steps)
   state, sharding = state_lib.create_train_state(model, tx, info.input_shape,
                                                  jax.random.key(config.seed), mesh)
-  return train.make_train_step(config, schedule, mesh, sharding), state
+  plan = tasks.for_config(config).plan(info)
+  return train.make_train_step(config, plan, schedule, mesh, sharding), state
 
 
 def speed(steps: int) -> dict:

@@ -15,7 +15,6 @@ import time
 
 from absl import app, flags
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from configs import convlstm, video_gru

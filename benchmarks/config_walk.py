@@ -10,8 +10,13 @@ in a fresh process under `sys.setprofile` (every thread), and prints what it saw
 Definitions (a *config frame* is a call of a function of the dcrn_jax package that receives a
 ConfigDict, the run's config or one of its sub-configs such as config.data, as an argument):
 
-  walk         the tree of config frames below the train_and_evaluate call: each config
-               frame's parent is the nearest config frame on its thread's call stack
+  walk         the config frames below the train_and_evaluate call, each joined to its
+               caller by one of two rules:
+                 lexical  the package function whose code made the call, a nested function
+                          (closure, generator) lifted to the def it is written in: where a
+                          reader of the source sees the config handed on (the default)
+                 stack    the nearest config frame on the thread's call stack (the first
+                          version of this tool)
   module       a dcrn_jax module (dotted name) that holds a config frame of the walk, other
                than dcrn_jax.train itself
   room         the same at the house's grain (docs/contributing.md's layout): a package
@@ -20,12 +25,21 @@ ConfigDict, the run's config or one of its sub-configs such as config.data, as a
   climb back   a distinct (caller function, callee function) edge of the walk whose two
                functions lie in different modules (rooms, at the house's grain): each is a
                return from one to the other that some code path makes with the config in hand
-  task tests   the comparisons of `config.task` (or a name bound to it) with a literal, in the
-               source of dcrn_jax/train.py, predict(.py or /__init__.py), export.py and models/ (ast)
+  task tests   comparisons with a task's name (the string 'classify' or 'forecast') anywhere
+               in the package outside dcrn_jax/tasks/ (ast)
+
+Why two rules: under `stack`, a generator's body is joined to whoever first resumes it, not to
+the function that made it with the config. At be1b8e5 the evaluation drew the test sequences
+in train.py's frames, so data.sequences' `_draw` (called inside a generator that
+data.sequences' eval_batches made) counted as climbs back to train.py's `_evaluate_state` and
+`fit`, which never hand the config to it; once a prefetch thread resumes the same generators
+those climbs vanish (its stack holds no config frame). The lexical rule gives the same edge
+whichever thread runs the generator. Both are printed; compare checkouts under one rule.
 
 A generator's frame counts when it is first entered, not each time it is resumed. Both runs'
 walks are merged (a union of rooms and of edges), so a room or a climb that only one
-task makes counts once. Functions defined inside others count as their own functions.
+task makes counts once. Under `stack` functions defined inside others count as their own
+functions; under `lexical` they are read with the def they are written in.
 """
 
 import argparse
@@ -63,7 +77,7 @@ def forecast():
   return c
 
 PKG = {pkg!r}
-edges, rooms = set(), set()
+edges, lexical_edges, rooms = set(), set(), set()
 stacks = collections.defaultdict(list)  # thread -> [(frame, config frame?)]
 active = [False]
 GENERATOR = 0x20 | 0x200  # CO_GENERATOR, CO_ASYNC_GENERATOR
@@ -75,6 +89,20 @@ def where(frame):
     return None
   module = path[len({root!r}) + 1:-3].replace("/", ".").replace(".__init__", "")
   return module + ":" + frame.f_code.co_qualname
+
+def lift(name):  # module:outer of module:outer.<locals>.inner: read with its def.
+  return name.split(".<locals>")[0]
+
+def lexical_caller(frame):
+  # The package function whose code made this call (nested functions lifted to their def;
+  # frames outside the package, such as the standard library's, skipped).
+  f = frame.f_back
+  while f is not None:
+    name = where(f)
+    if name:
+      return lift(name)
+    f = f.f_back
+  return None
 
 def receives_config(frame):
   code = frame.f_code
@@ -97,6 +125,9 @@ def profile(frame, event, arg):
       parent = next((n for f, n in reversed(stack) if n), None)
       if parent and parent != name:
         edges.add((parent, name))
+      caller = lexical_caller(frame)
+      if caller and caller != lift(name):
+        lexical_edges.add((caller, lift(name)))
       rooms.add(name.split(":")[0])
     stack.append((frame, name if is_config and active[0] else None))
   elif event == "return" and stack:
@@ -114,33 +145,31 @@ for make in (classify, forecast):
   sys.setprofile(None)
   threading.setprofile(None)
   active[0] = False
-print("RESULT " + json.dumps({{"rooms": sorted(rooms), "edges": sorted(edges)}}))
+print("RESULT " + json.dumps({{"rooms": sorted(rooms), "edges": sorted(edges),
+                              "lexical_edges": sorted(lexical_edges)}}))
 """
 
 
+TASK_NAMES = ("classify", "forecast")
+
+
 def task_tests(root: pathlib.Path) -> list[str]:
-  """file:line of each `config.task` (or `task`) compared with a string literal."""
-  files = [root / "dcrn_jax" / f for f in ("train.py", "predict.py", "predict/__init__.py", "export.py")]
-  files += sorted((root / "dcrn_jax" / "models").glob("*.py"))
+  """file:line of each comparison with a task's name (a string literal 'classify' or
+  'forecast', e.g. `config.task == "forecast"`) in the package outside dcrn_jax/tasks/ (ast)."""
   found = []
-  for path in files:
-    if not path.exists():
+  for path in sorted((root / "dcrn_jax").rglob("*.py")):
+    if "tasks" in path.relative_to(root / "dcrn_jax").parts[:1]:
       continue
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-      if not isinstance(node, ast.Compare):
-        continue
-      sides = [node.left, *node.comparators]
-      names_task = any(isinstance(s, ast.Attribute) and s.attr == "task"
-                       or isinstance(s, ast.Name) and s.id == "task" for s in sides)
-      has_literal = any(isinstance(s, ast.Constant) and isinstance(s.value, str)
-                        or isinstance(s, (ast.Tuple, ast.Name)) and not (
-                            isinstance(s, ast.Name) and s.id == "task") for s in sides)
-      if names_task and has_literal:
+      if isinstance(node, ast.Compare) and any(
+          isinstance(side, ast.Constant) and side.value in TASK_NAMES
+          for side in [node.left, *node.comparators]):
         found.append(f"{path.relative_to(root)}:{node.lineno}")
   return found
 
 
 def walk(root: pathlib.Path) -> dict:
+  """{'modules', 'rooms', 'stack': climbs, 'lexical': climbs, 'task_tests'} of the checkout."""
   with tempfile.TemporaryDirectory() as workdir:
     code = _CHILD.format(root=str(root), pkg=str(root / "dcrn_jax") + os.sep, workdir=workdir)
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(root))
@@ -151,11 +180,14 @@ def walk(root: pathlib.Path) -> dict:
     raise SystemExit(f"the walk of {root} failed:\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}")
   result = json.loads(lines[-1][len("RESULT "):])
   modules = [m for m in result["rooms"] if m != "dcrn_jax.train"]
-  module_climbs = [(a, b) for a, b in result["edges"] if _module(a) != _module(b)]
-  return {"modules": modules, "module_climbs": module_climbs,
-          "rooms": sorted({_room(m) for m in modules}),
-          "climbs": [(a, b) for a, b in module_climbs if _room(_module(a)) != _room(_module(b))],
-          "task_tests": task_tests(root)}
+  found = {"modules": modules, "rooms": sorted({_room(m) for m in modules}),
+           "task_tests": task_tests(root)}
+  for rule, edges in (("stack", result["edges"]), ("lexical", result["lexical_edges"])):
+    module_climbs = [(a, b) for a, b in edges if _module(a) != _module(b)]
+    found[rule] = {"module_climbs": module_climbs,
+                   "climbs": [(a, b) for a, b in module_climbs
+                              if _room(_module(a)) != _room(_module(b))]}
+  return found
 
 
 def _module(function: str) -> str:
@@ -176,13 +208,16 @@ def main():
   if args.verbose:
     for module in found["modules"]:
       print(f"  module {module}")
-    for a, b in found["module_climbs"]:
-      print(f"  climb {b} -> {a}")
+    for rule in ("stack", "lexical"):
+      for a, b in found[rule]["climbs"]:
+        print(f"  {rule} climb {b} -> {a}")
     for test in found["task_tests"]:
       print(f"  task test {test}")
-  print(f"{args.root}: modules {len(found['modules'])}, climbs back between modules "
-        f"{len(found['module_climbs'])}; rooms {len(found['rooms'])}, climbs back between rooms "
-        f"{len(found['climbs'])}; config.task tests {len(found['task_tests'])}")
+  print(f"{args.root}: modules {len(found['modules'])}, rooms {len(found['rooms'])}; "
+        f"task-name tests {len(found['task_tests'])}")
+  for rule in ("lexical", "stack"):
+    print(f"  {rule:8s} climbs back between modules {len(found[rule]['module_climbs'])}, "
+          f"between rooms {len(found[rule]['climbs'])}")
 
 
 if __name__ == "__main__":

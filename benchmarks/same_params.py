@@ -4,12 +4,21 @@
     python benchmarks/same_params.py run --out /tmp/params_new [--steps 30] [configs/x.py ...]
     python benchmarks/same_params.py compare /tmp/params_old /tmp/params_new
 
+    # a config whose final eval is too long here (forecast_mfmnist_*: 10,000 test sequences):
+    python benchmarks/same_params.py run --out DIR --max_test_examples 64 configs/forecast_mfmnist_convlstm.py
+
 `run` trains every config in configs/ (or those named) for --steps steps with its own seed, in one
 fresh process per config (so the code of *this* checkout is what runs), and writes the final
 parameters, batch statistics and the final eval metrics to OUT/<config>.npz / .json. cifar10 runs
 under `tfds.testing.mock_data` (no download). `compare` says, per config, whether every array is
 bitwise equal and how far the eval metrics moved. The workdirs stay in OUT/<config>/ so that an
 older checkout's checkpoints can be restored by the newer code.
+
+--max_test_examples N caps data.num_test_examples (read by the generated-sequence sources,
+`*_seq`, whose test sequence i depends on i alone: the cap keeps the first N of the same test
+set) so that a config with a long final evaluation can be compared; training is untouched.
+Give the same cap on both sides: `compare` then compares like with like (its eval metrics are
+over the first N sequences), and the .json records the cap.
 """
 
 import argparse
@@ -40,6 +49,8 @@ config.checkpoint_every_steps = {steps}
 config.optim.warmup_steps = min(config.optim.warmup_steps, 5)
 config.progress_bar = False
 config.data.data_dir = {data_dir!r}
+if {max_test!r} and config.data.name.endswith("_seq"):
+  config.data.num_test_examples = min(config.data.num_test_examples, {max_test!r})
 from dcrn_jax import train
 
 @contextlib.contextmanager
@@ -67,18 +78,20 @@ flat = {{"/".join(str(getattr(k, "key", k)) for k in path): np.asarray(v)
         for path, v in __import__("jax").tree_util.tree_leaves_with_path(restored)}}
 np.savez({npz!r}, **flat)
 with open({json_path!r}, "w") as f:
-  json.dump({{k: v for k, v in metrics.items() if isinstance(v, (int, float))}}, f, indent=1)
+  json.dump(dict({{k: v for k, v in metrics.items() if isinstance(v, (int, float))}},
+                 max_test_examples={max_test!r}), f, indent=1)
 """
 
 
-def run(out: str, steps: int, configs: list[str], data_dir: str) -> None:
+def run(out: str, steps: int, configs: list[str], data_dir: str, max_test: int = 0) -> None:
   os.makedirs(out, exist_ok=True)
   configs = configs or sorted(p for p in glob.glob(str(ROOT / "configs" / "*.py"))
                               if not p.endswith(("__init__.py", "default.py")))
   for path in configs:
     name = pathlib.Path(path).stem
     code = _CHILD.format(root=str(ROOT), config_path=os.path.abspath(path), steps=steps,
-                         data_dir=data_dir, out=out, workdir=os.path.join(out, name),
+                         data_dir=data_dir, out=out, max_test=max_test,
+                         workdir=os.path.join(out, name),
                          npz=os.path.join(out, name + ".npz"),
                          json_path=os.path.join(out, name + ".json"))
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
@@ -122,12 +135,14 @@ def main():
   r.add_argument("--out", required=True)
   r.add_argument("--steps", type=int, default=30)
   r.add_argument("--data_dir", default=os.path.expanduser("~/tensorflow_datasets"))
+  r.add_argument("--max_test_examples", type=int, default=0,
+                 help="cap data.num_test_examples of the *_seq sources (0: as configured)")
   c = sub.add_parser("compare")
   c.add_argument("a")
   c.add_argument("b")
   args = parser.parse_args()
   if args.command == "run":
-    run(args.out, args.steps, args.configs, args.data_dir)
+    run(args.out, args.steps, args.configs, args.data_dir, args.max_test_examples)
   else:
     raise SystemExit(1 if compare(args.a, args.b) else 0)
 

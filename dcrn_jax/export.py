@@ -30,7 +30,6 @@ import tempfile
 from absl import app, flags
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from dcrn_jax import cli
 from dcrn_jax.models import conv

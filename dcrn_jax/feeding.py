@@ -14,7 +14,8 @@ random flip) runs on the device from the step's key (`augment_fn`): a random str
 not tf.data's, equally reproducible on resume.
 
 Streamed batches carry uint8 pixels; either way the step scales them with
-dcrn_jax/input_scaling.py. Evaluation's jitted functions get the same front (`fed_eval`).
+dcrn_jax/input_scaling.py by data.normalize_mean/std (`scaling`). Evaluation's jitted functions
+get the same front (`fed_eval`).
 """
 
 import dataclasses
@@ -68,6 +69,13 @@ def budget_bytes(data_config) -> int:
     raise UserError(f"data.on_device_max_bytes={limit!r} must be 'auto' or a positive number "
                     "of bytes (of each device's memory the resident splits may take)")
   return int(limit)
+
+
+def scaling(data_config) -> tuple[tuple[float, ...], tuple[float, ...]]:
+  """(data.normalize_mean, data.normalize_std) as tuples of floats (empty: none), which
+  input_scaling.model_input takes."""
+  return (tuple(float(m) for m in data_config.normalize_mean),
+          tuple(float(s) for s in data_config.normalize_std))
 
 
 def check(data_config) -> None:
@@ -237,11 +245,12 @@ def eval_feed(config, info, mesh) -> Feed:
   return Feed(arrays, gather_fn(mesh))
 
 
-def fed_eval(fn, mesh, data_config, feed: Feed | None = None, quiet: bool = False):
+def fed_eval(fn, mesh, scale: tuple, feed: Feed | None = None, quiet: bool = False):
   """An evaluation's jitted (variables, batch) -> rows, fed as the train step is: the batch's
-  rows gathered from `feed` (when resident), then scaled; one jit around both. Prints the
-  time of its first call (its compilation) on process 0 unless quiet."""
-  mean, std = input_scaling.stats(data_config)
+  rows gathered from `feed` (when resident), then scaled by scale = (mean, std) (`scaling`);
+  one jit around both. Prints the time of its first call (its compilation) on process 0 unless
+  quiet."""
+  mean, std = scale
   fn = getattr(fn, "__wrapped__", fn)  # The function a jax.jit wraps: one jit around it all.
 
   def front(variables, batch, arrays):

@@ -5,18 +5,13 @@
 Sources hand over their native integer pixels (uint8: a quarter of float32's bytes through
 tf.data, numpy, the host-to-device copy and device memory); the jitted steps call
 `model_input` first. Float input is taken to be in [0, 1] already (scaled elsewhere) and is
-only normalised. Pure jax.numpy: no files, no devices, no config beyond the two tuples.
+only normalised. Pure jax.numpy: no files, no devices, no config: the two tuples come from
+feeding.scaling (data.normalize_mean/std), which reads them once.
 """
 
 import jax.numpy as jnp
 
 PIXEL_MAX = 255.0
-
-
-def stats(data_config) -> tuple[tuple[float, ...], tuple[float, ...]]:
-  """(normalize_mean, normalize_std) of a `data` config as tuples of floats (empty: none)."""
-  return (tuple(float(m) for m in data_config.normalize_mean),
-          tuple(float(s) for s in data_config.normalize_std))
 
 
 def model_input(x, mean: tuple = (), std: tuple = ()):

@@ -11,24 +11,30 @@ from absl import app, flags
 from dcrn_jax import cli
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and metrics.")
-flags.DEFINE_enum("mode", "train", ["train", "eval"],
-                  "train (resumes from WORKDIR if it holds checkpoints) or eval.")
-flags.DEFINE_integer("profile_steps", 0,
-                     "Record a JAX profiler trace of this many training steps, after the first "
-                     "(compiling) one, into WORKDIR/profile (TensorBoard profile plugin, "
-                     "Perfetto); 0: none.")
-flags.DEFINE_bool("verbose", False, "Show library logs and warnings, and the traceback of errors.")
-flags.DEFINE_enum("distributed", "auto", ["auto", "on", "off"],
-                  "Start JAX's distributed runtime: auto (when a coordinator is given, or on a "
-                  "SLURM job or Cloud TPU pod of several processes), on (always), off.")
-flags.DEFINE_string("coordinator_address", None,
-                    "host:port of process 0 (else $JAX_COORDINATOR_ADDRESS).")
-flags.DEFINE_integer("num_processes", None, "Number of processes (else $JAX_NUM_PROCESSES).")
-flags.DEFINE_integer("process_id", None, "This process's id (else $JAX_PROCESS_ID).")
-flags.DEFINE_list("local_device_ids", None,
-                  "Devices this process uses, e.g. 0,1 (else $JAX_LOCAL_DEVICE_IDS).")
-flags.mark_flags_as_required(["workdir"])
+
+
+def define_flags():
+  """This command's flags; defined only when it runs (under __main__), so that importing the
+  module beside the other commands defines no flag twice."""
+  flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and metrics.")
+  flags.DEFINE_enum("mode", "train", ["train", "eval"],
+                    "train (resumes from WORKDIR if it holds checkpoints) or eval.")
+  flags.DEFINE_integer("profile_steps", 0,
+                       "Record a JAX profiler trace of this many training steps, after the first "
+                       "(compiling) one, into WORKDIR/profile (TensorBoard profile plugin, "
+                       "Perfetto); 0: none.")
+  flags.DEFINE_bool("verbose", False,
+                    "Show library logs and warnings, and the traceback of errors.")
+  flags.DEFINE_enum("distributed", "auto", ["auto", "on", "off"],
+                    "Start JAX's distributed runtime: auto (when a coordinator is given, or on a "
+                    "SLURM job or Cloud TPU pod of several processes), on (always), off.")
+  flags.DEFINE_string("coordinator_address", None,
+                      "host:port of process 0 (else $JAX_COORDINATOR_ADDRESS).")
+  flags.DEFINE_integer("num_processes", None, "Number of processes (else $JAX_NUM_PROCESSES).")
+  flags.DEFINE_integer("process_id", None, "This process's id (else $JAX_PROCESS_ID).")
+  flags.DEFINE_list("local_device_ids", None,
+                    "Devices this process uses, e.g. 0,1 (else $JAX_LOCAL_DEVICE_IDS).")
+  flags.mark_flags_as_required(["workdir"])
 
 
 def main(argv):
@@ -48,4 +54,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main, flags_parser=cli.parse_flags)

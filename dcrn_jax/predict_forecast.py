@@ -28,7 +28,7 @@ import os
 import jax
 import numpy as np
 
-from dcrn_jax import input_scaling, parallel, predict
+from dcrn_jax import input_scaling, parallel, predict, tasks
 from dcrn_jax.tasks import forecast_evaluation
 from dcrn_jax.data import files as data_files
 from dcrn_jax.data import sequence_files
@@ -92,7 +92,8 @@ class ForecastPredictor:
   def from_workdir(cls, workdir: str, step=None, *, batch_size: int | None = None):
     """Restores a forecasting run (arguments as `Predictor.from_workdir`)."""
     config = predict.read_run_config(workdir)
-    if predict.run_task(config) != "forecast":
+    name = predict.run_task(config)
+    if name not in tasks.NAMES or not tasks.get(name).frames_out:
       raise UserError(f"{workdir} holds a run of task={predict.run_task(config)!r}, not a "
                       "forecaster (task='forecast'): use Predictor.from_workdir")
     model, input_shape, step, variables = predict.restore_model(workdir, config, step)

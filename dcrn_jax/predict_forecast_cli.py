@@ -39,16 +39,17 @@ def define_flags():
 
 
 def serves(workdir: str) -> bool:
-  """Whether `workdir` holds a forecasting run (False when it holds no readable config: the
-  classifiers' path then says what is wrong)."""
-  from dcrn_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  """Whether `workdir` holds a run whose task predicts frames (a forecasting run; False when it
+  holds no readable config or an unknown task: the classifiers' path then says what is
+  wrong)."""
+  from dcrn_jax import tasks, workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   if not os.path.isfile(os.path.join(workdir, workdir_lib.CONFIG_FILE)):
     return False
   try:
     config = workdir_lib.read_config(workdir)
   except UserError:
     return False
-  return "task" in config and config.task == "forecast"
+  return config.task in tasks.NAMES and tasks.get(config.task).frames_out
 
 
 def check_flags(forecasting: bool) -> None:

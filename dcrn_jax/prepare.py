@@ -16,7 +16,13 @@ from absl import app, flags
 from dcrn_jax import cli
 
 FLAGS = flags.FLAGS
-flags.DEFINE_bool("verbose", False, "Show library logs and warnings, and the traceback of errors.")
+
+
+def define_flags():
+  """This command's flags; defined only when it runs (under __main__), so that importing the
+  module beside the other commands defines no flag twice."""
+  flags.DEFINE_bool("verbose", False,
+                    "Show library logs and warnings, and the traceback of errors.")
 
 
 def main(argv):
@@ -40,4 +46,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main, flags_parser=cli.parse_flags)

@@ -6,6 +6,7 @@ The only place that wires the rooms together:
 """
 
 import contextlib
+import functools
 import os
 import sys
 import time
@@ -13,7 +14,7 @@ import time
 import jax
 
 from dcrn_jax import checkpoint, data, distributed, durations, evaluation, feeding, host
-from dcrn_jax import input_scaling, lock, metrics as metrics_lib, optim, parallel, profiling
+from dcrn_jax import lock, metrics as metrics_lib, optim, parallel, profiling
 from dcrn_jax import state as state_lib, steps, tasks, workdir as workdir_lib, write_failures
 from dcrn_jax.errors import Interrupted, UserError
 from dcrn_jax.models import create_model
@@ -23,7 +24,8 @@ _NON_NEGATIVE = ("eval_every_steps", "checkpoint_every_steps")
 
 
 def validate_config(config):
-  """Value checks the locked config's types cannot express; raises UserError."""
+  """Value checks the locked config's types cannot express (UserError); returns the run's task
+  (tasks.for_config: config.task's own fields checked and read)."""
   for name in _POSITIVE:
     if config[name] <= 0:
       raise UserError(f"{name}={config[name]} must be positive")
@@ -34,7 +36,7 @@ def validate_config(config):
     raise UserError(f"label_smoothing={config.label_smoothing} must be in [0, 1)")
   if config.on_nonfinite not in ("stop", "skip"):
     raise UserError(f"on_nonfinite={config.on_nonfinite!r} must be 'stop' or 'skip'")
-  tasks.for_config(config).check_config(config)  # config.task's own fields.
+  task = tasks.for_config(config)
   durations.validate(config)
   feeding.check(config.data)
   optim.validate(config.optim)
@@ -43,22 +45,16 @@ def validate_config(config):
   if not (which in ("latest", "best") or (isinstance(which, int) and which >= -1)):
     raise UserError(f"eval_checkpoint_step={which!r} must be 'latest' (or -1), 'best' or a "
                     "step number")
+  return task
 
 
-def model_input_shape(config, info) -> tuple[int, ...]:
-  """One example as the model reads it (the task says: the dataset's, or a forecaster's input
-  frames)."""
-  return tasks.get(config.task).model_input_shape(config, info)
-
-
-def resolve_config(config, info):
-  """The config with every duration in steps (durations.py), checked against the dataset, and
-  the lines to print about it."""
+def resolve_config(config, info, plan):
+  """The config with every duration in steps (durations.py), checked against the dataset and
+  the metrics the task's evaluation reports (plan: tasks.Plan), and the lines to print."""
   examples = durations.examples_per_epoch(info.num_train_examples, jax.process_count(),
                                           config.data.shard_by_process)
   config, notes = durations.resolve(config, examples)
-  evaluation.check_best_metric(config.best_metric,
-                               tasks.get(config.task).metric_names(config, info))
+  evaluation.check_best_metric(config.best_metric, plan.metric_names)
   return config, notes + optim.schedule_notes(config.optim, config.num_train_steps)
 
 
@@ -66,17 +62,17 @@ def _best_mode(config) -> str:
   return tasks.metric_direction(config.best_metric) if config.best_metric else "max"
 
 
-def _setup(config):
-  """Mesh, dataset info and model: what training and evaluation share (config validated)."""
+def _setup(config, task=None):
+  """Mesh, dataset info, the task's plan (tasks.Plan) and model: what training and evaluation
+  share. task: the run's (validate_config's); None: built from the (validated) config."""
   mesh = parallel.create_mesh()
   parallel.local_batch_size(config.batch_size, mesh, "batch_size")
   parallel.local_batch_size(config.eval_batch_size, mesh, "eval_batch_size")
   info = data.get_info(config.data)
-  tasks.get(config.task).check_dataset(config, info)
-  model = create_model(config.model, num_classes=info.num_classes,
-                       input_shape=model_input_shape(config, info),
+  plan = (task or tasks.for_config(config)).plan(info)  # Checks the dataset too.
+  model = create_model(config.model, num_classes=info.num_classes, input_shape=plan.input_shape,
                        output_frames=config.data.output_frames)
-  return mesh, info, model
+  return mesh, info, plan, model
 
 
 def _host_batches(make_batches, config, global_batch_size: int, **kwargs):
@@ -90,11 +86,12 @@ def _host_batches(make_batches, config, global_batch_size: int, **kwargs):
   return parallel.own_rows(whole, p, n)
 
 
-def make_evaluator(model, info, config, mesh, on_device: bool | None = None):
+def make_evaluator(model, info, config, mesh, plan, on_device: bool | None = None):
   """variables -> (metrics, predictions) over one pass of the eval split, by the task's
-  evaluator: classification's (dcrn_jax/evaluation.py: padded rows masked, each example counted
-  once, a video's views averaged), or forecasting's (tasks/forecast_evaluation.py; its
-  `predictions` are the first forecast.num_shown test sequences, for pictures).
+  evaluator (plan.evaluator, tasks.Plan): classification's (dcrn_jax/evaluation.py: padded rows
+  masked, each example counted once, a video's views averaged), or forecasting's
+  (tasks/forecast_evaluation.py; its `predictions` are the first forecast.num_shown test
+  sequences, for pictures).
 
   on_device: whether the eval split lives on the device (None: as data.on_device decides,
   `feeding.plan`); its batches are then row indices, gathered inside the jitted step.
@@ -102,10 +99,11 @@ def make_evaluator(model, info, config, mesh, on_device: bool | None = None):
   if on_device is None:
     on_device = feeding.plan(config, info, mesh, splits=("eval",))["eval"]
   feed = feeding.eval_feed(config, info, mesh) if on_device else None
+  scale = feeding.scaling(config.data)
 
   def fed(fn, quiet=False):
-    return feeding.fed_eval(fn, mesh, config.data, feed, quiet=quiet)
-  run = tasks.get(config.task).evaluator(model, info, config, mesh, fed)
+    return feeding.fed_eval(fn, mesh, scale, feed, quiet=quiet)
+  run = plan.evaluator(model, mesh, fed)
 
   def evaluate_split(variables):
     if feed is not None:
@@ -120,16 +118,17 @@ def make_evaluator(model, info, config, mesh, on_device: bool | None = None):
   return evaluate_split
 
 
-def make_train_step(config, schedule, mesh, state_sharding, feed=None):
-  """The jitted train step on one (micro-)batch: (state, batch, rng) -> (state, metrics).
+def make_train_step(config, plan, schedule, mesh, state_sharding, feed=None):
+  """The jitted train step on one (micro-)batch: (state, batch, rng) -> (state, metrics): the
+  task's (plan.train_step, tasks.Plan) under the learning-rate `schedule`.
 
   The batch is the loop's: uint8 pixels, scaled inside the step, or with `feed` (a
   device_data.Feed: the train split resident on the device) the rows' indices, gathered there.
   """
   gather, augment, resident = (feed.gather, feed.augment, feed.arrays) if feed else (None,
                                                                                       None, {})
-  mean, std = input_scaling.stats(config.data)
-  fn = steps.fed(tasks.get(config.task).train_step(config, schedule), mean=mean, std=std,
+  mean, std = feeding.scaling(config.data)
+  fn = steps.fed(functools.partial(plan.train_step, schedule=schedule), mean=mean, std=std,
                  gather=gather, augment=augment)
   jitted = jax.jit(
       fn, in_shardings=(state_sharding, parallel.batch_sharding(mesh), parallel.replicated(mesh),
@@ -149,20 +148,19 @@ def _evaluate_state(evaluate_fn, state, config) -> tuple[dict, str]:
   return results, "test_ema" if optim.evaluates_ema(config.optim) else "test"
 
 
-def write_eval_results(workdir: str, step: int, results: dict, predictions, info,
-                       weights: str, task=None) -> str | None:
-  """Process 0 writes the task's per-example file (classification: eval_predictions.jsonl,
-  every process's examples, gathered by the evaluation; forecasting: none, its `predictions` are
-  sequences for pictures) and then eval.json, each whole; returns the per-example file's path
-  (None when the task writes none, and on the other processes).
+def write_eval_results(workdir: str, step: int, results: dict, predictions, weights: str,
+                       plan) -> str | None:
+  """Process 0 writes the task's per-example file (plan.write_predictions, tasks.Plan;
+  classification: eval_predictions.jsonl, every process's examples, gathered by the evaluation;
+  forecasting: none, its `predictions` are sequences for pictures) and then eval.json, each
+  whole; returns the per-example file's path (None when the task writes none, and on the other
+  processes).
 
   weights: which weights were scored, "trained" or "ema" (recorded in eval.json).
-  task: a tasks.Task; None: classification.
   """
-  task = task or tasks.get("classify")
   path = None
   if jax.process_index() == 0:
-    path = task.write_predictions(workdir, predictions, info)
+    path = plan.write_predictions(workdir, predictions)
     workdir_lib.write_json(os.path.join(workdir, workdir_lib.EVAL_FILE),
                            dict(results, step=int(step), weights=weights), indent=2,
                            sort_keys=True)
@@ -234,12 +232,11 @@ def fit(config, workdir: str, *, profile_steps: int = 0):
 
 
 def _fit(config, workdir: str, *, profile_steps: int = 0):
-  validate_config(config)  # Config mistakes surface before any dataset is prepared.
+  task = validate_config(config)  # Config mistakes surface before any dataset is prepared.
   trace = profiling.StepTrace(workdir, profile_steps)
   workdir_lib.prepare(workdir, config)
-  task = tasks.get(config.task)
-  mesh, info, model = _setup(config)
-  config, notes = resolve_config(config, info)  # From here on every duration is in steps.
+  mesh, info, plan, model = _setup(config, task)  # plan: what the task answers (tasks.Plan).
+  config, notes = resolve_config(config, info, plan)  # From here on durations are in steps.
   if jax.process_index() == 0:
     for note in notes:
       print(f"note: {note}", flush=True)
@@ -248,7 +245,7 @@ def _fit(config, workdir: str, *, profile_steps: int = 0):
   root_rng = jax.random.key(config.seed)
   init_rng, dropout_rng = jax.random.split(root_rng)
   state, state_sharding = state_lib.create_train_state(
-      model, tx, model_input_shape(config, info), init_rng, mesh,
+      model, tx, plan.input_shape, init_rng, mesh,
       ema=config.optim.ema_decay > 0)
   if jax.process_index() == 0:
     for path in checkpoint.discard_partial(workdir):
@@ -267,17 +264,17 @@ def _fit(config, workdir: str, *, profile_steps: int = 0):
   if jax.process_index() == 0:
     print(f"model {config.model.name}: {num_params:,} parameters | data {config.data.name}: "
           f"{info.num_train_examples} train / {info.num_eval_examples} eval "
-          f"{task.describe_data(config, info)} | {mesh.devices.size} device(s) "
+          f"{plan.data_words} | {mesh.devices.size} device(s) "
           f"({jax.devices()[0].platform}), {jax.process_count()} process(es) | "
           + (f"resuming from step {start_step}" if latest is not None else "starting at step 0"),
           flush=True)
 
   feed = feeding.train_feed(config, info, mesh) if resident["train"] else None
-  train_fn = make_train_step(config, schedule, mesh, state_sharding, feed)
-  evaluate_fn = make_evaluator(model, info, config, mesh, on_device=resident["eval"])
+  train_fn = make_train_step(config, plan, schedule, mesh, state_sharding, feed)
+  evaluate_fn = make_evaluator(model, info, config, mesh, plan, on_device=resident["eval"])
   if jax.process_index() == 0:  # What predict and export read.
     with write_failures.into(workdir, "the run's files (label_map.json, input.json)"):
-      task.write_run_files(workdir, info, model_input_shape(config, info))
+      plan.write_run_files(workdir)
   micro_batches = config.optim.accumulate_steps  # Per update (step); 1 without accumulation.
   if feed is not None:  # Only the rows' indices travel; the step gathers them.
     batches = _host_batches(data.train_indices, config, config.batch_size, seed=config.seed,
@@ -340,8 +337,8 @@ def _fit(config, workdir: str, *, profile_steps: int = 0):
           progress.log(step, split_metrics, split=split)
         eval_metrics, predictions = results[counted]
         if last:  # The final eval is kept whole: eval.json and the per-example predictions.
-          write_eval_results(workdir, step, eval_metrics, predictions, info,
-                             _weights_name(counted), task)
+          write_eval_results(workdir, step, eval_metrics, predictions, _weights_name(counted),
+                             plan)
         progress.mark(step)  # Eval time is not training time.
       if save_now:
         ckpt.save(state, force=True, metrics=eval_metrics if eval_now else None)
@@ -382,8 +379,8 @@ def _fit(config, workdir: str, *, profile_steps: int = 0):
     for split, (split_metrics, _) in results.items():
       progress.log(start_step, split_metrics, split=split)
     eval_metrics, predictions = results[counted]
-    write_eval_results(workdir, start_step, eval_metrics, predictions, info,
-                       _weights_name(counted), task)
+    write_eval_results(workdir, start_step, eval_metrics, predictions, _weights_name(counted),
+                       plan)
   ckpt.close()
   if jax.process_index() == 0:
     print(f"done: {max(config.num_train_steps - start_step, 0)} steps in "
@@ -397,22 +394,21 @@ def restore(config, workdir: str, step=None, *, ema: bool | None = None):
 
   step: "latest", "best" (by config.best_metric), -1 or a step number; None:
   config.eval_checkpoint_step. ema: the averaged weights; None: when optim.ema_eval and EMA is on.
-  Returns (mesh, info, model, step, variables).
+  Returns (mesh, info, plan, model, step, variables); plan: the task's (tasks.Plan).
   """
   ckpt_dir = os.path.join(workdir, "checkpoints")
   if not os.path.isdir(ckpt_dir):
     raise UserError(f"no checkpoints in {ckpt_dir}: train first with --mode=train and the same "
                     "--workdir, or point --workdir at a finished run")
-  mesh, info, model = _setup(config)
-  abstract = state_lib.abstract_variables(model, model_input_shape(config, info),
-                                          parallel.replicated(mesh))
+  mesh, info, plan, model = _setup(config)
+  abstract = state_lib.abstract_variables(model, plan.input_shape, parallel.replicated(mesh))
   ckpt = checkpoint.Checkpointer(
       workdir, read_only=True, best_metric=config.best_metric,
       best_mode=_best_mode(config))
   ema = optim.evaluates_ema(config.optim) if ema is None else ema
   step, variables = ckpt.restore_variables(
       config.eval_checkpoint_step if step is None else step, abstract, ema=ema)
-  return mesh, info, model, step, variables
+  return mesh, info, plan, model, step, variables
 
 
 def evaluate(config, workdir: str) -> dict:
@@ -432,16 +428,14 @@ def evaluate(config, workdir: str) -> dict:
 
 def _evaluate(config, workdir: str) -> dict:
   use_ema = optim.evaluates_ema(config.optim)
-  mesh, info, model, step, variables = restore(config, workdir, ema=use_ema)
-  results, predictions = make_evaluator(model, info, config, mesh)(variables)
+  mesh, info, plan, model, step, variables = restore(config, workdir, ema=use_ema)
+  results, predictions = make_evaluator(model, info, config, mesh, plan)(variables)
   results["step"] = step
   results["weights"] = "ema" if use_ema else "trained"
-  task = tasks.get(config.task)
-  path = write_eval_results(workdir, step, results, predictions, info, results["weights"],
-                            task)
+  path = write_eval_results(workdir, step, results, predictions, results["weights"], plan)
   if jax.process_index() == 0:
     with write_failures.into(workdir, "the eval pictures"):
-      pictures = task.write_pictures(workdir, results, predictions)
+      pictures = plan.write_pictures(workdir, results, predictions)
     for picture in pictures:
       print(f"wrote {picture}", flush=True)
   if jax.process_index() == 0:

@@ -48,7 +48,7 @@ def test_model_input_scales_pixels_as_the_numpy_rule_does():
   d.normalize_mean, d.normalize_std = (0.3,), (0.2,)
   pixels = np.arange(256, dtype=np.uint8).reshape(4, 8, 8, 1)
   on_device = np.asarray(jax.jit(lambda x: input_scaling.model_input(
-      x, *input_scaling.stats(d)))(pixels))
+      x, *feeding.scaling(d)))(pixels))
   # XLA may divide by std as a multiplication: within float32 rounding, not bitwise.
   np.testing.assert_allclose(on_device, preprocess.to_model_input(pixels, d), rtol=1e-6,
                              atol=1e-6)

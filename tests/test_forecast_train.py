@@ -41,8 +41,8 @@ def tiny_config(**overrides):
 
 
 def _params(workdir, config):
-  _, info, model = train._setup(config)  # pylint: disable=protected-access
-  shape = train.model_input_shape(config, info)
+  _, _, plan, model = train._setup(config)  # pylint: disable=protected-access
+  shape = plan.input_shape
   abstract = jax.eval_shape(lambda: init_variables(model, shape, jax.random.key(0)))
   step, variables = checkpoint.Checkpointer(str(workdir), read_only=True).restore_variables(
       None, abstract)

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from dcrn_jax import UserError, train
+from dcrn_jax import UserError, tasks, train
 from dcrn_jax.data import files
 from dcrn_jax.media import clips, video_files
 
@@ -42,7 +42,8 @@ def _eval_predictions(config, workdir):
   model = create_model(config.model, num_classes=info.num_classes, input_shape=info.input_shape)
   abstract = state.abstract_variables(model, info.input_shape, parallel.replicated(mesh))
   _, variables = checkpoint.Checkpointer(workdir, read_only=True).restore_variables(None, abstract)
-  return info, train.make_evaluator(model, info, config, mesh)(variables)[1]
+  plan = tasks.for_config(config).plan(info)
+  return info, train.make_evaluator(model, info, config, mesh, plan)(variables)[1]
 
 
 def test_predict_on_the_files_of_a_video_folder_equals_evaluation(video_run, video_predictor):

@@ -56,9 +56,8 @@ def _evaluation(config, workdir):
   """Evaluation's view of the latest checkpoint: (whole test sequences float32 (N, Tin+Tout,
   H, W, C), its clipped predictions (N, Tout, ...)) from its examples step."""
   from dcrn_jax import checkpoint, data, parallel, state  # pylint: disable=g-import-not-at-top
-  mesh, info, model = train._setup(config)  # pylint: disable=protected-access
-  abstract = state.abstract_variables(model, train.model_input_shape(config, info),
-                                      parallel.replicated(mesh))
+  mesh, _, plan, model = train._setup(config)  # pylint: disable=protected-access
+  abstract = state.abstract_variables(model, plan.input_shape, parallel.replicated(mesh))
   _, variables = checkpoint.Checkpointer(workdir, read_only=True).restore_variables(None,
                                                                                   abstract)
   d = config.data

@@ -3,7 +3,6 @@ whole-clip model after every frame; the window policies do what their definition
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 

@@ -47,7 +47,7 @@ def read_metrics(workdir):
 
 def final_params(workdir, config):
   """The parameters of the latest checkpoint, as numpy arrays."""
-  mesh, info, model = train._setup(config)  # pylint: disable=protected-access
+  mesh, info, _, model = train._setup(config)  # pylint: disable=protected-access
   del mesh
   from dcrn_jax.state import init_variables  # pylint: disable=g-import-not-at-top
   abstract = jax.eval_shape(lambda: init_variables(model, info.input_shape, jax.random.key(0)))

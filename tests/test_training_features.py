@@ -15,7 +15,8 @@ import pytest
 
 from configs import video_gru
 from dcrn_jax import UserError, checkpoint, durations, evaluation, optim, parallel, train
-from dcrn_jax import state as state_lib, workdir as workdir_lib
+from dcrn_jax import state as state_lib, tasks, workdir as workdir_lib
+from dcrn_jax.data.info import DatasetInfo
 from dcrn_jax.models import create_model
 from dcrn_jax.models.classifiers import MODELS
 
@@ -353,9 +354,12 @@ def _traced_train_step(name, dtype, shape):
   config = tiny_config(**{"model.name": name, "model.dtype": dtype,
                           "model.convlstm_features": (4, 4), "model.batch_norm": True,
                           "optim.ema_decay": 0.9, "optim.accumulate_steps": 2,
-                          **({"task": "forecast", "data.input_frames": 2,
+                          **({"task": "forecast", "data.num_frames": 3, "data.input_frames": 2,
                               "data.output_frames": 1} if forecast else {})})
-  model_shape = (2,) + shape[1:] if forecast else shape
+  info = DatasetInfo(num_classes=0 if forecast else 8, input_shape=shape, num_train_examples=8,
+                     num_eval_examples=8, class_names=() if forecast else tuple("abcdefgh"))
+  plan = tasks.for_config(config).plan(info)
+  model_shape = plan.input_shape
   model = create_model(config.model, num_classes=8, input_shape=model_shape,
                        output_frames=config.data.output_frames)
   tx, schedule = optim.create_optimizer(config.optim, 10)
@@ -366,7 +370,7 @@ def _traced_train_step(name, dtype, shape):
   batch = {"inputs": jax.ShapeDtypeStruct((8,) + shape, jnp.float32)}
   if not forecast:
     batch["label"] = jax.ShapeDtypeStruct((8,), jnp.int32)
-  traced = train.make_train_step(config, schedule, mesh, sharding).trace(
+  traced = train.make_train_step(config, plan, schedule, mesh, sharding).trace(
       state, batch, jax.random.key(1))
   return state, traced
 

@@ -109,12 +109,11 @@ def _input_shape_from_dataset(config) -> tuple[int, ...]:
   """For runs that predate WORKDIR/input.json: the shape, from the dataset (as training had it)."""
   from dcrn_jax import data  # pylint: disable=g-import-not-at-top
   try:
-    shape = tuple(data.get_info(config.data).input_shape)
+    info = data.get_info(config.data)
   except UserError as e:
     raise UserError(f"this run predates {workdir_lib.INPUT_FILE}, so the model's input shape "
                     f"must come from its dataset, which failed: {e}") from None
-  # A forecaster reads the first input_frames of the dataset's sequences.
-  return (config.data.input_frames,) + shape[1:] if run_task(config) == "forecast" else shape
+  return tasks.for_config(config).plan(info).input_shape  # As training had it.
 
 
 def read_run_config(workdir: str):
@@ -148,9 +147,8 @@ def restore_model(workdir: str, config, step=None, *, num_classes: int = 0):
     raise UserError(f"no checkpoints in {ckpt_dir}: train first with --mode=train and the "
                     "same --workdir, or point --workdir at a finished run")
   input_shape = workdir_lib.read_input_shape(workdir) or _input_shape_from_dataset(config)
-  frames = config.data.output_frames if run_task(config) == "forecast" else 0
   model = create_model(config.model, num_classes=num_classes, input_shape=input_shape,
-                       output_frames=frames)
+                       output_frames=config.data.output_frames)  # As train.py builds it.
   abstract = state_lib.abstract_variables(model, input_shape,
                                           parallel.replicated(parallel.create_mesh()))
   best_metric = config.get("best_metric", "")

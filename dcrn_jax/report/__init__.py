@@ -25,11 +25,10 @@ import os
 import shutil
 import time
 
-from dcrn_jax import workdir as workdir_lib
+from dcrn_jax import tasks, workdir as workdir_lib
 from dcrn_jax.errors import UserError
 from dcrn_jax.report import figures, forecasts, gallery, page
 
-FORECAST_PICTURE = "forecast_examples.png"  # Written by forecast runs; shown when present.
 
 
 def _read(workdir: str, name: str, reader):
@@ -134,7 +133,7 @@ def _build(workdir, config, building, num_examples, profile_clips, ig_steps, fil
   else:
     notes.append("training curves: metrics.jsonl has no training records")
 
-  forecasting = "task" in config and config.task == "forecast"
+  task = tasks.get(config.task)  # What its evaluation writes, and so what the report shows.
   if results and "per_class" in results:
     names = workdir_lib.read_class_names(workdir)
     sections.append(("Per class (worst F1 first)", page.per_class_table(results["per_class"])))
@@ -145,7 +144,7 @@ def _build(workdir, config, building, num_examples, profile_clips, ig_steps, fil
   elif results is None:
     notes.append("evaluation: the workdir has no eval.json (train to the end, or run "
                  "--mode=eval)")
-  elif not forecasting:
+  elif task.per_class:
     notes.append("per-class metrics: eval.json has none (a forecast run, or written by an "
                  "older version: run --mode=eval again)")
 
@@ -155,22 +154,23 @@ def _build(workdir, config, building, num_examples, profile_clips, ig_steps, fil
                              profile_clips, ig_steps, fill, log)
     except UserError as e:  # The checkpoint or the data is gone: the rest is still worth having.
       notes.append(f"gallery and per-frame importance: {e}")
-  elif predictions is None and not forecasting:
+  elif predictions is None and task.per_class:
     notes.append("gallery: the workdir has no eval_predictions.jsonl (run --mode=eval)")
 
   forecast, shown = [], False
-  table = forecasts.quality_table(results) if forecasting and results else None
+  table = forecasts.quality_table(results) if task.frames_out and results else None
   if table:
     sections.append(("Forecast quality", table))
-  if forecasting and num_examples:
+  if task.frames_out and num_examples:
     try:
       forecast.append(forecasts.gallery(workdir, config, results, building, num_examples, log))
       shown = True
     except UserError as e:  # The checkpoint or the data is gone: eval's pictures, if any.
       notes.append(f"forecasts of test sequences: {e}")
-  if not shown and os.path.isfile(os.path.join(workdir, FORECAST_PICTURE)):
-    shutil.copy(os.path.join(workdir, FORECAST_PICTURE), building)
-    forecast.append(page.image(FORECAST_PICTURE, "forecast examples"))
+  for picture in () if shown else tasks.all_report_pictures():  # Any evaluation drew.
+    if os.path.isfile(os.path.join(workdir, picture)):
+      shutil.copy(os.path.join(workdir, picture), building)
+      forecast.append(page.image(picture, "forecast examples"))
   per_step = figures.per_step_curves(_per_step_series(results), building)
   if per_step:
     forecast.append(page.image(per_step, "error per forecast step"))
@@ -191,7 +191,7 @@ def _explained(workdir, config, results, predictions, folder, num_examples, prof
   examples back from the eval split and explains them."""
   from dcrn_jax import train  # pylint: disable=g-import-not-at-top
   step = results.get("step") if results else None
-  _, info, model, step, variables = train.restore(config, workdir, step)
+  _, info, _, model, step, variables = train.restore(config, workdir, step)
   chosen = gallery.choose(predictions, num_examples)
   log(f"restored step {step}; reading {len(chosen)} gallery examples and up to "
       f"{profile_clips} clips of {config.data.name}/{config.data.eval_split}")

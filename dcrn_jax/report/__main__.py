@@ -11,16 +11,22 @@ from absl import app, flags
 from dcrn_jax import cli
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "The workdir of a training run.")
-flags.DEFINE_string("out", None, "Folder of the report (default: WORKDIR/report).")
-flags.DEFINE_integer("num_examples", 12, "Examples in the gallery (0: none).")
-flags.DEFINE_integer("profile_clips", 256,
-                     "Eval clips whose per-frame importance is averaged (0: none).")
-flags.DEFINE_integer("ig_steps", 32, "Integrated-gradients steps per example.")
-flags.DEFINE_string("occlusion_fill", "neighbours",
-                    "What replaces an occluded frame: neighbours (the mean of the frames "
-                    "before and after it) or mean (the clip's mean frame).")
-flags.DEFINE_bool("verbose", False, "Show library logs and warnings, and the traceback of errors.")
+
+
+def define_flags():
+  """This command's flags; defined only when it runs (under __main__), so that importing the
+  module beside the other commands defines no flag twice."""
+  flags.DEFINE_string("workdir", None, "The workdir of a training run.")
+  flags.DEFINE_string("out", None, "Folder of the report (default: WORKDIR/report).")
+  flags.DEFINE_integer("num_examples", 12, "Examples in the gallery (0: none).")
+  flags.DEFINE_integer("profile_clips", 256,
+                       "Eval clips whose per-frame importance is averaged (0: none).")
+  flags.DEFINE_integer("ig_steps", 32, "Integrated-gradients steps per example.")
+  flags.DEFINE_string("occlusion_fill", "neighbours",
+                      "What replaces an occluded frame: neighbours (the mean of the frames "
+                      "before and after it) or mean (the clip's mean frame).")
+  flags.DEFINE_bool("verbose", False,
+                    "Show library logs and warnings, and the traceback of errors.")
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -50,4 +56,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main, flags_parser=parse_flags)

@@ -1,84 +1,110 @@
-"""Tasks: one object per task (`config.task`) that answers everything the loop asks of it.
+"""Tasks: one class per task (`config.task`); the loop asks it once and gets one `Plan`.
 
-train.py, predict.py and export.py never test a task's name; they look the task up here and
-ask it. Each task answers the same small protocol (`Task`):
+train.py, predict and export never test a task's name. A run's task is built once from the
+config, which it checks and reads into a few typed settings; asked once more with the dataset,
+it answers everything the loop needs in one `Plan`:
+
+    task = tasks.for_config(config)   # config.task's class, its fields checked and read once
+    plan = task.plan(info)            # the dataset checked; the answers below, once
+
+A task class (`Task`) answers, without a config:
 
     name                      'classify' or 'forecast' (the value of config.task)
     serves_predict            whether predict / export serve its trained runs; predictor()
                               then gives the class (Predictor, ForecastPredictor) that does
+    frames_out                its models predict frames (predict's --out/--format, the
+                              report's forecast sections), not class probabilities
+    per_class                 its evaluation scores classes (eval.json's per-class tables and
+                              eval_predictions.jsonl, the report's gallery)
     report_pictures           the picture files its final evaluation writes, which the
                               report (report/) shows when present
-    check_config(config)      value checks of the task's own config fields; raises UserError
-    check_dataset(config, info)   whether the dataset (data.get_info) suits the task
-    model_input_shape(config, info)   one example as the model reads it (no batch axis)
-    metric_names(config, info)    the metrics its evaluation reports (what best_metric may
-                              name); metric_direction(name) says which way is better
-    describe_data(config, info)   the words the start-of-run line says about the data
-    train_step(config, schedule)  the pure train step (steps.py) with its settings bound
-    evaluator(model, info, config, mesh, fed)   (variables, batches, mesh, prefetch) ->
-                              (metrics, predictions) over one pass of the eval split; each of
-                              its jitted steps goes through fed(fn, quiet=False) (train.py: the
-                              device-resident eval split's gather and the scaling)
-    write_run_files(workdir, info, input_shape)   what a later predict/export reads
-                              (process 0)
-    write_predictions(workdir, predictions, info)   the per-example file of the final
-                              evaluation (eval_predictions.jsonl), or None; process 0
-    write_pictures(workdir, metrics, predictions)   the pictures of `--mode=eval`; their paths
+    from_config(config)       the task of one run: value checks of its own config fields
+                              (UserError), then the fields it needs, read once
 
-`get(name)` returns the task of a name (one error line for an unknown one); `for_config(config)`
-also checks that the model is one of the task's. Tasks are imported when first asked for, so
-that this package stays cheap to import (steps.py reads forecasting's loss from it).
+and a task of one run answers `plan(info)` (info: data.get_info's DatasetInfo), whose fields
+are in `Plan`. `get(name)` returns the class of a name (one error line for an unknown one);
+`for_config(config)` checks that the model is one of the task's and builds the run's task.
+Task modules are imported when first asked for, so that this package stays cheap to import
+(steps.py reads forecasting's loss from it).
 """
 
+import dataclasses
 import importlib
-from typing import Callable, Protocol, Sequence
+from typing import Callable, ClassVar, Protocol, Sequence
 
 from dcrn_jax import evaluation
 from dcrn_jax.errors import UserError
 from dcrn_jax.models.classifiers import model_task
 
-# config.task -> the module whose TASK answers for it.
+# config.task -> the module whose TASK (a Task class) answers for it.
 _MODULES = {"classify": "dcrn_jax.tasks.classification",
             "forecast": "dcrn_jax.tasks.forecasting"}
 NAMES = tuple(_MODULES)
 
 
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """Everything the loop needs of a run's task, answered once (`Task.plan`).
+
+  Attributes:
+    input_shape: one example as the model reads it, no batch axis (the dataset's, or a
+      forecaster's input frames).
+    metric_names: the metrics its evaluation reports (what best_metric may name);
+      `metric_direction(name)` says which way is better.
+    data_words: what the start-of-run line says about the data.
+    train_step: the pure train step (steps.py) with the task's settings bound; the loop binds
+      `schedule=` (the learning-rate schedule) and jits it.
+    evaluator: (model, mesh, fed) -> run, run(variables, batches, mesh, prefetch) ->
+      (metrics, predictions) over one pass of the eval split; each of its jitted steps goes
+      through fed(fn, quiet=False) (train.py: the device-resident split's gather, the scaling).
+    write_run_files: (workdir) -> None: what a later predict/export reads (process 0).
+    write_predictions: (workdir, predictions) -> path or None: the final evaluation's
+      per-example file (eval_predictions.jsonl), or none; process 0.
+    write_pictures: (workdir, metrics, predictions) -> [paths]: the pictures of `--mode=eval`.
+  """
+
+  input_shape: tuple[int, ...]
+  metric_names: tuple[str, ...]
+  data_words: str
+  train_step: Callable
+  evaluator: Callable
+  write_run_files: Callable
+  write_predictions: Callable
+  write_pictures: Callable
+
+
 class Task(Protocol):
   """What every task answers (see the module docstring for each question)."""
 
-  name: str
-  serves_predict: bool
-  report_pictures: Sequence[str]
+  name: ClassVar[str]
+  serves_predict: ClassVar[bool]
+  frames_out: ClassVar[bool]
+  per_class: ClassVar[bool]
+  report_pictures: ClassVar[Sequence[str]]
 
-  def check_config(self, config) -> None: ...
-  def check_dataset(self, config, info) -> None: ...
-  def model_input_shape(self, config, info) -> tuple[int, ...]: ...
-  def metric_names(self, config, info) -> list[str]: ...
-  def describe_data(self, config, info) -> str: ...
-  def train_step(self, config, schedule) -> Callable: ...
-  def evaluator(self, model, info, config, mesh, fed) -> Callable: ...
-  def write_run_files(self, workdir: str, info, input_shape) -> None: ...
-  def predictor(self) -> type: ...
-  def write_predictions(self, workdir: str, predictions, info) -> str | None: ...
-  def write_pictures(self, workdir: str, metrics: dict, predictions) -> list[str]: ...
+  @classmethod
+  def from_config(cls, config) -> "Task": ...
+  @classmethod
+  def predictor(cls) -> type: ...
+  def plan(self, info) -> Plan: ...
 
 
-def get(name: str) -> Task:
-  """The task named `name` (config.task); UserError naming the valid ones if there is none."""
+def get(name: str) -> type[Task]:
+  """The task class named `name` (config.task); UserError naming the valid ones if none."""
   if name not in _MODULES:
     raise UserError(f"task={name!r} must be one of {list(NAMES)}")
   return importlib.import_module(_MODULES[name]).TASK
 
 
 def for_config(config) -> Task:
-  """config.task's task, once the model named by config.model.name is checked to be one of its
-  models (UserError otherwise)."""
+  """The task of the run `config` describes: the model named by config.model.name checked to
+  be one of config.task's, then the task's own fields (UserError for either)."""
   task = get(config.task)
   if model_task(config.model.name) != task.name:
     raise UserError(f"model.name={config.model.name!r} is a model for task="
                     f"{model_task(config.model.name)!r}, but task={config.task!r}; set both "
                     "(forecasting models: convlstm_forecaster, convlstm_autoregressive)")
-  return task
+  return task.from_config(config)
 
 
 def metric_direction(name: str) -> str:
