@@ -72,8 +72,11 @@ class Ops:
     return jnp.dot(x.astype(self.dtype), w.astype(self.dtype)).astype(_F32)
 
   def conv_grad(self, x, dy):
-    """dL/dw of conv(x, w), summed over every leading axis (T, B, ...)."""
-    return self.m.weight_grad(x.astype(self.dtype), dy.astype(self.dtype))
+    """dL/dw of conv(x, w), summed over every leading axis (T, B, ...): one weight-gradient
+    convolution over all steps, on every platform. On XLA:CPU it measured faster here than the
+    matmul forms of conv.py (which win inside loops): PredRNN's train step 448 against 527 ms at
+    bench_forecast.py's shapes, 3.1 against 5.5 s with 16 x 16 maps of 64 features."""
+    return self.m.weight_grad_conv(x.astype(self.dtype), dy.astype(self.dtype))
 
   def dense_grad(self, x, dy):
     x2, dy2 = x.reshape(-1, x.shape[-1]), dy.reshape(-1, dy.shape[-1])
