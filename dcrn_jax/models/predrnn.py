@@ -33,15 +33,17 @@ Both predict every next frame as `ConvLSTMAutoregressive` does (forecasters.py):
 H, W, C) -> (B, Tin + Tout - 1, H, W, C), a 1 x 1 map of the top hidden state; after the input
 frames, step t reads the true frame where `teacher_forcing[:, t - Tin]` is 1 and its own last
 prediction otherwise. `patch_size` works as in forecasters.py. Every layer has the same number
-of features (M passes between layers). The gate pre-activations of the true frames in the bottom
-layer do not depend on the recurrence: they are one convolution over all frames before the loop;
-inside it only the model's own prediction is convolved again (a frame of p*p*C channels).
+of features (M passes between layers).
+
+The model runs the stack with `predrnn_scan.predrnn_sequence`: one loop over time with a
+hand-written backward pass (fast on XLA:CPU, where autodiff of convolutions inside a loop is
+slow). `st_lstm`, `causal_lstm` and `ghu` below are the cells' single steps in plain JAX: the
+specification (`predrnn_reference.py` steps them with autodiff; the tests compare).
 """
 
 from typing import Any, Sequence
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from dcrn_jax.models import predrnn_scan

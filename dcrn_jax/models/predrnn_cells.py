@@ -5,8 +5,8 @@ The equations are predrnn.py's module docstring (`st_lstm`, `causal_lstm`, `ghu`
 same forward steps, differentiated by autodiff: the specification these are tested against).
 Each cell has three functions on (B, H, W, .) arrays, channels-last, F features:
 
-  forward(ops, p, gx, c, h, m) -> ((c', h', m'), residuals, (i . g, i' . g') or None)
-      gx = W_x * X + b, the input side, already convolved (B, H, W, 7F);
+  forward(ops, p, gx, c, h, m, x) -> ((c', h', m'), residuals, (i . g, i' . g') or None)
+      x the cell's input X, gx = W_x * X + b its input side, already convolved (B, H, W, 7F);
   backward(ops, p, pt, r, dh, dc, dm, ddelta, need_dx)
       -> (dx, dh_in, dc_in, dm_in, gate cotangents): dh, dc, dm are the cotangents of h', c', m'
       (ddelta of the memory increments, PredRNN-V2; None: zero), pt the kernels transposed for
