@@ -28,7 +28,7 @@ import os
 import jax
 import numpy as np
 
-from dcrn_jax import input_scaling, parallel, predict, tasks
+from dcrn_jax import feeding, input_scaling, parallel, predict, tasks
 from dcrn_jax.tasks import forecast_evaluation
 from dcrn_jax.data import files as data_files
 from dcrn_jax.data import sequence_files
@@ -56,14 +56,14 @@ class ClipForecast:
 def model_input(frames: np.ndarray, data_config) -> np.ndarray:
   """float32 model input of clip frames by the steps' own function (`input_scaling.model_input`):
   uint8 pixels scaled and normalised, float frames in [0, 1] normalised only."""
-  return np.asarray(input_scaling.model_input(frames, *input_scaling.stats(data_config)))
+  return np.asarray(input_scaling.model_input(frames, *feeding.scaling(data_config)))
 
 
 def to_pixels(x: np.ndarray, data_config) -> np.ndarray:
   """Model-space frames -> float64 pixels in [0, 1] for pictures: the run's normalisation
   undone (x * std + mean), then clipped to [0, 1]."""
   x = np.asarray(x, np.float64)
-  mean, std = input_scaling.stats(data_config)
+  mean, std = feeding.scaling(data_config)
   if mean:
     x = x * np.asarray(std) + np.asarray(mean)
   return np.clip(x, 0.0, 1.0)

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dcrn_jax import input_scaling
+from dcrn_jax import feeding, input_scaling
 from dcrn_jax.media import clips, video_files
 from dcrn_jax.errors import UserError
 from dcrn_jax.models import streaming
@@ -125,7 +125,7 @@ class FrameStream:
     step = streaming.make_step(model)
     frame_shape = (preprocessor.size, preprocessor.size, preprocessor.channels)
     self._zeros = streaming.initial_carry(model, variables, len(self.starts), frame_shape)
-    mean, std = input_scaling.stats(preprocessor.data_config)
+    mean, std = feeding.scaling(preprocessor.data_config)
 
     def scaled_step(v, carry, pixels, fresh):
       frame = input_scaling.model_input(pixels, mean, std)

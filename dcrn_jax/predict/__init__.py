@@ -193,7 +193,8 @@ class Predictor:
     # Model inputs (float) go straight in; pixels (uint8) through evaluation's front, which
     # scales them inside the jit as the train and eval steps do.
     self._log_probs_fn = evaluation.make_log_probs_fn(model, self.mesh)
-    self._pixels_fn = feeding.fed_eval(self._log_probs_fn, self.mesh, config.data, quiet=True)
+    self._pixels_fn = feeding.fed_eval(self._log_probs_fn, self.mesh,
+                                         feeding.scaling(config.data), quiet=True)
     self._file_spec = None
 
   @classmethod
@@ -246,7 +247,7 @@ class Predictor:
     """float32 (views, *input_shape): the model inputs of one file, as evaluation makes them
     (`pixels`, scaled and normalised by `input_scaling.model_input`)."""
     return np.asarray(input_scaling.model_input(self.pixels(path),
-                                                *input_scaling.stats(self.config.data)))
+                                                *feeding.scaling(self.config.data)))
 
   def stream(self, *, window: str = "grow", states: int = 2):
     """A `stream.FrameStream`: push decoded frames one at a time, class probabilities after
