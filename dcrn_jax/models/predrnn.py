@@ -33,17 +33,20 @@ Both predict every next frame as `ConvLSTMAutoregressive` does (forecasters.py):
 H, W, C) -> (B, Tin + Tout - 1, H, W, C), a 1 x 1 map of the top hidden state; after the input
 frames, step t reads the true frame where `teacher_forcing[:, t - Tin]` is 1 and its own last
 prediction otherwise. `patch_size` works as in forecasters.py. Every layer has the same number
-of features (M passes between layers). The gate pre-activations of the true frames in the bottom
-layer do not depend on the recurrence: they are one convolution over all frames before the loop;
-inside it only the model's own prediction is convolved again (a frame of p*p*C channels).
+of features (M passes between layers).
+
+The model runs the stack with `predrnn_scan.predrnn_sequence`: one loop over time with a
+hand-written backward pass (fast on XLA:CPU, where autodiff of convolutions inside a loop is
+slow). `st_lstm`, `causal_lstm` and `ghu` below are the cells' single steps in plain JAX: the
+specification (`predrnn_reference.py` steps them with autodiff; the tests compare).
 """
 
 from typing import Any, Sequence
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
+from dcrn_jax.models import predrnn_scan
 from dcrn_jax.models.conv import conv2d
 from dcrn_jax.models.forecasters import _check, from_patches, to_patches
 
@@ -228,7 +231,7 @@ class PredRNN(nn.Module, kw_only=True):
       forcing = teacher_forcing.astype(jnp.float32)
     known = steps - forcing.shape[1]  # Steps that always read the true frame.
     use_true = jnp.concatenate([jnp.ones((b, known), jnp.float32), forcing], 1)
-    make, step = _CELLS[self.cell]
+    make = _CELLS[self.cell][0]
     decouple = self.decouple_beta > 0 and self.cell == "st_lstm"
     f, chans = self.features[0], frames.shape[-1]
     cells = [make(f, self.kernel_size, chans if i == 0 else f, name=f"cell{i}")()
@@ -238,41 +241,13 @@ class PredRNN(nn.Module, kw_only=True):
     head = {"kernel": self.param("to_frames_kernel", _INIT, (f, chans)),
             "bias": self.param("to_frames_bias", nn.initializers.zeros, (chans,))}
     adapter = (self.param("adapter", _INIT, (f, f)) if decouple else None)
-    dt = self.dtype
-    # Hoisted: the bottom layer's input side for every true frame, one convolution.
-    n, hw = frames.shape[:2], frames.shape[2:4]
-    gx_true = conv2d(frames.reshape((-1,) + frames.shape[2:]).astype(dt),
-                     cells[0]["input_kernel"].astype(dt)).astype(jnp.float32)
-    gx_true = gx_true.reshape(n + gx_true.shape[1:]) + cells[0]["bias"]
-
-    def body(carry, xs):
-      states, m, z, previous = carry
-      gx_frame, u = xs
-      u = u[:, None, None, None]
-      gx_own = conv2d(previous.astype(dt), cells[0]["input_kernel"].astype(dt))
-      gx = u * gx_frame + (1 - u) * (gx_own.astype(jnp.float32) + cells[0]["bias"])
-      new_states, terms = [], []
-      for i, (p, (c, h)) in enumerate(zip(cells, states)):
-        if i > 0:
-          x = z if (i == 1 and highway is not None) else new_states[-1][1]
-          gx = conv2d(x.astype(dt), p["input_kernel"].astype(dt)).astype(jnp.float32) + p["bias"]
-        if decouple:
-          c, h, m, (dc, dm) = step(p, gx, c, h, m, dt, deltas=True)
-          terms.append(decoupling(adapter, dc, dm))
-        else:
-          c, h, m = step(p, gx, c, h, m, dt)
-        new_states.append((c, h))
-        if i == 0 and highway is not None:
-          z = ghu(highway, h, z, dt)
-      top = new_states[-1][1]
-      prediction = (top.astype(dt) @ head["kernel"].astype(dt)).astype(jnp.float32) + head["bias"]
-      return (tuple(new_states), m, z, prediction), (prediction, jnp.stack(terms or [0.0]))
-
-    zeros = jnp.zeros((b,) + hw + (f,), jnp.float32)
-    states = tuple((zeros, zeros) for _ in self.features)
-    carry = (states, zeros, zeros, jnp.zeros((b,) + hw + (chans,), jnp.float32))
-    _, (predictions, terms) = jax.lax.scan(body, carry,
-                                           (jnp.swapaxes(gx_true, 0, 1), use_true.T))
-    if decouple and train:
-      self.sow("losses", "decoupling", self.decouple_beta * jnp.mean(terms))
+    spec = predrnn_scan.Spec(self.cell, self.kernel_size, known, deltas=decouple and train,
+                             dtype=self.dtype)
+    weights = {"cells": tuple(cells), "ghu": highway, "head": head}
+    predictions, deltas = predrnn_scan.predrnn_sequence(spec, weights, jnp.swapaxes(frames, 0, 1),
+                                                        use_true.T)
+    if spec.deltas:
+      dc, dm = (d.reshape((-1,) + d.shape[3:]) for d in deltas)
+      # The mean over layers and steps of each one's mean over batch and channels.
+      self.sow("losses", "decoupling", self.decouple_beta * decoupling(adapter, dc, dm))
     return from_patches(jnp.swapaxes(predictions, 0, 1), self.patch_size)
