@@ -71,9 +71,10 @@ def resolve_config(config, info, plan):
                                           config.data.shard_by_process)
   lengths, notes = durations.resolve(_read(config, durations.Lengths), examples,
                                      config.batch_size, config.optim.accumulate_steps)
-  config = config.copy_and_resolve_references()  # Locked like the input, which stays as it is.
-  with config.unlocked():
-    config.update(dataclasses.asdict(lengths))
+  config = config.copy_and_resolve_references()  # The input stays as it is.
+  config.unlock()
+  config.update(dataclasses.asdict(lengths))
+  config.lock()
   evaluation.check_best_metric(config.best_metric, plan.metric_names)
   return config, notes + optim.schedule_notes(config.optim, config.num_train_steps)
 
