@@ -31,6 +31,7 @@ the slowest case so far (plus the reserve for the tests), and pytest gets what i
 
 import argparse
 import contextlib
+import functools
 import io
 import json
 import os
@@ -149,7 +150,8 @@ def step_alone(config, steps: int, rounds: int = 3) -> float:
       model, tx, plan.input_shape, jax.random.key(config.seed), mesh,
       ema=config.optim.ema_decay > 0)
   fn = train.make_train_step(config, plan, schedule, mesh, sharding)
-  batches = train._host_batches(data.train_batches, config, config.batch_size,  # pylint: disable=protected-access
+  batches = train._host_batches(functools.partial(data.train_batches, config.data),  # pylint: disable=protected-access
+                                config.data.shard_by_process, config.batch_size,
                                 seed=config.seed, start_step=0)
   batch = parallel.to_global(next(batches), mesh)
   rng = jax.random.key(1)

@@ -227,7 +227,7 @@ def breakdown(repeats: int, configure: bool = True):
     tx, schedule = optim.create_optimizer(c.optim, c.num_train_steps)
     state, sharding = state_lib.create_train_state(model, tx, plan.input_shape,
                                                    jax.random.key(0), mesh)
-    feed = feeding.train_feed(c, info, mesh)
+    feed = train.device_feed(c, info, mesh, train=True)
     step = train.make_train_step(c, plan, schedule, mesh, sharding, feed)
     batch = parallel.to_global(
         next(data.train_indices(c.data, local_batch_size=BATCH, seed=0, start_step=0)), mesh)

@@ -14,8 +14,13 @@ random flip) runs on the device from the step's key (`augment_fn`): a random str
 not tf.data's, equally reproducible on resume.
 
 Streamed batches carry uint8 pixels; either way the step scales them with
-dcrn_jax/input_scaling.py by data.normalize_mean/std (`scaling`). Evaluation's jitted functions
-get the same front (`fed_eval`).
+dcrn_jax/input_scaling.py by data.normalize_mean/std (`Spec.scale`). Evaluation's jitted
+functions get the same front (`fed_eval`).
+
+The loop hands this room values, not the config: train.py reads the `data` fields it needs
+once into a `Spec`, asks the source (data/) whether each split can be resident and reads a
+resident split's pixels. Only `scaling`, for the tools that start from a run's saved config
+(predict, streaming), reads a config.
 """
 
 import dataclasses
@@ -28,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
-from dcrn_jax import data, host, input_scaling, metrics as metrics_lib, parallel
+from dcrn_jax import host, input_scaling, metrics as metrics_lib, parallel
 from dcrn_jax.errors import UserError
 
 MODES = ("auto", True, False)
@@ -37,14 +42,59 @@ BUDGET_FRACTION = 0.25
 _LABEL_BYTES = 4
 
 
-def on_device_mode(data_config):
+def _floats(values) -> tuple[float, ...]:
+  return tuple(float(v) for v in values)
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+  """The `data` fields feeding reads (config.data's fields of the same names), checked when
+  made (UserError).
+
+  Attributes:
+    name, train_split, eval_split: the dataset and its splits (named in messages).
+    on_device: "auto", True or False ('true'/'false'/'auto' from a command line too):
+      which splits live on the device (this module's docstring); read as `mode`.
+    on_device_max_bytes: "auto" or a positive number of bytes (`budget_bytes`).
+    normalize_mean, normalize_std: per-channel statistics (empty: none); `scale`.
+    augment_crop_padding, augment_flip: the device's augmentation of resident images
+      (`augment_fn`).
+  """
+
+  name: str
+  train_split: str
+  eval_split: str
+  on_device: object
+  on_device_max_bytes: object
+  normalize_mean: tuple
+  normalize_std: tuple
+  augment_crop_padding: int
+  augment_flip: bool
+
+  def __post_init__(self):
+    on_device_mode(self.on_device)
+    _check_max_bytes(self.on_device_max_bytes)
+
+  @property
+  def mode(self):
+    """on_device as "auto", True or False."""
+    return on_device_mode(self.on_device)
+
+  @property
+  def scale(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(normalize_mean, normalize_std) as tuples of floats (empty: none), which
+    input_scaling.model_input takes."""
+    return _floats(self.normalize_mean), _floats(self.normalize_std)
+
+
+def on_device_mode(on_device):
   """data.on_device as "auto", True or False ('true'/'false' from a command line too)."""
-  mode = data_config.on_device
+  mode = on_device
   if isinstance(mode, str) and mode.lower() in ("true", "false", "auto"):
     mode = {"true": True, "false": False, "auto": "auto"}[mode.lower()]
   if isinstance(mode, bool) or mode == "auto":
     return mode
-  raise UserError(f"data.on_device={data_config.on_device!r} must be 'auto', True or False")
+  raise UserError(f"data.on_device={on_device!r} must be 'auto', True or False")
 
 
 def device_memory_bytes(device) -> int:
@@ -60,28 +110,27 @@ def device_memory_bytes(device) -> int:
   return ram // max(jax.local_device_count(), 1)
 
 
-def budget_bytes(data_config) -> int:
-  """data.on_device_max_bytes, or for "auto" BUDGET_FRACTION of a device's memory."""
-  limit = data_config.on_device_max_bytes
+def _check_max_bytes(limit) -> None:
   if isinstance(limit, str) and limit == "auto":
-    return int(BUDGET_FRACTION * device_memory_bytes(jax.local_devices()[0]))
+    return
   if isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit <= 0:
     raise UserError(f"data.on_device_max_bytes={limit!r} must be 'auto' or a positive number "
                     "of bytes (of each device's memory the resident splits may take)")
+
+
+def budget_bytes(spec: Spec) -> int:
+  """data.on_device_max_bytes, or for "auto" BUDGET_FRACTION of a device's memory."""
+  limit = spec.on_device_max_bytes
+  _check_max_bytes(limit)
+  if isinstance(limit, str):
+    return int(BUDGET_FRACTION * device_memory_bytes(jax.local_devices()[0]))
   return int(limit)
 
 
 def scaling(data_config) -> tuple[tuple[float, ...], tuple[float, ...]]:
-  """(data.normalize_mean, data.normalize_std) as tuples of floats (empty: none), which
-  input_scaling.model_input takes."""
-  return (tuple(float(m) for m in data_config.normalize_mean),
-          tuple(float(s) for s in data_config.normalize_std))
-
-
-def check(data_config) -> None:
-  """UserError for on_device fields out of range (before any dataset is read)."""
-  on_device_mode(data_config)
-  budget_bytes(data_config)
+  """(data.normalize_mean, data.normalize_std) of a run's config as `Spec.scale` gives them,
+  for the tools that start from a trained workdir (predict, streaming)."""
+  return _floats(data_config.normalize_mean), _floats(data_config.normalize_std)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,29 +159,32 @@ def split_bytes(num_rows: int, input_shape, mesh, labels: bool) -> int:
   return _rows_per_device(num_rows, mesh) * per_row
 
 
-def plan(config, info, mesh, splits=("train", "eval")) -> dict[str, bool]:
-  """{'train': resident?, 'eval': resident?} for this run (the splits asked about; False for
-  the others); prints the line of an "auto" that streams, raises the `error:` of a True that
-  cannot be honoured. The train split has the first claim on the budget."""
-  d = config.data
-  mode = on_device_mode(d)
+def plan(spec: Spec, info, mesh, reasons: dict[str, str | None]) -> dict[str, bool]:
+  """{'train': resident?, 'eval': resident?} for this run; prints the line of an "auto" that
+  streams, raises the `error:` of a True that cannot be honoured. The train split has the
+  first claim on the budget.
+
+  reasons: {split: None if the source can keep it on the device, else why not, in words}
+  (data.resident_reason) for the splits asked about; the others stream. Not read when
+  spec.mode is False.
+  """
+  mode = spec.mode
   out = {"train": False, "eval": False}
   if mode is False:
     return out
-  left = budget_bytes(d)
-  for split, train, rows in (("train", True, info.num_train_examples),
-                             ("eval", False, info.num_eval_examples)):
-    if split not in splits:
+  left = budget_bytes(spec)
+  for split, name, rows in (("train", spec.train_split, info.num_train_examples),
+                            ("eval", spec.eval_split, info.num_eval_examples)):
+    if split not in reasons:
       continue
-    name = d.train_split if train else d.eval_split
-    reason = data.resident_reason(d, train=train)
+    reason = reasons[split]
     need = split_bytes(rows, info.input_shape, mesh, labels=info.num_classes > 0)
     if reason is None and need > left:
       reason = (f"its {rows} examples take {need:,} bytes per device, over the "
                 f"{left:,} of data.on_device_max_bytes left")
     if reason is not None and mode is True:
-      raise UserError(f"data.on_device=True, but split {name!r} of {d.name!r} cannot live on the "
-                      f"device: {reason}. Set data.on_device='auto' (or False) to stream it"
+      raise UserError(f"data.on_device=True, but split {name!r} of {spec.name!r} cannot live on "
+                      f"the device: {reason}. Set data.on_device='auto' (or False) to stream it"
                       + (", or raise data.on_device_max_bytes" if "bytes" in reason else ""))
     if reason is not None and jax.process_index() == 0:
       print(f"data: split {name!r} streams from the host ({reason})", flush=True)
@@ -141,15 +193,29 @@ def plan(config, info, mesh, splits=("train", "eval")) -> dict[str, bool]:
   return out
 
 
-def _load(data_config, *, train: bool, num_rows: int, mesh, labels: bool) -> dict:
-  """The split's global arrays: each process reads only the rows of its own devices."""
+def local_rows(num_rows: int, mesh) -> tuple[int, int]:
+  """[start, stop): the rows of a resident split of num_rows examples that this process's
+  devices hold (what it reads; `resident_feed` takes them)."""
   per_device = _rows_per_device(num_rows, mesh)
-  padded = per_device * mesh.devices.size
-  sharding = parallel.batch_sharding(mesh)
   local = [i for i, dev in enumerate(mesh.devices.flat) if dev.process_index == jax.process_index()]
   lo = min(local) * per_device
   hi = min((max(local) + 1) * per_device, num_rows)
-  pixels = data.split_pixels(data_config, train=train, start=lo, stop=max(hi, lo))
+  return lo, max(hi, lo)
+
+
+def resident_feed(pixels: dict, *, start: int, num_rows: int, mesh, labels: bool,
+                  augment=None) -> Feed:
+  """A split resident on the device, from this process's rows of it.
+
+  pixels: rows [start, stop) of the split (`local_rows`) as the source stores them
+    ({'inputs': uint8 (n, ...), 'label': int32 (n,)}; data.split_pixels).
+  labels: whether the split's labels go on the device too.
+  augment: the train split's augmentation (`augment_fn`); None for eval.
+  """
+  per_device = _rows_per_device(num_rows, mesh)
+  padded = per_device * mesh.devices.size
+  sharding = parallel.batch_sharding(mesh)
+  lo, hi = start, start + len(pixels["inputs"])
 
   def part(key, dtype):
     def block(index):
@@ -165,7 +231,7 @@ def _load(data_config, *, train: bool, num_rows: int, mesh, labels: bool) -> dic
   arrays = {"inputs": part("inputs", pixels["inputs"].dtype)}
   if labels:
     arrays["label"] = part("label", np.int32)
-  return arrays
+  return Feed(arrays, gather_fn(mesh), augment)
 
 
 def _take_rows(array, index):
@@ -207,11 +273,11 @@ def gather_fn(mesh):
   return gather
 
 
-def augment_fn(data_config):
+def augment_fn(spec: Spec):
   """(uint8 pixels (B, H, W, C), key) -> pixels: random crop after zero padding by
   data.augment_crop_padding, random left-right flip (data.augment_flip); None when both are
   off. Each example draws from the key folded with its row in the batch."""
-  pad, flip = data_config.augment_crop_padding, data_config.augment_flip
+  pad, flip = spec.augment_crop_padding, spec.augment_flip
   if not pad and not flip:
     return None
 
@@ -232,22 +298,9 @@ def augment_fn(data_config):
   return augment
 
 
-def train_feed(config, info, mesh) -> Feed:
-  """The train split resident on the device, with its gather and augmentation."""
-  arrays = _load(config.data, train=True, num_rows=info.num_train_examples, mesh=mesh,
-                 labels=info.num_classes > 0)
-  return Feed(arrays, gather_fn(mesh), augment_fn(config.data))
-
-
-def eval_feed(config, info, mesh) -> Feed:
-  arrays = _load(config.data, train=False, num_rows=info.num_eval_examples, mesh=mesh,
-                 labels=info.num_classes > 0)
-  return Feed(arrays, gather_fn(mesh))
-
-
 def fed_eval(fn, mesh, scale: tuple, feed: Feed | None = None, quiet: bool = False):
   """An evaluation's jitted (variables, batch) -> rows, fed as the train step is: the batch's
-  rows gathered from `feed` (when resident), then scaled by scale = (mean, std) (`scaling`);
+  rows gathered from `feed` (when resident), then scaled by scale = (mean, std) (`Spec.scale`);
   one jit around both. Prints the time of its first call (its compilation) on process 0 unless
   quiet."""
   mean, std = scale

@@ -5,8 +5,9 @@
 Sources hand over their native integer pixels (uint8: a quarter of float32's bytes through
 tf.data, numpy, the host-to-device copy and device memory); the jitted steps call
 `model_input` first. Float input is taken to be in [0, 1] already (scaled elsewhere) and is
-only normalised. Pure jax.numpy: no files, no devices, no config: the two tuples come from
-feeding.scaling (data.normalize_mean/std), which reads them once.
+only normalised. Pure jax.numpy: no files, no devices, no config: the two tuples
+(data.normalize_mean/std) come from feeding.Spec.scale in training and evaluation, and from
+feeding.scaling for the tools that read a run's saved config.
 """
 
 import jax.numpy as jnp

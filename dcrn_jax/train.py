@@ -3,9 +3,14 @@
 The only place that wires the rooms together:
   config -> data (host-local numpy) -> parallel (global sharded arrays) -> steps (jit)
          -> metrics -> writers;  checkpoint saves and restores the state.
+
+The config is read here, at the edge: the task (tasks/), the data source (data/), the model
+(models/) and the optimizer (optim.py) take their own sub-config; durations and feeding get
+frozen values read once from the fields they name (`_read`).
 """
 
 import contextlib
+import dataclasses
 import functools
 import os
 import sys
@@ -23,6 +28,17 @@ _POSITIVE = ("batch_size", "eval_batch_size", "max_checkpoints_to_keep")
 _NON_NEGATIVE = ("eval_every_steps", "checkpoint_every_steps")
 
 
+def _read(config, cls):
+  """cls (a frozen dataclass of a room: durations.Lengths, feeding.Spec) from the config's
+  fields of the same names: the room gets values, not the config."""
+  return cls(**{field.name: config[field.name] for field in dataclasses.fields(cls)})
+
+
+def feed_spec(config) -> feeding.Spec:
+  """The data fields feeding reads (checked: UserError)."""
+  return _read(config.data, feeding.Spec)
+
+
 def validate_config(config):
   """Value checks the locked config's types cannot express (UserError); returns the run's task
   (tasks.for_config: config.task's own fields checked and read)."""
@@ -37,8 +53,8 @@ def validate_config(config):
   if config.on_nonfinite not in ("stop", "skip"):
     raise UserError(f"on_nonfinite={config.on_nonfinite!r} must be 'stop' or 'skip'")
   task = tasks.for_config(config)
-  durations.validate(config)
-  feeding.check(config.data)
+  durations.validate(_read(config, durations.Lengths))
+  feed_spec(config)  # Checks data.on_device and data.on_device_max_bytes.
   optim.validate(config.optim)
   evaluation.check_best_metric(config.best_metric)
   which = config.eval_checkpoint_step
@@ -53,7 +69,12 @@ def resolve_config(config, info, plan):
   the metrics the task's evaluation reports (plan: tasks.Plan), and the lines to print."""
   examples = durations.examples_per_epoch(info.num_train_examples, jax.process_count(),
                                           config.data.shard_by_process)
-  config, notes = durations.resolve(config, examples)
+  lengths, notes = durations.resolve(_read(config, durations.Lengths), examples,
+                                     config.batch_size, config.optim.accumulate_steps)
+  config = config.copy_and_resolve_references()  # The input stays as it is.
+  config.unlock()
+  config.update(dataclasses.asdict(lengths))
+  config.lock()
   evaluation.check_best_metric(config.best_metric, plan.metric_names)
   return config, notes + optim.schedule_notes(config.optim, config.num_train_steps)
 
@@ -75,15 +96,40 @@ def _setup(config, task=None):
   return mesh, info, plan, model
 
 
-def _host_batches(make_batches, config, global_batch_size: int, **kwargs):
-  """This process's batches: read its own share, or slice its rows from the global stream."""
+def _host_batches(make_batches, shard_by_process: bool, global_batch_size: int, **kwargs):
+  """This process's batches: read its own share, or slice its rows from the global stream
+  (data.shard_by_process). make_batches: data's train_batches, eval_batches (their data config
+  bound), train_indices or eval_indices."""
   p, n = jax.process_index(), jax.process_count()
-  if config.data.shard_by_process or n == 1:
-    return make_batches(config.data, local_batch_size=global_batch_size // n, process_index=p,
+  if shard_by_process or n == 1:
+    return make_batches(local_batch_size=global_batch_size // n, process_index=p,
                         process_count=n, **kwargs)
-  whole = make_batches(config.data, local_batch_size=global_batch_size, process_index=0,
-                       process_count=1, **kwargs)
+  whole = make_batches(local_batch_size=global_batch_size, process_index=0, process_count=1,
+                       **kwargs)
   return parallel.own_rows(whole, p, n)
+
+
+def resident_splits(config, info, mesh, splits=("train", "eval")) -> dict[str, bool]:
+  """{'train': resident?, 'eval': resident?}: which of `splits` live on the device
+  (feeding.plan, from the source's answer, data.resident_reason); the others stream."""
+  spec = feed_spec(config)
+  reasons = {}
+  if spec.mode is not False:  # Streaming asks the source nothing.
+    reasons = {split: data.resident_reason(config.data, train=split == "train")
+               for split in splits}
+  return feeding.plan(spec, info, mesh, reasons)
+
+
+def device_feed(config, info, mesh, *, train: bool) -> feeding.Feed:
+  """The train or eval split resident on the device: this process's rows read from the source
+  (data.split_pixels), placed on its devices (feeding.resident_feed); the train split with its
+  augmentation."""
+  rows = info.num_train_examples if train else info.num_eval_examples
+  start, stop = feeding.local_rows(rows, mesh)
+  pixels = data.split_pixels(config.data, train=train, start=start, stop=stop)
+  return feeding.resident_feed(pixels, start=start, num_rows=rows, mesh=mesh,
+                               labels=info.num_classes > 0,
+                               augment=feeding.augment_fn(feed_spec(config)) if train else None)
 
 
 def make_evaluator(model, info, config, mesh, plan, on_device: bool | None = None):
@@ -94,12 +140,12 @@ def make_evaluator(model, info, config, mesh, plan, on_device: bool | None = Non
   sequences, for pictures).
 
   on_device: whether the eval split lives on the device (None: as data.on_device decides,
-  `feeding.plan`); its batches are then row indices, gathered inside the jitted step.
+  `resident_splits`); its batches are then row indices, gathered inside the jitted step.
   """
   if on_device is None:
-    on_device = feeding.plan(config, info, mesh, splits=("eval",))["eval"]
-  feed = feeding.eval_feed(config, info, mesh) if on_device else None
-  scale = feeding.scaling(config.data)
+    on_device = resident_splits(config, info, mesh, splits=("eval",))["eval"]
+  feed = device_feed(config, info, mesh, train=False) if on_device else None
+  scale = feed_spec(config).scale
 
   def fed(fn, quiet=False):
     return feeding.fed_eval(fn, mesh, scale, feed, quiet=quiet)
@@ -107,10 +153,11 @@ def make_evaluator(model, info, config, mesh, plan, on_device: bool | None = Non
 
   def evaluate_split(variables):
     if feed is not None:
-      batches = _host_batches(data.eval_indices, config, config.eval_batch_size,
-                              num_examples=info.num_eval_examples)
+      batches = _host_batches(data.eval_indices, config.data.shard_by_process,
+                              config.eval_batch_size, num_examples=info.num_eval_examples)
     else:
-      batches = _host_batches(data.eval_batches, config, config.eval_batch_size, scaled=False)
+      batches = _host_batches(functools.partial(data.eval_batches, config.data),
+                              config.data.shard_by_process, config.eval_batch_size, scaled=False)
     try:
       return run(variables, batches, mesh, config.data.prefetch_batches)
     except UserError as e:
@@ -127,7 +174,7 @@ def make_train_step(config, plan, schedule, mesh, state_sharding, feed=None):
   """
   gather, augment, resident = (feed.gather, feed.augment, feed.arrays) if feed else (None,
                                                                                       None, {})
-  mean, std = feeding.scaling(config.data)
+  mean, std = feed_spec(config).scale
   fn = steps.fed(functools.partial(plan.train_step, schedule=schedule), mean=mean, std=std,
                  gather=gather, augment=augment)
   jitted = jax.jit(
@@ -138,14 +185,14 @@ def make_train_step(config, plan, schedule, mesh, state_sharding, feed=None):
   return steps.Bound(jitted, resident)
 
 
-def _evaluate_state(evaluate_fn, state, config) -> tuple[dict, str]:
+def _evaluate_state(evaluate_fn, state, ema_eval: bool) -> tuple[dict, str]:
   """({split: (metrics, predictions)}, the split that counts): the trained weights under 'test'
-  and, with EMA on, the averaged ones under 'test_ema'; the latter counts (returned, ranks
-  checkpoints) when optim.ema_eval."""
+  and, with EMA on (the state keeps an average), the averaged ones under 'test_ema'; the latter
+  counts (returned, ranks checkpoints) when ema_eval (optim.ema_eval): optim.evaluates_ema."""
   results = {"test": evaluate_fn(state.variables)}
   if state.ema_params:
     results["test_ema"] = evaluate_fn(state.ema_variables)
-  return results, "test_ema" if optim.evaluates_ema(config.optim) else "test"
+  return results, "test_ema" if state.ema_params and ema_eval else "test"
 
 
 def write_eval_results(workdir: str, step: int, results: dict, predictions, weights: str,
@@ -240,7 +287,7 @@ def _fit(config, workdir: str, *, profile_steps: int = 0):
   if jax.process_index() == 0:
     for note in notes:
       print(f"note: {note}", flush=True)
-  resident = feeding.plan(config, info, mesh)  # Which splits live on the device.
+  resident = resident_splits(config, info, mesh)  # Which splits live on the device.
   tx, schedule = optim.create_optimizer(config.optim, config.num_train_steps)
   root_rng = jax.random.key(config.seed)
   init_rng, dropout_rng = jax.random.split(root_rng)
@@ -269,7 +316,7 @@ def _fit(config, workdir: str, *, profile_steps: int = 0):
           + (f"resuming from step {start_step}" if latest is not None else "starting at step 0"),
           flush=True)
 
-  feed = feeding.train_feed(config, info, mesh) if resident["train"] else None
+  feed = device_feed(config, info, mesh, train=True) if resident["train"] else None
   train_fn = make_train_step(config, plan, schedule, mesh, state_sharding, feed)
   evaluate_fn = make_evaluator(model, info, config, mesh, plan, on_device=resident["eval"])
   if jax.process_index() == 0:  # What predict and export read.
@@ -277,10 +324,12 @@ def _fit(config, workdir: str, *, profile_steps: int = 0):
       plan.write_run_files(workdir)
   micro_batches = config.optim.accumulate_steps  # Per update (step); 1 without accumulation.
   if feed is not None:  # Only the rows' indices travel; the step gathers them.
-    batches = _host_batches(data.train_indices, config, config.batch_size, seed=config.seed,
+    batches = _host_batches(functools.partial(data.train_indices, config.data),
+                            config.data.shard_by_process, config.batch_size, seed=config.seed,
                             start_step=start_step * micro_batches)
   else:
-    batches = _host_batches(data.train_batches, config, config.batch_size, seed=config.seed,
+    batches = _host_batches(functools.partial(data.train_batches, config.data),
+                            config.data.shard_by_process, config.batch_size, seed=config.seed,
                             start_step=start_step * micro_batches, scaled=False)
   batches = parallel.prefetch_to_device(batches, mesh, config.data.prefetch_batches)
   epoch_examples = durations.examples_per_epoch(info.num_train_examples, jax.process_count(),
@@ -325,13 +374,14 @@ def _fit(config, workdir: str, *, profile_steps: int = 0):
         to_log = []
         train_metrics["skipped_steps"] = skipped
         train_metrics["steps_per_sec"] = progress.mark(step)
-        train_metrics["epoch"] = durations.epoch_of(step, config, epoch_examples)
+        train_metrics["epoch"] = durations.epoch_of(step, config.batch_size * micro_batches,
+                                                     epoch_examples)
         if micro_batches > 1:
           train_metrics["micro_step"] = step * micro_batches
         writer.write(step, "train", train_metrics)
         progress.log(step, train_metrics)
       if eval_now:  # Before the save, whose rank it gives.
-        results, counted = _evaluate_state(evaluate_fn, state, config)
+        results, counted = _evaluate_state(evaluate_fn, state, config.optim.ema_eval)
         for split, (split_metrics, _) in results.items():
           writer.write(step, split, split_metrics)
           progress.log(step, split_metrics, split=split)
@@ -375,7 +425,7 @@ def _fit(config, workdir: str, *, profile_steps: int = 0):
             "devices": int(mesh.devices.size), "platform": jax.devices()[0].platform,
             "processes": jax.process_count(), "num_params": int(num_params)})
   if start_step >= config.num_train_steps:  # Already trained that far: report where it is.
-    results, counted = _evaluate_state(evaluate_fn, state, config)
+    results, counted = _evaluate_state(evaluate_fn, state, config.optim.ema_eval)
     for split, (split_metrics, _) in results.items():
       progress.log(start_step, split_metrics, split=split)
     eval_metrics, predictions = results[counted]

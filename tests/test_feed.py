@@ -86,9 +86,9 @@ def test_a_failure_in_the_feeding_thread_is_raised_in_the_loop():
 
 @pytest.mark.parametrize("augment", [False, True])
 def test_device_augmentation_moves_pixels_and_repeats_for_a_key(augment):
-  d = synthetic_config().data
-  d.augment_crop_padding, d.augment_flip = (2, True) if augment else (0, False)
-  fn = feeding.augment_fn(d)
+  c = synthetic_config()
+  c.data.augment_crop_padding, c.data.augment_flip = (2, True) if augment else (0, False)
+  fn = feeding.augment_fn(train.feed_spec(c))
   if not augment:
     assert fn is None
     return

@@ -185,12 +185,17 @@ def test_durations_resolve_from_the_examples_per_update():
   config = tiny_config(num_train_steps=0, num_epochs=2.5, eval_every_steps=0,
                        eval_every_epochs=0.3)
   config.batch_size = 32
-  resolved, notes = durations.resolve(config, examples=1000)  # 31.25 steps per epoch.
+  info = DatasetInfo(num_classes=3, input_shape=(4, 8, 8, 1), num_train_examples=1000,
+                     num_eval_examples=8, class_names=("a", "b", "c"))
+  plan = types.SimpleNamespace(metric_names=("accuracy", "loss"))
+  resolved, notes = train.resolve_config(config, info, plan)  # 31.25 steps per epoch.
   assert (resolved.num_train_steps, resolved.eval_every_steps) == (78, 9)
   assert config.num_train_steps == 0  # The input is left as it was.
   assert notes[0].startswith("num_epochs=2.5 -> num_train_steps=78 (31.25 steps per epoch")
   tiny_epoch = tiny_config(num_train_steps=0, num_epochs=0.01)
-  assert durations.resolve(tiny_epoch, examples=64)[0].num_train_steps == 1  # At least one.
+  lengths = durations.Lengths(**{f: tiny_epoch[f] for f in durations.Lengths.__dataclass_fields__})
+  resolved, _ = durations.resolve(lengths, 64, tiny_epoch.batch_size, accumulate_steps=1)
+  assert resolved.num_train_steps == 1  # At least one.
   assert durations.examples_per_epoch(1001, 4, shard_by_process=True) == 1000
   assert durations.examples_per_epoch(1001, 4, shard_by_process=False) == 1001
 

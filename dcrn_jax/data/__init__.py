@@ -195,13 +195,12 @@ def train_indices(data_config, *, local_batch_size: int, seed: int, start_step: 
       process_index=process_index, process_count=process_count)
 
 
-def eval_indices(data_config, *, num_examples: int, local_batch_size: int,
-                 process_index: int = 0,
+def eval_indices(*, num_examples: int, local_batch_size: int, process_index: int = 0,
                  process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
   """`eval_batches` of a resident eval split of num_examples one-view examples: 'index' in place
-  of 'inputs' and 'label' (`common.eval_index_batches`)."""
+  of 'inputs' and 'label' (`common.eval_index_batches`: the same rule for every source, so no
+  config)."""
   from dcrn_jax.data import common  # pylint: disable=g-import-not-at-top
-  del data_config  # The same rule for every source.
   return common.eval_index_batches(num_examples, local_batch_size=local_batch_size,
                                    process_index=process_index, process_count=process_count)
 
