@@ -1,5 +1,8 @@
 """The loop's speed work: the fast row-index stream of resident TFDS splits keeps the streamed
-order, and benchmarks/bench_loop.py's windows are what its docstring says."""
+order, stored clips streamed as whole batches (`tfds_source._fast_clips`) equal TFDS's own
+decoding, and benchmarks/bench_loop.py's windows are what its docstring says."""
+
+import types
 
 import pathlib
 import sys
@@ -41,6 +44,31 @@ def test_resident_row_indices_name_the_streamed_examples_over_epochs_and_process
         np.testing.assert_array_equal(pixels["label"][index], expected["label"])
         seen += list(index)
       assert len(set(seen)) == share.count  # Every row of the share, each epoch reshuffled.
+
+
+@pytest.mark.needs_tf
+def test_stored_clips_stream_whole_batches_from_the_records_tfds_reads(tmp_path):
+  """moving_digits takes the batch decoder (the test above compares its batches with TFDS's
+  own decode_example, which `split_pixels` uses); a dataset TFDS reads interleaved does not."""
+  from dcrn_jax.data import tfds_source  # pylint: disable=g-import-not-at-top
+  from dcrn_jax.data.tf_import import tfds  # pylint: disable=g-import-not-at-top
+  d = video_gru.get_config().data
+  d.data_dir = str(tmp_path / "tfds")
+  d.num_frames, d.image_size, d.num_train_examples, d.num_test_examples = 2, 16, 12, 4
+  builder, kind, key, shape = tfds_source._open(d)  # pylint: disable=protected-access
+  assert tfds_source._fast_clips(builder, kind, key, shape, "train[2:7]")  # pylint: disable=protected-access
+  records = tfds_source._serialized_records(builder, "train[2:7]")  # pylint: disable=protected-access
+  expected = [ex["video"] for ex in tfds.as_numpy(builder.as_dataset(split="train[2:7]"))]
+  got = tfds_source._batch_clip_decoder(builder, key, shape)(  # pylint: disable=protected-access
+      records.batch(5).get_single_element())["inputs"].numpy()
+  np.testing.assert_array_equal(got, np.stack(expected))
+
+  def stub(num_files, disable_shuffling):
+    split = types.SimpleNamespace(file_instructions=[None] * num_files)
+    info = types.SimpleNamespace(file_format=tfds.core.FileFormat.TFRECORD, splits={"s": split},
+                                 disable_shuffling=disable_shuffling)
+    return types.SimpleNamespace(info=info)
+  assert tfds_source._serialized_records(stub(2, False), "s") is None  # pylint: disable=protected-access
 
 
 def test_bench_loop_windows_pair_each_log_window_with_its_host_cpu_time():
