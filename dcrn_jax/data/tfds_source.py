@@ -282,7 +282,7 @@ def _batch_clip_decoder(builder, key, shape):
   if encoding not in ("zlib", "bytes"):
     return None
   spec = {key: tf.io.FixedLenFeature([], tf.string),
-          "label": tf.io.FixedLenFeature([], tf.int64)}  # Stored clips are labelled.
+          "label": tf.io.FixedLenFeature([], tf.int64)}  # _fast_clips: labelled only.
 
   def decode(serialized):
     example = tf.io.parse_example(serialized, spec)
@@ -295,8 +295,9 @@ def _batch_clip_decoder(builder, key, shape):
 
 
 def _fast_clips(builder, kind, key, shape, split):
-  """(serialized records, batch decoder) of a stored-clip split where both exist, else None."""
-  if kind != "clip":
+  """(serialized records, batch decoder) of a labelled stored-clip split where both exist, else
+  None (unlabelled clips take TFDS's own path)."""
+  if kind != "clip" or not _has_labels(builder):
     return None
   decode = _batch_clip_decoder(builder, key, shape)
   records = _serialized_records(builder, split) if decode else None
